@@ -1,0 +1,76 @@
+"""Composition root: the one place that turns settings into wired adapters."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from connector.compliance.base import ComplianceDirectory
+from connector.compliance.embedded import EmbeddedComplianceDirectory
+from connector.config import Settings
+from connector.directory.base import Directory
+from connector.directory.ldif import LdifDirectory
+from connector.directory.mapping import PRESETS
+from connector.policy.addresses import AddressMap
+from connector.sources.base import LogSource
+from connector.sources.postfix import PostfixLogSource
+from connector.store.database import make_engine, make_sessionmaker, upgrade
+
+
+def utc_now() -> datetime:
+    """The only clock read in the application (tests freeze it with freezegun)."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class Connector:
+    """Everything a cycle needs, wired from the settings."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    address_map: AddressMap
+    rule_fingerprints: dict[str, str]
+    sources: list[LogSource]
+    directory: Directory
+    target: ComplianceDirectory
+
+
+def build_connector(
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    migrate: bool = True,
+) -> Connector:
+    """Wire adapters from ``settings``; migrates the state database unless told not to."""
+    engine = make_engine(settings.state.resolved_url(environ))
+    if migrate:
+        upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    sources: list[LogSource] = [
+        PostfixLogSource(s.name, s.path, timezone=ZoneInfo(s.timezone), batch_lines=s.batch_lines)
+        for s in settings.sources
+    ]
+    directory = LdifDirectory(
+        settings.directory.path,
+        PRESETS[settings.directory.schema_preset],
+        logging.getLogger("connector.directory.ldif"),
+    )
+    target = EmbeddedComplianceDirectory(sessions, clock)
+    return Connector(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        address_map=settings.address_map(),
+        rule_fingerprints={d: settings.rule_fingerprint(d) for d in settings.domains},
+        sources=sources,
+        directory=directory,
+        target=target,
+    )

@@ -1,0 +1,1 @@
+"""Compliance directory targets: where users and org memberships are provisioned."""

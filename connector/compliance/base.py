@@ -1,0 +1,45 @@
+"""The ``ComplianceDirectory`` protocol every target implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    """A user to create: primary address, the org it belongs to, its aliases."""
+
+    primary_address: str
+    org: str
+    aliases: tuple[str, ...] = ()
+    display_name: str | None = None
+    external_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KnownSnapshot:
+    """Every address the target already has: users' primaries and their aliases."""
+
+    users: tuple[str, ...] = ()
+    aliases: dict[str, str] = field(default_factory=dict)  # alias -> primary
+
+
+class ComplianceDirectory(Protocol):
+    """Where users land. Writes are idempotent: creating an existing user or
+    alias again is not an error and never makes a second one. Outages raise
+    ``RetriableError``; a refusal of one item raises ``SkippableError``."""
+
+    def known_addresses(self) -> KnownSnapshot: ...
+
+    def ensure_org(self, name: str) -> None: ...
+
+    def create_user(self, user: NewUser) -> bool:
+        """Create ``user`` (with its aliases) in its org; False if it already existed."""
+        ...
+
+    def add_alias(self, primary_address: str, alias: str) -> bool:
+        """Attach ``alias`` to an existing user; False if it was already attached."""
+        ...
+
+    def describe(self) -> str: ...

@@ -1,0 +1,1 @@
+"""Pure values that flow through the pipeline: no I/O, no clock, no logging."""

@@ -1,0 +1,88 @@
+"""Decisions about candidates, with reasons a person can read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Method(StrEnum):
+    """How a domain's users are created (see the seed product note)."""
+
+    SMARTCREATE = "smartcreate"
+    AUTOCREATE = "autocreate"
+    OFF = "off"
+
+
+class CandidateState(StrEnum):
+    """Where a candidate address stands after the latest run."""
+
+    PENDING = "pending"  # not qualified yet; evidence keeps accumulating
+    CREATED = "created"  # user (or alias) exists in the compliance directory
+    SKIPPED = "skipped"  # decided against, with a reason
+    DEFERRED = "deferred"  # a dependency failed; retried next run
+    HELD = "held"  # waiting for a person (later: limits, review queue)
+
+
+class Outcome(StrEnum):
+    """What the run does with a candidate."""
+
+    CREATE_USER = "create_user"
+    ADD_ALIAS = "add_alias"
+    SKIP = "skip"
+    WAIT = "wait"
+    DEFER = "defer"
+
+
+class Reason(StrEnum):
+    """Why; stable strings, documented in docs/report.md."""
+
+    QUALIFIED = "qualified"
+    BELOW_THRESHOLD = "below_threshold"
+    NO_SMTP_ACCEPT = "no_smtp_accept"
+    REJECTED_BY_SERVER = "rejected_by_server"
+    ALREADY_KNOWN = "already_known"
+    ALIAS_OF = "alias_of"
+    NOT_IN_DIRECTORY = "not_in_directory"
+    NOT_A_USER = "not_a_user"
+    DISABLED_IN_DIRECTORY = "disabled_in_directory"
+    DOMAIN_NOT_MANAGED = "domain_not_managed"
+    METHOD_OFF = "method_off"
+    DIRECTORY_UNAVAILABLE = "directory_unavailable"
+    TARGET_UNAVAILABLE = "target_unavailable"
+    TARGET_REJECTED = "target_rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The policy's verdict on one canonical address.
+
+    For ``CREATE_USER`` and ``ADD_ALIAS`` the ``user_address`` is the primary
+    address the directory gave; for an alias it differs from ``address``.
+    """
+
+    address: str
+    outcome: Outcome
+    reason: Reason
+    detail: str = ""
+    org: str | None = None
+    method: Method | None = None
+    user_address: str | None = None
+    aliases: tuple[str, ...] = ()
+    display_name: str | None = None
+    external_id: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    recheck_at: datetime | None = None  # evidence is stamped later than ``now``: decide again then
+
+    @property
+    def state(self) -> CandidateState:
+        """The candidate state this decision leads to once applied."""
+        return {
+            Outcome.CREATE_USER: CandidateState.CREATED,
+            Outcome.ADD_ALIAS: CandidateState.CREATED,
+            Outcome.SKIP: CandidateState.SKIPPED,
+            Outcome.WAIT: CandidateState.PENDING,
+            Outcome.DEFER: CandidateState.DEFERRED,
+        }[self.outcome]

@@ -1,0 +1,173 @@
+"""From evidence to a decision, in two pure steps.
+
+``assess`` settles what needs no directory (unmanaged domain, method off, already
+known, not qualified yet). Only the rest is looked up in the directory, in one
+batch; ``resolve`` then turns the directory's answer into the final decision.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from connector.domain.decisions import Decision, Method, Outcome, Reason
+from connector.domain.directory import DirectoryAnswer
+from connector.domain.evidence import AddressEvidence
+from connector.policy.addresses import AddressMap, DomainRule, InvalidAddress
+from connector.policy.known import KnownAddresses
+
+
+def _decision(address: str, rule: DomainRule, outcome: Outcome, reason: Reason, detail: str, **extra: Any) -> Decision:
+    return Decision(address, outcome, reason, detail, org=rule.org, method=rule.method, **extra)
+
+
+def evidence_summary(evidence: AddressEvidence, method: Method) -> dict[str, Any]:
+    """The evidence a report shows for a created user."""
+    if method is Method.AUTOCREATE:
+        return {
+            "smtp_reply": evidence.accepted_reply,
+            "accepted_at": evidence.accepted_at.isoformat() if evidence.accepted_at else None,
+            "message_id": evidence.accepted_message_key,
+        }
+    return {
+        "messages": [d.to_json() for d in evidence.qualifying],
+        "qualified_at": evidence.qualified_at.isoformat() if evidence.qualified_at else None,
+    }
+
+
+def _known(address: str, rule: DomainRule, known: KnownAddresses) -> Decision | None:
+    owner = known.owner_of(address)
+    if owner == address:
+        return _decision(address, rule, Outcome.SKIP, Reason.ALREADY_KNOWN, "already a user")
+    if owner is not None:
+        detail = f"already an alias of {owner}"
+        return _decision(address, rule, Outcome.SKIP, Reason.ALIAS_OF, detail, user_address=owner)
+    return None
+
+
+def _refused(address: str, rule: DomainRule, evidence: AddressEvidence) -> Decision:
+    detail = f"recipient refused at RCPT TO: {evidence.rejected_reply}"
+    return _decision(address, rule, Outcome.SKIP, Reason.REJECTED_BY_SERVER, detail)
+
+
+def _not_yet(address: str, rule: DomainRule, ready_at: datetime) -> Decision:
+    """Evidence stamped later than the clock (skew, or a replayed log): wait for the clock."""
+    reason = Reason.BELOW_THRESHOLD if rule.method is Method.SMARTCREATE else Reason.NO_SMTP_ACCEPT
+    detail = f"evidence is stamped {ready_at.isoformat()}, later than now; decided again then"
+    return _decision(address, rule, Outcome.WAIT, reason, detail, recheck_at=ready_at)
+
+
+def assess(
+    address: str,
+    rule: DomainRule | None,
+    evidence: AddressEvidence,
+    known: KnownAddresses,
+    now: datetime,
+) -> Decision | None:
+    """A final decision that needs no directory, or ``None`` if the directory must answer."""
+    if rule is None:
+        return Decision(address, Outcome.SKIP, Reason.DOMAIN_NOT_MANAGED, "domain is not managed")
+    if rule.method is Method.OFF:
+        return _decision(address, rule, Outcome.SKIP, Reason.METHOD_OFF, f"user creation is off for {rule.domain}")
+    if (decision := _known(address, rule, known)) is not None:
+        return decision
+    if rule.method is Method.SMARTCREATE:
+        if evidence.qualified_at is None:
+            if not evidence.recent and evidence.refused_at_rcpt:
+                return _refused(address, rule, evidence)
+            detail = _below_threshold_detail(evidence, rule)
+            return _decision(address, rule, Outcome.WAIT, Reason.BELOW_THRESHOLD, detail)
+        if evidence.qualified_at > now:
+            return _not_yet(address, rule, evidence.qualified_at)
+        return None
+    if not evidence.smtp_accepted:
+        if evidence.refused_at_rcpt:
+            return _refused(address, rule, evidence)
+        detail = "no 2xx answer to RCPT TO seen yet"
+        if evidence.invalidated_at is not None:
+            detail = f"bounced after acceptance at {evidence.invalidated_at.isoformat()}: {evidence.invalidated_reply}"
+        return _decision(address, rule, Outcome.WAIT, Reason.NO_SMTP_ACCEPT, detail)
+    if evidence.accepted_at is not None and evidence.accepted_at > now:
+        return _not_yet(address, rule, evidence.accepted_at)
+    return None
+
+
+def _below_threshold_detail(evidence: AddressEvidence, rule: DomainRule) -> str:
+    recent = evidence.recent
+    in_window = 0
+    if recent:
+        newest = recent[-1].at
+        in_window = sum(1 for d in recent if newest - d.at < rule.window)
+    days = rule.window.total_seconds() / 86400
+    detail = f"{in_window} of {rule.threshold} valid messages within {days:g} days"
+    if len(recent) > in_window:
+        detail += f", {len(recent) - in_window} earlier one(s) too old to count"
+    if recent:
+        detail += f" (latest {recent[-1].at.isoformat()})"
+    if evidence.invalidated_at is not None:
+        detail += (
+            f"; earlier evidence voided by a bounce at {evidence.invalidated_at.isoformat()}: "
+            f"{evidence.invalidated_reply}"
+        )
+    return detail
+
+
+def resolve(
+    address: str,
+    rule: DomainRule,
+    evidence: AddressEvidence,
+    answer: DirectoryAnswer,
+    known: KnownAddresses,
+    address_map: AddressMap,
+) -> Decision:
+    """The decision for a qualified address, given the directory's answer."""
+    if answer is None:
+        detail = "the mail directory has no object with this address"
+        return _decision(address, rule, Outcome.SKIP, Reason.NOT_IN_DIRECTORY, detail)
+    if not answer.is_user:
+        detail = f"directory object is a {answer.kind.value} ({answer.dn})"
+        return _decision(address, rule, Outcome.SKIP, Reason.NOT_A_USER, detail)
+    if not answer.enabled:
+        return _decision(
+            address, rule, Outcome.SKIP, Reason.DISABLED_IN_DIRECTORY, f"account is disabled ({answer.dn})"
+        )
+    primary = _canonical_or(address_map, answer.primary_address, address)
+    owner = known.owner_of(primary)
+    evidence_json = evidence_summary(evidence, rule.method)
+    if owner is not None:
+        # The person exists in the target; this address is one of their aliases.
+        detail = f"alias of existing user {owner} ({answer.dn})"
+        return _decision(
+            address, rule, Outcome.ADD_ALIAS, Reason.QUALIFIED, detail, user_address=owner, evidence=evidence_json
+        )
+    # The user joins the org of its primary address's domain, when that one is managed.
+    primary_rule = address_map.rule_for(primary.rpartition("@")[2])
+    org = primary_rule.org if primary_rule is not None and primary_rule.method is not Method.OFF else rule.org
+    aliases: list[str] = []
+    for alias in (*answer.aliases, address):
+        canonical = _canonical_or(address_map, alias, "")
+        if canonical and canonical != primary and canonical not in aliases:
+            aliases.append(canonical)
+    detail = "qualified" if primary == address else f"qualified as {address}, an alias of {primary}"
+    return Decision(
+        address,
+        Outcome.CREATE_USER,
+        Reason.QUALIFIED,
+        f"{detail} ({answer.dn})",
+        org=org,
+        method=rule.method,
+        user_address=primary,
+        aliases=tuple(aliases),
+        display_name=answer.display_name,
+        external_id=answer.external_id,
+        evidence=evidence_json,
+    )
+
+
+def _canonical_or(address_map: AddressMap, address: str | None, fallback: str) -> str:
+    if not address:
+        return fallback
+    try:
+        return address_map.canonical(address)
+    except InvalidAddress:
+        return fallback

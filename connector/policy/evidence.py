@@ -1,0 +1,121 @@
+"""Folding delivery events into per-address evidence (pure).
+
+What counts:
+- A *valid message* for SmartCreate is a delivery with ``status=sent`` from a
+  real sender. Notifications with a null sender (``MAIL FROM:<>``: bounces,
+  the gateway's own non-delivery reports) do not count: anyone can cause them.
+  The same message-id delivered twice counts once.
+- An *SMTP accept* for Autocreate is ``status=sent`` with a 2xx reply from the
+  downstream server (so it answered RCPT TO with 250/251).
+- A *permanent failure* (``bounced``, ``expired``, or the gateway's own
+  ``NOQUEUE`` reject) invalidates everything seen before it: on servers that
+  accept first and bounce later (Exchange, Qmail) the bounce is the only sign
+  that the address does not exist.
+- A ``deferred`` attempt proves nothing either way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+
+from connector.domain.events import DeliveryEvent, DeliveryStatus
+from connector.domain.evidence import AddressEvidence, Delivery
+
+SEEN_AS_LIMIT = 5
+
+
+def record_event(
+    evidence: AddressEvidence,
+    event: DeliveryEvent,
+    *,
+    threshold: int,
+    window: timedelta,
+    seen_as: str | None = None,
+) -> AddressEvidence:
+    """Return ``evidence`` updated with ``event`` (which is for ``evidence.address``)."""
+    updated = _touch(evidence, event, seen_as)
+    status = event.status
+    if status is DeliveryStatus.SENT:
+        if event.reply_class == 2 and (updated.accepted_at is None or event.at >= updated.accepted_at):
+            updated = dataclasses.replace(
+                updated,
+                accepted_at=event.at,
+                accepted_reply=event.reply,
+                accepted_message_key=event.message_key,
+            )
+        if not event.null_sender:
+            updated = add_delivery(updated, Delivery(event.message_key, event.at), threshold, window)
+    elif status in (DeliveryStatus.BOUNCED, DeliveryStatus.EXPIRED, DeliveryStatus.REJECTED):
+        reply = event.reply or f"dsn={event.dsn} status={status.value}"
+        if event.rcpt_stage and (updated.rejected_at is None or event.at >= updated.rejected_at):
+            updated = dataclasses.replace(updated, rejected_at=event.at, rejected_reply=reply)
+        updated = invalidate(updated, event.at, reply, threshold, window)
+    return updated
+
+
+def _touch(evidence: AddressEvidence, event: DeliveryEvent, seen_as: str | None) -> AddressEvidence:
+    first = evidence.first_seen_at
+    last = evidence.last_seen_at
+    names = evidence.seen_as
+    if seen_as and seen_as != evidence.address and seen_as not in names and len(names) < SEEN_AS_LIMIT:
+        names = (*names, seen_as)
+    return dataclasses.replace(
+        evidence,
+        first_seen_at=event.at if first is None or event.at < first else first,
+        last_seen_at=event.at if last is None or event.at > last else last,
+        events_seen=evidence.events_seen + 1,
+        seen_as=names,
+        revision=evidence.revision + 1,
+    )
+
+
+def first_qualifying_window(
+    deliveries: tuple[Delivery, ...], threshold: int, window: timedelta
+) -> tuple[Delivery, ...] | None:
+    """The earliest ``threshold`` consecutive deliveries spanning less than ``window``.
+
+    "3 messages within 14 days": the third must arrive strictly less than 14 days
+    after the first; at exactly 14 days the first has expired.
+    """
+    for start in range(len(deliveries) - threshold + 1):
+        run = deliveries[start : start + threshold]
+        if run[-1].at - run[0].at < window:
+            return run
+    return None
+
+
+def add_delivery(evidence: AddressEvidence, delivery: Delivery, threshold: int, window: timedelta) -> AddressEvidence:
+    """Add one valid message, keeping only the last ``threshold`` distinct ones."""
+    if evidence.invalidated_at is not None and delivery.at <= evidence.invalidated_at:
+        return evidence  # older than a bounce that already voided it (out-of-order input)
+    known_keys = {d.message_key for d in evidence.recent} | {d.message_key for d in evidence.qualifying}
+    if delivery.message_key in known_keys:
+        return evidence
+    merged = tuple(sorted((*evidence.recent, delivery), key=lambda d: d.at))
+    qualified_at, qualifying = evidence.qualified_at, evidence.qualifying
+    if qualified_at is None:
+        run = first_qualifying_window(merged, threshold, window)
+        if run is not None:
+            qualified_at, qualifying = run[-1].at, run
+    return dataclasses.replace(evidence, recent=merged[-threshold:], qualified_at=qualified_at, qualifying=qualifying)
+
+
+def invalidate(
+    evidence: AddressEvidence, at: datetime, reply: str, threshold: int, window: timedelta
+) -> AddressEvidence:
+    """Void every valid message up to ``at`` (a permanent failure for this address)."""
+    recent = tuple(d for d in evidence.recent if d.at > at)
+    qualified_at, qualifying = evidence.qualified_at, evidence.qualifying
+    if qualifying and any(d.at <= at for d in qualifying):
+        run = first_qualifying_window(recent, threshold, window)
+        qualified_at, qualifying = (run[-1].at, run) if run else (None, ())
+    latest = evidence.invalidated_at
+    return dataclasses.replace(
+        evidence,
+        recent=recent,
+        qualified_at=qualified_at,
+        qualifying=qualifying,
+        invalidated_at=at if latest is None or at > latest else latest,
+        invalidated_reply=reply if latest is None or at >= latest else evidence.invalidated_reply,
+    )

@@ -1,0 +1,1 @@
+"""Rendering stored run reports for people."""

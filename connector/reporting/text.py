@@ -1,0 +1,87 @@
+"""The short text summary of a run report, grouped by org."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+EXAMPLES_PER_REASON = 25
+
+
+def _created_line(entry: dict[str, Any]) -> str:
+    evidence = entry.get("evidence") or {}
+    if entry.get("method") == "autocreate":
+        why = f"SMTP {evidence.get('smtp_reply') or '2xx'}"
+    else:
+        messages = evidence.get("messages") or []
+        why = f"{len(messages)} messages, qualified {evidence.get('qualified_at')}"
+    line = f"    {entry['address']}  [{entry.get('method')}] {why}"
+    if entry.get("via"):
+        line += f"; via alias {entry['via']}"
+    if entry.get("aliases"):
+        line += f"; aliases: {', '.join(entry['aliases'])}"
+    return line
+
+
+def render_text(report: dict[str, Any]) -> str:
+    """A summary a person reads in a terminal or a cron mail."""
+    counts = report["counts"]
+    mode = "DRY RUN, nothing changed" if report["dry_run"] else "applied"
+    out = [
+        f"Run {report['run_id']} ({mode}): {report['status']}",
+        f"  started {report['started_at']}, finished {report['finished_at']}",
+        f"  directory: {report.get('directory')}; target: {report.get('target')}",
+    ]
+    for warning in report.get("warnings", []):
+        out.append(f"  WARNING: {warning}")
+    for source in report["sources"]:
+        out.append(
+            f"  source {source['name']} ({source['file']}): {source['lines_read']} new lines, "
+            f"{source['events']} delivery events, {source['bad_lines']} malformed"
+        )
+    out.append(
+        f"  created {counts['created']}, aliases added {counts['aliases_added']}, not created {counts['skipped']}, "
+        f"deferred {counts['deferred']}, held {counts['held']}, errors {counts['errors']}"
+    )
+
+    by_org: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in report["created"]:
+        by_org[entry.get("org") or "?"].append(entry)
+    if by_org:
+        out.append("")
+        out.append("Created users" + (" (would be created)" if report["dry_run"] else "") + ":")
+        for org in sorted(by_org):
+            out.append(f"  {org}")
+            out.extend(_created_line(e) for e in sorted(by_org[org], key=lambda e: e["address"]))
+    if report["aliases_added"]:
+        out.append("")
+        out.append("Aliases added:")
+        for entry in report["aliases_added"]:
+            out.append(f"    {entry['address']} -> {entry['user']} ({entry.get('org')})")
+
+    by_reason: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in report["skipped"]:
+        by_reason[entry["reason"]].append(entry)
+    if by_reason:
+        out.append("")
+        out.append("Not created:")
+        for reason in sorted(by_reason):
+            entries = by_reason[reason]
+            out.append(f"  {reason} ({len(entries)})")
+            for entry in entries[:EXAMPLES_PER_REASON]:
+                out.append(f"    {entry['address']}: {entry['detail']}")
+            if len(entries) > EXAMPLES_PER_REASON:
+                out.append(f"    ... and {len(entries) - EXAMPLES_PER_REASON} more (see --format json)")
+    for title, key in (("Deferred (retried next run)", "deferred"), ("Held", "held")):
+        if report[key]:
+            out.append("")
+            out.append(f"{title}:")
+            out.extend(f"    {e['address']}: {e['reason']}: {e['detail']}" for e in report[key])
+    if report["errors"]:
+        out.append("")
+        out.append("Errors:")
+        out.extend(
+            f"    {e.get('stage', '?')}: {e.get('address') or e.get('source') or ''} {e['error']}"
+            for e in report["errors"]
+        )
+    return "\n".join(out) + "\n"

@@ -1,0 +1,1 @@
+"""Log sources: gateway delivery logs -> ``DeliveryEvent``."""

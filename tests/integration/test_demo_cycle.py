@@ -1,0 +1,185 @@
+"""End to end on the bundled demo: logs in, report out, target queried back."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from freezegun import freeze_time
+
+from connector.app import build_connector, utc_now
+from connector.cli import main
+from connector.compliance.embedded import EmbeddedComplianceDirectory
+from connector.config import load_settings
+from jobs.cycle import run_cycle
+
+EXPECTED_USERS = {
+    "Acme Corp": [
+        ("alice@acme.com", ["alice.archer@acme.com"]),
+        ("bob@acme.com", ["robert@acme.com"]),
+        ("erin@acme.com", []),
+        ("frank@acme.com", []),
+    ],
+    "Globex": [("gina@globex.com", []), ("hank@globex.com", [])],
+}
+
+
+def sync(config: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    code = main(["sync", "-c", str(config), "--format", "json", *extra])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def users(config: Path) -> dict[str, list[tuple[str, list[str]]]]:
+    target = build_connector(load_settings(config), {}).target
+    assert isinstance(target, EmbeddedComplianceDirectory)
+    return target.users_by_org()
+
+
+def skipped(report: dict, reason: str) -> dict[str, str]:  # type: ignore[type-arg]
+    return {s["address"]: s["detail"] for s in report["skipped"] if s["reason"] == reason}
+
+
+def recipients_in_log(config: Path, domain: str) -> set[str]:
+    text = (config.parent / "demo" / "logs" / "mail.log").read_text()
+    return set(re.findall(rf"to=<([^>]+@{re.escape(domain)})>", text))
+
+
+def test_demo_creates_the_expected_users_and_explains_the_rest(
+    demo_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = sync(demo_config, capsys)
+    assert code == 0 and report["status"] == "ok" and not report["dry_run"]
+    assert users(demo_config) == EXPECTED_USERS
+
+    created = {c["address"]: c for c in report["created"]}
+    assert created["bob@acme.com"]["via"] == "robert@acme.com"
+    assert len(created["alice@acme.com"]["evidence"]["messages"]) == 3
+    assert created["gina@globex.com"]["evidence"]["smtp_reply"].startswith("250 ")
+
+    below = skipped(report, "below_threshold")
+    assert below["carol@acme.com"].startswith("2 of 3 valid messages")
+    assert "1 earlier one(s) too old to count" in below["dave@acme.com"]
+    assert "voided by a bounce" in below["ghost@acme.com"]
+    attack = recipients_in_log(demo_config, "globex.com") - {"gina@globex.com", "hank@globex.com"}
+    assert len(attack) == 20
+    assert set(skipped(report, "not_in_directory")) == attack
+    assert len(skipped(report, "rejected_by_server")) == 5
+    assert set(skipped(report, "not_a_user")) == {"sales@acme.com"}
+    assert set(skipped(report, "method_off")) == {"ivan@initech.com"}
+    assert set(skipped(report, "already_known")) == {"bob@acme.com"}
+    assert "*@partner.test" in skipped(report, "domain_not_managed")
+    assert report["counts"]["bad_lines"] == 1
+    assert report["sources"][0]["bad_line_examples"][0]["text"].endswith("relay=")
+
+
+def test_second_run_creates_nothing_and_reads_no_line_twice(
+    demo_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sync(demo_config, capsys)
+    code, report = sync(demo_config, capsys)
+    assert code == 0
+    assert report["counts"]["lines_read"] == 0
+    assert report["created"] == [] and report["skipped"] == []
+    assert users(demo_config) == EXPECTED_USERS
+
+
+def test_new_lines_are_read_once_and_can_qualify_an_address(
+    demo_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sync(demo_config, capsys)
+    log = demo_config.parent / "demo" / "logs" / "mail.log"
+    with log.open("a") as handle:
+        handle.write(
+            "2026-11-26T12:00:00.000000+00:00 mx1 postfix/cleanup[9]: 9C0FFEE1234: message-id=<late-1@partner.test>\n"
+            "2026-11-26T12:00:00.100000+00:00 mx1 postfix/qmgr[9]: 9C0FFEE1234: from=<x@partner.test>, size=1, "
+            "nrcpt=1 (queue active)\n"
+            "2026-11-26T12:00:00.200000+00:00 mx1 postfix/relay/smtp[9]: 9C0FFEE1234: to=<carol@acme.com>, "
+            "relay=mailstore.acme.com[10.0.0.5]:25, delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, "
+            "status=sent (250 2.0.0 Ok: queued as 1)\n"
+        )
+    code, report = sync(demo_config, capsys)
+    assert code == 0
+    assert report["counts"]["lines_read"] == 3
+    assert [c["address"] for c in report["created"]] == ["carol@acme.com"]
+
+
+def test_dry_run_changes_nothing(demo_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, dry = sync(demo_config, capsys, "--dry-run")
+    assert code == 0 and dry["dry_run"]
+    assert len(dry["created"]) == 6
+    assert "create alice@acme.com in Acme Corp" in dry["planned_changes"]
+    assert users(demo_config) == {}
+    code, real = sync(demo_config, capsys)
+    assert real["counts"]["lines_read"] == dry["counts"]["lines_read"] > 0
+    assert {c["address"] for c in real["created"]} == {c["address"] for c in dry["created"]}
+
+
+def test_directory_outage_defers_and_the_next_run_catches_up(
+    demo_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ldif = demo_config.parent / "demo" / "directory.ldif"
+    hidden = ldif.with_suffix(".away")
+    ldif.rename(hidden)
+    code, report = sync(demo_config, capsys)
+    assert code == 1 and report["status"] == "partial"
+    assert report["created"] == []
+    deferred = {d["address"] for d in report["deferred"]}
+    assert {"alice@acme.com", "robert@acme.com", "gina@globex.com"} <= deferred
+    assert all(d["reason"] == "directory_unavailable" for d in report["deferred"])
+    assert users(demo_config) == {}
+
+    hidden.rename(ldif)
+    code, report = sync(demo_config, capsys)
+    assert code == 0 and report["counts"]["lines_read"] == 0
+    assert users(demo_config) == EXPECTED_USERS
+
+
+def test_qualification_later_than_now_waits_until_its_time(demo_config: Path) -> None:
+    """Log stamps ahead of the clock (skew) are not trusted until the clock catches up."""
+    connector = build_connector(load_settings(demo_config), {})
+    with freeze_time("2026-11-10T00:00:00Z"):
+        report = run_cycle(connector, clock=utc_now)
+    assert {c["address"] for c in report.created} == {"alice@acme.com"}
+    waiting = {s["address"]: s["detail"] for s in report.skipped}
+    assert "later than now" in waiting["robert@acme.com"]
+    assert "later than now" in waiting["gina@globex.com"]
+    with freeze_time("2026-11-27T00:00:00Z"):
+        report = run_cycle(connector, clock=utc_now)
+    assert {c["address"] for c in report.created} == {
+        "bob@acme.com",
+        "erin@acme.com",
+        "frank@acme.com",
+        "gina@globex.com",
+        "hank@globex.com",
+    }
+    assert report.started_at.isoformat() == "2026-11-27T00:00:00+00:00"
+
+
+def test_explain_a_created_and_a_skipped_address(demo_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sync(demo_config, capsys)
+    assert main(["explain", "-c", str(demo_config), "Robert@ACME.com"]) == 0
+    text = capsys.readouterr().out
+    assert "normalised Robert@ACME.com -> robert@acme.com" in text
+    assert "SmartCreate rule met at" in text
+    assert "known as an alias of bob@acme.com" in text
+    assert "created (qualified)" in text
+
+    assert main(["explain", "-c", str(demo_config), "dave@acme.com"]) == 0
+    text = capsys.readouterr().out
+    assert "wait: below_threshold: 2 of 3 valid messages within 14 days" in text
+    assert "2026-11-02T10:00:00+00:00" in text  # the message that fell out of the window
+
+    assert main(["explain", "-c", str(demo_config), "erin@acme.net"]) == 0
+    assert "domain alias acme.net -> acme.com" in capsys.readouterr().out
+
+
+def test_report_command(demo_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sync(demo_config, capsys)
+    assert main(["report", "-c", str(demo_config)]) == 0
+    text = capsys.readouterr().out
+    assert "Acme Corp" in text and "not_in_directory (20)" in text
+    assert main(["report", "1", "-c", str(demo_config), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run_id"] == 1
+    assert main(["report", "99", "-c", str(demo_config)]) == 4

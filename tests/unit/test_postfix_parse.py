@@ -1,0 +1,116 @@
+"""Postfix line parsing and joining, on real Postfix 3.7 output (tests/data/postfix)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from connector.domain.events import DeliveryStatus
+from connector.sources.postfix import MalformedLine, PostfixJoiner, PostfixLogSource, YearInference, parse_line
+from tests.conftest import DATA, utc
+
+SAMPLES = DATA / "postfix"
+
+
+def read_all(path: Path):  # type: ignore[no-untyped-def]
+    batches = list(PostfixLogSource("gw", path).read(None))
+    events = [e for b in batches for e in b.events]
+    return batches, events
+
+
+def test_real_postlogd_sample() -> None:
+    batches, events = read_all(SAMPLES / "postlogd-maillog_file.log")
+    by_recipient = {e.recipient: e for e in events}
+    alice = by_recipient["alice@example.com"]
+    assert alice.status is DeliveryStatus.SENT
+    assert alice.message_id == "20261127085925.005343@vm"
+    assert alice.sender == "sender@partner.test"
+    assert alice.reply == "250 2.0.0 Ok: queued as 4XyZ24176"
+    assert alice.relay == "127.0.0.1[127.0.0.1]:2525" and alice.dsn == "2.0.0"
+    assert alice.reply_class == 2 and not alice.rcpt_stage
+    nouser = by_recipient["nouser1@example.com"]
+    assert nouser.status is DeliveryStatus.BOUNCED and nouser.rcpt_stage
+    assert nouser.reply is not None and nouser.reply.startswith("550 5.1.1 <nouser1@example.com>")
+    tmpfail = by_recipient["tmpfail@example.com"]
+    assert tmpfail.status is DeliveryStatus.DEFERRED and tmpfail.reply_class == 4
+    # the 3-recipient message: one message-id for all three
+    multi = {e.recipient for e in events if e.message_id == "20261127085925.005355@vm"}
+    assert multi == {"nouser2@example.org", "dave@example.com", "erin@example.com"}
+    # the gateway's own non-delivery notifications carry the null sender
+    ndrs = [e for e in events if e.recipient == "sender@partner.test"]
+    assert len(ndrs) == 2 and all(e.null_sender for e in ndrs)
+    assert sum(b.stats.bad_lines for b in batches) == 0
+    assert sum(b.stats.lines_read for b in batches) == 56
+
+
+def test_traditional_and_rfc3339_samples_agree() -> None:
+    _, traditional = read_all(SAMPLES / "rsyslog-traditional.log")
+    _, rfc3339 = read_all(SAMPLES / "rsyslog-rfc3339.log")
+    assert [(e.recipient, e.status, e.message_id) for e in traditional] == [
+        (e.recipient, e.status, e.message_id) for e in rfc3339
+    ]
+    assert rfc3339[0].at == utc("2026-11-27T08:59:40.676889")
+    assert traditional[0].at.replace(year=2026) == utc("2026-11-27T08:59:40")
+
+
+def test_year_inference_across_new_year() -> None:
+    years = YearInference(utc("2027-01-01T00:30:00"), UTC)
+    december = parse_line("Dec 31 23:59:59 mx1 postfix/qmgr[1]: ABCDE12345: removed", years)
+    january = parse_line("Jan  1 00:00:01 mx1 postfix/qmgr[1]: ABCDE12345: removed", years)
+    assert december is not None and december.at == utc("2026-12-31T23:59:59")
+    assert january is not None and january.at == utc("2027-01-01T00:00:01")
+
+
+def test_year_inference_uses_the_configured_zone() -> None:
+    years = YearInference(utc("2026-11-27T12:00:00"), ZoneInfo("Europe/Berlin"))
+    line = parse_line("Nov 27 10:00:00 mx1 postfix/qmgr[1]: ABCDE12345: removed", years)
+    assert line is not None and line.at == utc("2026-11-27T09:00:00")
+
+
+def test_other_programs_are_ignored_and_junk_is_malformed() -> None:
+    years = YearInference(utc("2026-11-27T12:00:00"), UTC)
+    assert parse_line("Nov 27 10:00:00 mx1 CRON[12]: (root) CMD (true)", years) is None
+    with pytest.raises(MalformedLine):
+        parse_line("garbage without a timestamp", years)
+    with pytest.raises(MalformedLine):
+        parse_line("Foo 27 10:00:00 mx1 postfix/smtp[1]: X", years)
+
+
+@pytest.mark.parametrize("program", ["postfix/smtp", "postfix/relay/smtp", "postfix/lmtp", "postfix-out/smtp"])
+def test_any_delivery_agent_name(program: str) -> None:
+    years = YearInference(utc("2026-11-27T12:00:00"), UTC)
+    line = parse_line(
+        f"Nov 27 10:00:00 mx1 {program}[9]: 4F3A2B1C9D: to=<A@Acme.com>, orig_to=<a@acme.net>, "
+        "relay=store[10.0.0.5]:25, delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
+        years,
+    )
+    assert line is not None
+    event = PostfixJoiner("gw").feed(line)
+    assert event is not None
+    assert (event.recipient, event.orig_recipient, event.reply) == ("A@Acme.com", "a@acme.net", "250 2.0.0 Ok")
+
+
+def test_noqueue_reject_is_a_rcpt_stage_rejection() -> None:
+    years = YearInference(utc("2026-11-27T12:00:00"), UTC)
+    line = parse_line(
+        "Nov 27 10:00:00 mx1 postfix/smtpd[7]: NOQUEUE: reject: RCPT from unknown[203.0.113.9]: "
+        "550 5.1.1 <zz@acme.com>: Recipient address rejected: User unknown in relay recipient table; "
+        "from=<spam@spam.example> to=<zz@acme.com> proto=ESMTP helo=<x>",
+        years,
+    )
+    assert line is not None
+    event = PostfixJoiner("gw").feed(line)
+    assert event is not None
+    assert event.status is DeliveryStatus.REJECTED and event.rcpt_stage
+    assert event.recipient == "zz@acme.com" and event.dsn == "5.1.1"
+
+
+def test_truncated_delivery_line_is_malformed() -> None:
+    years = YearInference(utc("2026-11-27T12:00:00"), UTC)
+    line = parse_line("Nov 27 10:00:00 mx1 postfix/smtp[9]: 4F3A2B1C9D: to=<broken@acme.com>, relay=", years)
+    assert line is not None
+    with pytest.raises(MalformedLine):
+        PostfixJoiner("gw").feed(line)
