@@ -42,6 +42,32 @@ class Connector:
     target: ComplianceDirectory
 
 
+def build_sources(settings: Settings) -> list[LogSource]:
+    """One reader per configured log source."""
+    return [
+        PostfixLogSource(s.name, s.path, timezone=ZoneInfo(s.timezone), batch_lines=s.batch_lines)
+        for s in settings.sources
+    ]
+
+
+def build_directory(settings: Settings, environ: Mapping[str, str]) -> Directory:
+    """The mail directory adapter for the cross-check."""
+    directory = settings.directory
+    return LdifDirectory(
+        directory.path, PRESETS[directory.schema_preset], logging.getLogger("connector.directory.ldif")
+    )
+
+
+def build_target(
+    settings: Settings,
+    environ: Mapping[str, str],
+    sessions: sessionmaker[Session],
+    clock: Callable[[], datetime],
+) -> ComplianceDirectory:
+    """The compliance directory adapter users are provisioned to."""
+    return EmbeddedComplianceDirectory(sessions, clock)
+
+
 def build_connector(
     settings: Settings,
     environ: Mapping[str, str],
@@ -54,23 +80,13 @@ def build_connector(
     if migrate:
         upgrade(engine)
     sessions = make_sessionmaker(engine)
-    sources: list[LogSource] = [
-        PostfixLogSource(s.name, s.path, timezone=ZoneInfo(s.timezone), batch_lines=s.batch_lines)
-        for s in settings.sources
-    ]
-    directory = LdifDirectory(
-        settings.directory.path,
-        PRESETS[settings.directory.schema_preset],
-        logging.getLogger("connector.directory.ldif"),
-    )
-    target = EmbeddedComplianceDirectory(sessions, clock)
     return Connector(
         settings=settings,
         engine=engine,
         sessions=sessions,
         address_map=settings.address_map(),
         rule_fingerprints={d: settings.rule_fingerprint(d) for d in settings.domains},
-        sources=sources,
-        directory=directory,
-        target=target,
+        sources=build_sources(settings),
+        directory=build_directory(settings, environ),
+        target=build_target(settings, environ, sessions, clock),
     )

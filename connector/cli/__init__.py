@@ -1,0 +1,54 @@
+"""The ``connector`` command.
+
+Each module of this package registers its subcommands; ``main`` parses,
+sets up logging and maps errors to exit codes (docs/operations.md):
+
+0 ok; 1 the run finished but some work was deferred or failed (see report);
+2 configuration or usage error; 3 the run failed; 4 not found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from connector import __version__
+from connector.cli import config_commands, run_commands
+from connector.cli.common import EXIT_CONFIG, EXIT_FAILED
+from connector.errors import ConfigError, ConnectorError
+
+COMMAND_MODULES = (run_commands, config_commands)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", help="config file (default: $CONNECTOR_CONFIG)")
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr (-vv: debug)")
+    parser = argparse.ArgumentParser(prog="connector", description="Mail-flow user provisioning connector.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in COMMAND_MODULES:
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(getattr(args, "verbose", 0), 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print("configuration problems:", file=sys.stderr)
+        for key, message in exc.problems:
+            print(f"  {key or '(file)'}: {message}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ConnectorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
