@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from connector.app import Connector
+from connector.compliance.known import load_known
+from connector.directory.lookup import lookup_candidates
 from connector.domain.evidence import AddressEvidence
 from connector.errors import RetriableError
 from connector.policy.addresses import InvalidAddress
 from connector.policy.decide import assess, resolve
 from connector.store import repository
-from jobs.cycle import load_known
 
 
 def _iso(value: datetime | None) -> str:
@@ -79,7 +80,10 @@ def explain(connector: Connector, address: str, *, now: datetime) -> str:
     answer = None
     directory_ok = True
     try:
-        answer = connector.directory.lookup([mapped.address]).get(mapped.address)
+        looked_up = lookup_candidates(connector.directory, [evidence])[mapped.address]
+        if isinstance(looked_up, RetriableError):
+            raise looked_up
+        answer = looked_up
         if answer is None:
             out.append("  no object has this address")
         else:

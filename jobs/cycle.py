@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -11,63 +11,23 @@ from sqlalchemy.orm import Session
 from connector.app import Connector
 from connector.compliance.base import ComplianceDirectory, NewUser
 from connector.compliance.dry_run import DryRunComplianceDirectory
-from connector.directory.base import Directory
+from connector.compliance.known import load_known
+from connector.directory.lookup import lookup_candidates
 from connector.domain.decisions import Decision, Outcome, Reason
-from connector.domain.directory import DirectoryAnswer
 from connector.domain.evidence import AddressEvidence
 from connector.domain.report import RunReport
 from connector.errors import ConnectorError, RetriableError, SkippableError
-from connector.policy.addresses import AddressMap, DomainRule, InvalidAddress
+from connector.policy.addresses import AddressMap, DomainRule
 from connector.policy.decide import assess, resolve
 from connector.policy.known import KnownAddresses
 from connector.store import repository
 from jobs.ingest import IngestResult, ingest
 
 log = logging.getLogger(__name__)
-LOOKUP_BATCH = 500
-
-
-def load_known(target: ComplianceDirectory, address_map: AddressMap) -> KnownAddresses:
-    """The target's users and aliases, canonicalised like candidates are."""
-    snapshot = target.known_addresses()
-    known = KnownAddresses()
-
-    def canonical(address: str) -> str | None:
-        try:
-            return address_map.canonical(address)
-        except InvalidAddress:
-            return None
-
-    for user in snapshot.users:
-        if (primary := canonical(user)) is not None:
-            known.add_user(primary)
-    for alias, owner in snapshot.aliases.items():
-        alias_c, owner_c = canonical(alias), canonical(owner)
-        if alias_c and owner_c:
-            known.add_alias(alias_c, owner_c)
-    return known
 
 
 def _rule(address_map: AddressMap, evidence: AddressEvidence) -> DomainRule | None:
     return address_map.rule_for(evidence.address.rpartition("@")[2])
-
-
-def _lookup_all(
-    directory: Directory, addresses: Sequence[str], report: RunReport
-) -> dict[str, DirectoryAnswer | RetriableError]:
-    """Directory answers in batches; a batch that fails maps to its error (deferred)."""
-    answers: dict[str, DirectoryAnswer | RetriableError] = {}
-    for start in range(0, len(addresses), LOOKUP_BATCH):
-        chunk = addresses[start : start + LOOKUP_BATCH]
-        try:
-            found = directory.lookup(chunk)
-        except RetriableError as exc:
-            log.warning("directory unavailable: %s", exc)
-            report.errors.append({"stage": "directory", "error": str(exc), "addresses": len(chunk)})
-            answers.update({address: exc for address in chunk})
-            continue
-        answers.update({address: found.get(address) for address in chunk})
-    return answers
 
 
 def _apply(decision: Decision, target: ComplianceDirectory, known: KnownAddresses, report: RunReport) -> Decision:
@@ -76,16 +36,27 @@ def _apply(decision: Decision, target: ComplianceDirectory, known: KnownAddresse
         if decision.outcome is Outcome.CREATE_USER:
             assert decision.user_address is not None and decision.org is not None
             target.ensure_org(decision.org)
-            target.create_user(
-                NewUser(
-                    primary_address=decision.user_address,
-                    org=decision.org,
-                    aliases=decision.aliases,
-                    display_name=decision.display_name,
-                    external_id=decision.external_id,
-                )
+            new_user = NewUser(
+                primary_address=decision.user_address,
+                org=decision.org,
+                aliases=decision.aliases,
+                display_name=decision.display_name,
+                external_id=decision.external_id,
             )
-            known.add_user(decision.user_address, decision.aliases)
+            if not target.create_user(new_user):
+                # Created outside this connector since the known-address snapshot was taken.
+                known.add_user(decision.user_address, decision.aliases)
+                detail = f"{decision.user_address} already exists in the compliance directory"
+                return Decision(
+                    decision.address,
+                    Outcome.SKIP,
+                    Reason.ALREADY_KNOWN,
+                    detail,
+                    org=decision.org,
+                    method=decision.method,
+                )
+            via = f" via {decision.address}" if decision.address != decision.user_address else ""
+            known.add_user(decision.user_address, decision.aliases, origin=f"created in this run{via}")
         elif decision.outcome is Outcome.ADD_ALIAS:
             assert decision.user_address is not None
             target.add_alias(decision.user_address, decision.address)
@@ -142,7 +113,10 @@ def decide_and_sync(
             decision = Decision(evidence.address, Outcome.DEFER, Reason.TARGET_UNAVAILABLE, str(target_down))
             decisions.append((decision, evidence))
         to_check = []
-    answers = _lookup_all(connector.directory, [e.address for e in to_check], report)
+    answers = lookup_candidates(connector.directory, to_check)
+    failures = {str(a) for a in answers.values() if isinstance(a, RetriableError)}
+    for failure in sorted(failures):
+        report.errors.append({"stage": "directory", "error": failure})
     for evidence in to_check:
         rule = _rule(address_map, evidence)
         assert rule is not None

@@ -52,6 +52,7 @@ def _merge(total: SourceStats, batch: SourceStats) -> None:
             total.bad_line_examples.append(bad)
     total.bad_lines += batch.bad_lines
     total.restarted = total.restarted or batch.restarted
+    total.error = total.error or batch.error
 
 
 def apply_events(
@@ -123,7 +124,10 @@ def ingest(
             if commit:
                 session.rollback()  # the failed batch only; earlier batches are committed
             log.error("source %s: read failed: %s", source.name, exc)
-            result.errors.append({"source": source.name, "error": f"read failed: {exc}"})
+            result.errors.append({"stage": "source", "source": source.name, "error": f"read failed: {exc}"})
+        if total.error:
+            log.error("source %s: %s", source.name, total.error)
+            result.errors.append({"stage": "source", "source": source.name, "error": total.error})
         log.info("source %s: %d lines, %d events, %d bad", source.name, total.lines_read, total.events, total.bad_lines)
         result.sources.append(
             {

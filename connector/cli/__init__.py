@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from connector import __version__
 from connector.cli import config_commands, run_commands
-from connector.cli.common import EXIT_CONFIG, EXIT_FAILED
+from connector.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_NOT_FOUND, StateNotFound
 from connector.errors import ConfigError, ConnectorError
 
 COMMAND_MODULES = (run_commands, config_commands)
@@ -45,8 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, message in exc.problems:
             print(f"  {key or '(file)'}: {message}", file=sys.stderr)
         return EXIT_CONFIG
+    except StateNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
     except ConnectorError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception:  # a bug or an unexpected library error: keep the traceback for the report
+        logging.getLogger("connector").exception("unexpected error")
         return EXIT_FAILED
 
 

@@ -30,7 +30,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from connector.store.repository import get_run
 
-    connector = connector_from_args(args)
+    connector = connector_from_args(args, read_only=True)
     if args.run in (None, "latest"):
         run_id = None
     elif args.run.isdigit():
@@ -50,14 +50,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from connector.explain import explain
 
-    print(explain(connector_from_args(args), args.address, now=utc_now()), end="")
+    print(explain(connector_from_args(args, read_only=True), args.address, now=utc_now()), end="")
     return EXIT_OK
 
 
 def cmd_users(args: argparse.Namespace) -> int:
     from connector.compliance.embedded import EmbeddedComplianceDirectory
 
-    connector = connector_from_args(args)
+    connector = connector_from_args(args, read_only=True)
     if not isinstance(connector.target, EmbeddedComplianceDirectory):
         print("users lists the embedded compliance directory only", file=sys.stderr)
         return EXIT_CONFIG

@@ -19,7 +19,8 @@ class DryRunComplianceDirectory:
         return self._inner.known_addresses()
 
     def ensure_org(self, name: str) -> None:
-        self.planned.append(f"ensure org {name}")
+        if f"ensure org {name}" not in self.planned:
+            self.planned.append(f"ensure org {name}")
 
     def create_user(self, user: NewUser) -> bool:
         self.planned.append(f"create {user.primary_address} in {user.org}")

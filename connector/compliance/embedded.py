@@ -5,7 +5,8 @@ The default target: small sites need nothing else, and the demo runs offline.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from sqlalchemy import select
@@ -23,6 +24,15 @@ class EmbeddedComplianceDirectory:
     def __init__(self, sessions: sessionmaker[Session], clock: Callable[[], datetime]) -> None:
         self._sessions = sessions
         self._clock = clock
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """One committed transaction; a locked or unreachable database is an outage."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except OperationalError as exc:
+            raise RetriableError(f"embedded directory not writable: {exc}") from exc
 
     def describe(self) -> str:
         return "embedded compliance directory (state database)"
@@ -50,11 +60,11 @@ class EmbeddedComplianceDirectory:
         return org
 
     def ensure_org(self, name: str) -> None:
-        with self._sessions.begin() as session:
+        with self._write() as session:
             self._org(session, name)
 
     def create_user(self, user: NewUser) -> bool:
-        with self._sessions.begin() as session:
+        with self._write() as session:
             existing = session.scalars(
                 select(TargetUserRow).where(TargetUserRow.primary_address == user.primary_address)
             ).first()
@@ -78,7 +88,7 @@ class EmbeddedComplianceDirectory:
             return True
 
     def add_alias(self, primary_address: str, alias: str) -> bool:
-        with self._sessions.begin() as session:
+        with self._write() as session:
             user = session.scalars(
                 select(TargetUserRow).where(TargetUserRow.primary_address == primary_address)
             ).first()

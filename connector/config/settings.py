@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from connector.config.base import StrictModel
 from connector.config.directory import LdifDirectorySettings
@@ -55,29 +55,34 @@ class Settings(StrictModel):
             result[key] = settings
         return result
 
+    @field_validator("sources")
+    @classmethod
+    def _unique_source_names(cls, value: list[SourceSettings]) -> list[SourceSettings]:
+        names = [source.name for source in value]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"source names must be unique (checkpoints are kept by name): {', '.join(repeated)}")
+        return value
+
     @field_validator("domain_aliases")
     @classmethod
-    def _normalise_aliases(cls, value: dict[str, str]) -> dict[str, str]:
+    def _check_aliases(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         try:
-            return {normalise_domain(a): normalise_domain(t) for a, t in value.items()}
+            aliases = {normalise_domain(a): normalise_domain(t) for a, t in value.items()}
         except InvalidAddress as exc:
             raise ValueError(str(exc)) from exc
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Settings:
-        problems = []
-        for alias, target in self.domain_aliases.items():
-            if target not in self.domains:
-                problems.append(f"domain_aliases: {alias} -> {target}, but {target} is not a managed domain")
-            if alias in self.domains:
-                problems.append(f"domain_aliases: {alias} is itself a managed domain")
-        names = [s.name for s in self.sources]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            problems.append(f"sources: names must be unique, repeated: {', '.join(duplicates)}")
+        domains = info.data.get("domains")
+        if domains is None:  # domains itself is invalid: that problem is reported there
+            return aliases
+        problems = [
+            f"{alias} -> {target}: {target} is not a managed domain"
+            for alias, target in aliases.items()
+            if target not in domains
+        ]
+        problems += [f"{alias} is itself a managed domain" for alias in aliases if alias in domains]
         if problems:
             raise ValueError("; ".join(problems))
-        return self
+        return aliases
 
     def address_map(self) -> AddressMap:
         rules = {name: self.domain_rule(name) for name in self.domains}

@@ -109,12 +109,17 @@ class AddressMap:
         return domain, steps
 
     def _strippable_parent(self, domain: str) -> str | None:
+        """The nearest managed (or alias) parent, if it strips subdomains.
+
+        The nearest one decides: x@mail.legacy.acme.com belongs to legacy.acme.com
+        when that is managed, even if acme.com strips subdomains.
+        """
         labels = domain.split(".")
         for i in range(1, len(labels) - 1):
             parent = ".".join(labels[i:])
             rule = self._rules.get(parent) or self._rules.get(self._aliases.get(parent, ""))
-            if rule is not None and rule.strip_subdomains:
-                return parent
+            if rule is not None:
+                return parent if rule.strip_subdomains else None
         return None
 
     def map(self, address: str) -> MappedAddress:

@@ -38,7 +38,9 @@ def evidence_summary(evidence: AddressEvidence, method: Method) -> dict[str, Any
 def _known(address: str, rule: DomainRule, known: KnownAddresses) -> Decision | None:
     owner = known.owner_of(address)
     if owner == address:
-        return _decision(address, rule, Outcome.SKIP, Reason.ALREADY_KNOWN, "already a user")
+        origin = known.origin_of(address)
+        detail = f"already a user ({origin})" if origin else "already a user"
+        return _decision(address, rule, Outcome.SKIP, Reason.ALREADY_KNOWN, detail)
     if owner is not None:
         detail = f"already an alias of {owner}"
         return _decision(address, rule, Outcome.SKIP, Reason.ALIAS_OF, detail, user_address=owner)
@@ -140,9 +142,15 @@ def resolve(
         return _decision(
             address, rule, Outcome.ADD_ALIAS, Reason.QUALIFIED, detail, user_address=owner, evidence=evidence_json
         )
-    # The user joins the org of its primary address's domain, when that one is managed.
+    # The user joins the org of its primary address's domain; that domain must be managed and on.
     primary_rule = address_map.rule_for(primary.rpartition("@")[2])
-    org = primary_rule.org if primary_rule is not None and primary_rule.method is not Method.OFF else rule.org
+    if primary_rule is None:
+        detail = f"its primary address {primary} is in a domain that is not managed ({answer.dn})"
+        return _decision(address, rule, Outcome.SKIP, Reason.DOMAIN_NOT_MANAGED, detail)
+    if primary_rule.method is Method.OFF:
+        detail = f"its primary address {primary} is in {primary_rule.domain}, where user creation is off"
+        return _decision(address, rule, Outcome.SKIP, Reason.METHOD_OFF, detail)
+    org = primary_rule.org
     aliases: list[str] = []
     for alias in (*answer.aliases, address):
         canonical = _canonical_or(address_map, alias, "")

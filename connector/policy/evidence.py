@@ -7,22 +7,45 @@ What counts:
   The same message-id delivered twice counts once.
 - An *SMTP accept* for Autocreate is ``status=sent`` with a 2xx reply from the
   downstream server (so it answered RCPT TO with 250/251).
-- A *permanent failure* (``bounced``, ``expired``, or the gateway's own
-  ``NOQUEUE`` reject) invalidates everything seen before it: on servers that
-  accept first and bounce later (Exchange, Qmail) the bounce is the only sign
-  that the address does not exist.
-- A ``deferred`` attempt proves nothing either way.
+- A *permanent failure about the address* (a 5xx ``bounced`` or gateway
+  ``NOQUEUE`` reject whose DSN is 5.1.x: bad mailbox, bad domain, bad syntax;
+  or, without a DSN, a 5xx reply saying the user is unknown) invalidates
+  everything seen before it: on servers that accept first and bounce later
+  (Exchange, Qmail) the bounce is the only sign that the address does not
+  exist.
+- Everything else proves nothing either way: ``deferred`` and 4xx rejects
+  (greylisting), ``expired`` (the server was unreachable), and permanent
+  failures about something else (5.2.2 mailbox full, 5.7.1 content or policy,
+  a rejected client): they neither count nor void.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import datetime, timedelta
 
 from connector.domain.events import DeliveryEvent, DeliveryStatus
 from connector.domain.evidence import AddressEvidence, Delivery
 
 SEEN_AS_LIMIT = 5
+_UNKNOWN_USER = re.compile(
+    r"user unknown|unknown user|no such (?:user|mailbox|recipient)|does not exist|invalid recipient|"
+    r"recipient not found|mailbox unavailable",
+    re.IGNORECASE,
+)
+
+
+def is_address_failure(event: DeliveryEvent) -> bool:
+    """A permanent failure that says the address itself is bad (see module docstring)."""
+    if event.status not in (DeliveryStatus.BOUNCED, DeliveryStatus.REJECTED):
+        return False
+    dsn = event.dsn or ""
+    if event.reply_class != 5 and not dsn.startswith("5."):
+        return False
+    if dsn:
+        return dsn.startswith("5.1.")
+    return bool(event.reply and _UNKNOWN_USER.search(event.reply))
 
 
 def record_event(
@@ -46,7 +69,7 @@ def record_event(
             )
         if not event.null_sender:
             updated = add_delivery(updated, Delivery(event.message_key, event.at), threshold, window)
-    elif status in (DeliveryStatus.BOUNCED, DeliveryStatus.EXPIRED, DeliveryStatus.REJECTED):
+    elif is_address_failure(event):
         reply = event.reply or f"dsn={event.dsn} status={status.value}"
         if event.rcpt_stage and (updated.rejected_at is None or event.at >= updated.rejected_at):
             updated = dataclasses.replace(updated, rejected_at=event.at, rejected_reply=reply)

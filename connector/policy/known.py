@@ -15,9 +15,13 @@ class KnownAddresses:
     def __init__(self) -> None:
         self._users: set[str] = set()
         self._alias_owner: dict[str, str] = {}
+        self._origin: dict[str, str] = {}
 
-    def add_user(self, primary: str, aliases: Iterable[str] = ()) -> None:
+    def add_user(self, primary: str, aliases: Iterable[str] = (), *, origin: str | None = None) -> None:
+        """``origin`` says how this run came to know the user (shown in reasons)."""
         self._users.add(primary)
+        if origin:
+            self._origin[primary] = origin
         for alias in aliases:
             if alias != primary:
                 self._alias_owner.setdefault(alias, primary)
@@ -28,6 +32,9 @@ class KnownAddresses:
 
     def is_user(self, address: str) -> bool:
         return address in self._users
+
+    def origin_of(self, primary: str) -> str | None:
+        return self._origin.get(primary)
 
     def owner_of(self, address: str) -> str | None:
         """The primary address that ``address`` belongs to, if known at all."""

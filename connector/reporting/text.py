@@ -77,6 +77,10 @@ def render_text(report: dict[str, Any]) -> str:
             out.append("")
             out.append(f"{title}:")
             out.extend(f"    {e['address']}: {e['reason']}: {e['detail']}" for e in report[key])
+    if report.get("planned_changes"):
+        out.append("")
+        out.append("Planned changes (dry run, not applied):")
+        out.extend(f"    {change}" for change in report["planned_changes"])
     if report["errors"]:
         out.append("")
         out.append("Errors:")

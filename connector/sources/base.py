@@ -81,6 +81,7 @@ class SourceStats:
     events: int = 0
     bad_line_examples: list[BadLine] = field(default_factory=list)
     restarted: str | None = None  # why reading restarted at offset 0, if it did
+    error: str | None = None  # why the source could not be read at all
 
     def add_bad_line(self, line_no: int, text: str, error: str) -> None:
         self.bad_lines += 1

@@ -283,7 +283,7 @@ class PostfixLogSource:
             handle = open(self.path, "rb")  # noqa: SIM115 - closed in finally
         except OSError as exc:
             log.warning("source %s: cannot open %s: %s", self.name, self.path, exc)
-            stats = SourceStats(path=str(self.path), restarted=f"cannot open: {exc.strerror}")
+            stats = SourceStats(path=str(self.path), error=f"cannot open {self.path}: {exc.strerror}")
             yield SourceBatch([], checkpoint or SourceCheckpoint(None), stats)
             return
         try:

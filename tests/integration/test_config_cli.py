@@ -57,10 +57,29 @@ directory: {type: ldif}
 
 
 def test_domain_alias_must_point_at_a_managed_domain(tmp_path: Path) -> None:
-    path = write(tmp_path, MINIMAL + "domain_aliases: {acme.net: nowhere.example}\n")
+    path = write(tmp_path, MINIMAL + "domain_aliases: {acme.net: nowhere.example, acme.com: acme.com}\n")
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
-    assert "nowhere.example is not a managed domain" in str(caught.value)
+    [(key, message)] = caught.value.problems
+    assert key == "domain_aliases"
+    assert "acme.net -> nowhere.example: nowhere.example is not a managed domain" in message
+    assert "acme.com is itself a managed domain" in message
+
+
+def test_cross_checks_are_reported_with_other_problems(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+sources: [{name: gw, path: a.log}, {name: gw, path: b.log}]
+domains: {acme.com: {org: Acme, threshold: 0}}
+domain_aliases: {acme.net: nowhere.example}
+directory: {type: ldif, path: d.ldif}
+""",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    keys = {key for key, _ in caught.value.problems}
+    assert keys == {"sources", "domains['acme.com'].threshold"}  # aliases need valid domains to be checked
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -68,7 +68,9 @@ def test_demo_creates_the_expected_users_and_explains_the_rest(
     assert len(skipped(report, "rejected_by_server")) == 5
     assert set(skipped(report, "not_a_user")) == {"sales@acme.com"}
     assert set(skipped(report, "method_off")) == {"ivan@initech.com"}
-    assert set(skipped(report, "already_known")) == {"bob@acme.com"}
+    assert skipped(report, "already_known") == {
+        "bob@acme.com": "already a user (created in this run via robert@acme.com)"
+    }
     assert "*@partner.test" in skipped(report, "domain_not_managed")
     assert report["counts"]["bad_lines"] == 1
     assert report["sources"][0]["bad_line_examples"][0]["text"].endswith("relay=")
@@ -110,6 +112,7 @@ def test_dry_run_changes_nothing(demo_config: Path, capsys: pytest.CaptureFixtur
     assert code == 0 and dry["dry_run"]
     assert len(dry["created"]) == 6
     assert "create alice@acme.com in Acme Corp" in dry["planned_changes"]
+    assert dry["planned_changes"].count("ensure org Acme Corp") == 1
     assert users(demo_config) == {}
     code, real = sync(demo_config, capsys)
     assert real["counts"]["lines_read"] == dry["counts"]["lines_read"] > 0
@@ -183,3 +186,18 @@ def test_report_command(demo_config: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["report", "1", "-c", str(demo_config), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["run_id"] == 1
     assert main(["report", "99", "-c", str(demo_config)]) == 4
+
+
+def test_a_missing_log_file_is_an_error_not_a_quiet_success(
+    demo_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (demo_config.parent / "demo" / "logs" / "mail.log").rename(demo_config.parent / "elsewhere.log")
+    code, report = sync(demo_config, capsys)
+    assert code == 1 and report["status"] == "partial"
+    assert report["errors"][0]["stage"] == "source" and "cannot open" in report["errors"][0]["error"]
+
+
+def test_read_commands_do_not_create_an_empty_state(demo_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "-c", str(demo_config)]) == 4
+    assert "run 'connector sync' first" in capsys.readouterr().err
+    assert not (demo_config.parent.parent / "var").exists()

@@ -98,7 +98,7 @@ def test_rotated_file_is_read_from_the_start(tmp_path: Path) -> None:
 def test_missing_file_is_reported_not_fatal(tmp_path: Path) -> None:
     events, checkpoint, batches = read(tmp_path / "absent.log", None)
     assert events == [] and checkpoint.position is None
-    assert "cannot open" in (batches[0].stats.restarted or "")
+    assert "cannot open" in (batches[0].stats.error or "")
 
 
 def test_malformed_lines_are_counted_with_examples(tmp_path: Path) -> None:

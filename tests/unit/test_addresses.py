@@ -62,3 +62,17 @@ def test_unmanaged_domain_has_no_rule() -> None:
 def test_lookalike_parent_is_not_stripped() -> None:
     # "notacme.com" ends with "acme.com" as text but is another domain.
     assert make_map().map("x@notacme.com").rule is None
+
+
+def test_the_nearest_managed_parent_decides() -> None:
+    address_map = AddressMap(
+        {
+            "acme.com": DomainRule("acme.com", "Acme", Method.SMARTCREATE, strip_subdomains=True),
+            "legacy.acme.com": DomainRule("legacy.acme.com", "Acme", Method.OFF),
+        },
+        {},
+    )
+    # legacy.acme.com is managed (off) and does not strip: its subdomains stay unmanaged.
+    assert address_map.map("x@mail.legacy.acme.com").rule is None
+    assert address_map.map("x@legacy.acme.com").rule is not None
+    assert address_map.map("x@eu.acme.com").address == "x@acme.com"

@@ -140,3 +140,13 @@ def test_autocreate_evidence_is_the_smtp_reply() -> None:
     )
     assert decision.outcome is Outcome.CREATE_USER
     assert decision.evidence["smtp_reply"] == "250 2.1.5 Ok"
+
+
+def test_primary_in_an_off_or_unmanaged_domain_is_not_created() -> None:
+    off = resolve(
+        "x@acme.com", ACME, qualified("x@acme.com"), user("x@initech.com", "x@acme.com"), KnownAddresses(), ADDRESS_MAP
+    )
+    assert off.reason is Reason.METHOD_OFF and "x@initech.com" in off.detail
+    outside = user("x@partner.test", "x@acme.com")
+    unmanaged = resolve("x@acme.com", ACME, qualified("x@acme.com"), outside, KnownAddresses(), ADDRESS_MAP)
+    assert unmanaged.reason is Reason.DOMAIN_NOT_MANAGED and "x@partner.test" in unmanaged.detail

@@ -24,6 +24,7 @@ def event(
     reply: str | None = "250 2.0.0 Ok: queued as X",
     rcpt_stage: bool = False,
     sender: str = "someone@partner.test",
+    dsn: str | None = None,
 ) -> DeliveryEvent:
     return DeliveryEvent(
         at=at,
@@ -34,7 +35,7 @@ def event(
         recipient=ADDRESS,
         orig_recipient=None,
         relay="store[10.0.0.5]:25",
-        dsn="2.0.0" if status is DeliveryStatus.SENT else "5.1.1",
+        dsn=dsn or ("2.0.0" if status is DeliveryStatus.SENT else "5.1.1"),
         status=status,
         reply=reply,
         rcpt_stage=rcpt_stage,
@@ -169,3 +170,41 @@ def test_local_delivery_without_smtp_reply_is_not_an_smtp_accept() -> None:
     evidence = fold(event(T0, "m1", reply="delivered to mailbox"))
     assert not evidence.smtp_accepted
     assert len(evidence.recent) == 1
+
+
+def qualified_then(*later: DeliveryEvent) -> AddressEvidence:
+    return fold(event(T0, "m1"), event(T0 + timedelta(days=1), "m2"), event(T0 + timedelta(days=2), "m3"), *later)
+
+
+@pytest.mark.parametrize(
+    ("status", "dsn", "reply"),
+    [
+        (DeliveryStatus.REJECTED, "4.2.0", "450 4.2.0 <dave@acme.com>: Recipient address rejected: Greylisted"),
+        (DeliveryStatus.REJECTED, "5.7.1", "554 5.7.1 Client host rejected: listed by zen.spamhaus.org"),
+        (DeliveryStatus.BOUNCED, "5.7.1", "550 5.7.1 Message rejected as spam"),
+        (DeliveryStatus.BOUNCED, "5.2.2", "552 5.2.2 Mailbox full"),
+        (DeliveryStatus.EXPIRED, "4.4.1", "connect to store[10.0.0.5]:25: Connection timed out"),
+    ],
+)
+def test_failures_not_about_the_address_neither_count_nor_void(status: DeliveryStatus, dsn: str, reply: str) -> None:
+    evidence = qualified_then(event(T0 + timedelta(days=3), "x", status, reply=reply, dsn=dsn, rcpt_stage=True))
+    assert evidence.qualified_at == T0 + timedelta(days=2)
+    assert evidence.invalidated_at is None and evidence.rejected_at is None
+
+
+def test_a_5xx_without_dsn_voids_when_it_says_the_user_is_unknown() -> None:
+    unknown = DeliveryEvent(
+        at=T0 + timedelta(days=3),
+        host="mx1",
+        queue_id=None,
+        message_id=None,
+        sender="x@partner.test",
+        recipient=ADDRESS,
+        orig_recipient=None,
+        relay=None,
+        dsn=None,
+        status=DeliveryStatus.REJECTED,
+        reply="550 User unknown",
+        rcpt_stage=True,
+    )
+    assert qualified_then(unknown).qualified_at is None
