@@ -39,6 +39,6 @@ def publish_reports(connector: Connector, report: dict[str, Any], *, now: dateti
         pages.write_run(report)
         pages.write_index(runs, now)
         if not report["dry_run"]:
-            pages.prune(cutoff)
+            pages.prune({run.run_id for run in runs} | {int(report["run_id"])})
     except RetriableError as exc:
         log.warning("reports directory: %s", exc)

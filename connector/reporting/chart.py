@@ -40,9 +40,12 @@ class Chart:
 
 
 def history_chart(runs: list[RunSummary], now: datetime, days: int = CHART_DAYS) -> Chart:
-    """Stacked bars per run started within ``days`` before ``now``, oldest left, on a time axis."""
+    """Stacked bars per run started within ``days`` before ``now``, oldest left, on a time axis.
+
+    Dry runs are left out: they changed nothing.
+    """
     start = now - timedelta(days=days)
-    shown = sorted((r for r in runs if start <= r.started_at <= now), key=lambda r: r.started_at)
+    shown = sorted((r for r in runs if start <= r.started_at <= now and not r.dry_run), key=lambda r: r.started_at)
     plot_width = WIDTH - MARGIN_LEFT
     plot_height = HEIGHT - MARGIN_BOTTOM
     max_value = max((r.created + r.skipped + r.deferred for r in shown), default=0)

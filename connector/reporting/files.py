@@ -6,7 +6,7 @@ import logging
 import os
 import re
 import tempfile
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,21 +49,23 @@ class HtmlReportDirectory:
         """The index page listing ``runs`` (newest first)."""
         return self._write(INDEX, render_index_html(runs, now=now, retention_days=self.retention_days))
 
-    def prune(self, before: datetime) -> int:
-        """Delete run pages last written before ``before``; how many went."""
+    def prune(self, keep: set[int]) -> int:
+        """Delete the pages of runs not in ``keep`` (the runs still stored); how many went.
+
+        The state database decides what is kept, so pages and stored runs expire together.
+        """
         removed = 0
         try:
             entries = list(self.directory.iterdir()) if self.directory.is_dir() else []
             for path in entries:
-                if not RUN_FILE.match(path.name):
-                    continue
-                if datetime.fromtimestamp(path.stat().st_mtime, UTC) < before:
+                match = RUN_FILE.match(path.name)
+                if match and int(match.group(1)) not in keep:
                     path.unlink()
                     removed += 1
         except OSError as exc:
             raise RetriableError(f"cannot prune {self.directory}: {exc.strerror or exc}") from exc
         if removed:
-            self._log.info("deleted %d report page(s) older than %s", removed, before.isoformat())
+            self._log.info("deleted %d report page(s) of runs no longer stored", removed)
         return removed
 
     def describe(self) -> str:
