@@ -15,6 +15,8 @@ from connector.domain.report import RunSummary
 from connector.reporting import view
 from connector.reporting.chart import CHART_DAYS, history_chart
 
+INDEX_ROWS = 1000  # runs listed on the index; all are on the chart and in ``connector report list``
+
 
 def run_file_name(run_id: int) -> str:
     """The file a run's page is written to, relative to the index."""
@@ -64,7 +66,8 @@ def render_index_html(runs: list[RunSummary], *, now: datetime, retention_days: 
         _environment()
         .get_template("index.html.j2")
         .render(
-            runs=runs,
+            runs=runs[:INDEX_ROWS],
+            total_runs=len(runs),
             chart=history_chart(runs, now, CHART_DAYS),
             chart_days=CHART_DAYS,
             generated_at=now.strftime("%Y-%m-%d %H:%M:%S UTC"),

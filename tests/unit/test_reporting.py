@@ -9,6 +9,8 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from connector.domain.report import RunSummary
 from connector.reporting import view
 from connector.reporting.chart import history_chart
@@ -217,3 +219,11 @@ def test_rendering_does_not_change_the_report() -> None:
     render_run_html(r)
     created_users_csv([r])
     assert r == before
+
+
+def test_the_rendering_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.bench_reports import main as bench
+
+    figures = bench(created=5, skipped=20, runs=10)
+    assert set(figures) >= {"json.dumps (baseline)", "run page (HTML)", "index of 10 runs"}
+    assert "x  1.00 of baseline" in capsys.readouterr().out
