@@ -9,6 +9,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from jinja2 import TemplateError
+
 from connector.app import Connector
 from connector.errors import RetriableError
 from connector.store import repository
@@ -42,3 +44,6 @@ def publish_reports(connector: Connector, report: dict[str, Any], *, now: dateti
             pages.prune({run.run_id for run in runs} | {int(report["run_id"])})
     except RetriableError as exc:
         log.warning("reports directory: %s", exc)
+    except TemplateError:
+        # A page that cannot be rendered is a bug; the stored report and the run's outcome stand.
+        log.exception("cannot render the HTML report of run %s", report["run_id"])

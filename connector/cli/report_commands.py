@@ -17,7 +17,7 @@ from typing import Any
 from connector.app import utc_now
 from connector.cli.common import EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_OK, connector_from_args
 from connector.reporting.csv_export import created_users_csv
-from connector.reporting.html import render_run_html
+from connector.reporting.html import render_index_html, render_run_html
 from connector.reporting.text import render_text
 
 ACTIONS = ("list", "show", "digest", "latest")
@@ -73,11 +73,11 @@ def _list(args: argparse.Namespace) -> int:
             reports = finished_reports(session, since=since or now - timedelta(days=36500), until=now)
         sys.stdout.write(created_users_csv(reports))
         return EXIT_OK
-    if args.format == "html":
-        print("report list: --format text, json or csv", file=sys.stderr)
-        return EXIT_CONFIG
     with connector.sessions() as session:
         runs = list_runs(session, since=since)
+    if args.format == "html":  # the index page, as the reports directory has it
+        sys.stdout.write(render_index_html(runs, now=now, retention_days=connector.settings.reports.retention_days))
+        return EXIT_OK
     if args.format == "json":
         rows = [
             {

@@ -116,6 +116,9 @@ def test_report_list_show_and_csv(demo_config: Path, capsys: pytest.CaptureFixtu
     code, out = cli(capsys, "report", "list", "--format", "csv", "-c", config)
     assert code == 0 and out.count("\n") == 7  # header + 6 users; the dry run created nobody
 
+    code, out = cli(capsys, "report", "list", "--format", "html", "-c", config)
+    assert code == 0 and 'href="run-2.html"' in out and "<svg" in out
+
     code, out = cli(capsys, "report", "show", "latest", "--format", "html", "-c", config)
     assert code == 0 and out.startswith("<!DOCTYPE html>") and "Run 2:" in out and "Dry run" in out
     code, out = cli(capsys, "report", "show", "1", "--format", "json", "-c", config)

@@ -227,3 +227,11 @@ def test_the_rendering_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> Non
     figures = bench(created=5, skipped=20, runs=10)
     assert set(figures) >= {"json.dumps (baseline)", "run page (HTML)", "index of 10 runs"}
     assert "x  1.00 of baseline" in capsys.readouterr().out
+
+
+def test_a_page_renders_with_only_the_required_fields_of_entries() -> None:
+    """Branches add optional fields; entries written by older or other code must still render."""
+    r = report(held=[{"address": "h@acme.com", "reason": "review"}])
+    r["created"][0] = {"address": "min@acme.com", "org": "Acme", "created_at": "2026-11-27T05:00:00+00:00"}
+    page = render_run_html(r)
+    assert "min@acme.com" in page and "h@acme.com" in page
