@@ -14,6 +14,8 @@ from selenium.webdriver.common.by import By
 
 from connector.cli import main
 from connector.config import load_settings
+from connector.reporting.html import render_run_html
+from tests.sample_report import sample_report
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 HOSTILE = "<script>alert(1)</script>@x.test"
@@ -100,3 +102,28 @@ def test_the_report_reads_right_in_chromium_and_hostile_text_stays_text(
     browser.save_screenshot(str(tmp_path / "index.png"))
     for name in ("run-1.png", "index.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_hostile_addresses_in_every_field_show_as_text(browser: webdriver.Chrome, tmp_path: Path) -> None:
+    """Other log formats may let such an address through as a candidate: every field must hold."""
+    r = sample_report(
+        warnings=[f"catch-all suspected: {HOSTILE}"],
+        held=[{"address": HOSTILE, "reason": "attack_burst", "detail": "<img src=x onerror=alert(2)>"}],
+    )
+    r["created"][0]["address"] = HOSTILE
+    r["created"][0]["evidence"]["messages"][0]["message_id"] = "<svg onload=alert(3)>"
+    r["skipped"][0]["address"] = HOSTILE
+    page = tmp_path / "hostile.html"
+    page.write_text(render_run_html(r), encoding="utf-8")
+
+    browser.get(page.as_uri())
+    assert_no_alert(browser)
+    assert browser.execute_script("return document.scripts.length + document.images.length") == 0
+    assert browser.find_element(By.ID, "alerts").text.endswith(f"catch-all suspected: {HOSTILE}")
+    assert HOSTILE in browser.find_element(By.ID, "created").text
+    assert "<svg onload=alert(3)>" in browser.find_element(By.ID, "created").text
+    held = browser.find_element(By.ID, "held").text
+    assert HOSTILE in held and "<img src=x onerror=alert(2)>" in held
+    assert HOSTILE in browser.find_element(By.ID, "skipped").text
+    browser.save_screenshot(str(tmp_path / "hostile.png"))
+    assert (tmp_path / "hostile.png").stat().st_size > 0

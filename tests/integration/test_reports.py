@@ -184,3 +184,9 @@ def test_the_migration_fills_the_counts_of_existing_runs(tmp_path: Path) -> None
     with make_sessionmaker(engine)() as session:
         [run] = list_runs(session)
     assert (run.created, run.skipped, run.deferred, run.held, run.errors, run.warnings) == (3, 4, 5, 0, 1, 1)
+
+
+def test_the_sample_report_used_by_rendering_tests_matches_the_schema() -> None:
+    from tests.sample_report import sample_report
+
+    assert VALIDATOR.is_valid(sample_report())

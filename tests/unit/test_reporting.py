@@ -7,7 +7,6 @@ import csv
 import io
 import json
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
@@ -18,75 +17,10 @@ from connector.reporting.csv_export import created_users_csv
 from connector.reporting.digest import build_digest
 from connector.reporting.html import render_index_html, render_run_html
 from tests.conftest import utc
+from tests.sample_report import sample_report
 
 NOW = utc("2026-11-27T06:00:00")
 HOSTILE = "<script>alert(1)</script>@x.test"
-
-
-def report(**changes: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "schema_version": 1,
-        "run_id": 7,
-        "started_at": "2026-11-27T05:00:00+00:00",
-        "finished_at": "2026-11-27T05:00:01+00:00",
-        "dry_run": False,
-        "status": "ok",
-        "directory": "LDIF file d.ldif",
-        "target": "embedded",
-        "warnings": [],
-        "counts": {
-            "lines_read": 10,
-            "bad_lines": 0,
-            "events": 4,
-            "created": 2,
-            "aliases_added": 0,
-            "skipped": 3,
-            "deferred": 0,
-            "held": 0,
-            "errors": 0,
-            "skipped_by_reason": {"below_threshold": 1, "not_in_directory": 2},
-        },
-        "sources": [],
-        "created": [
-            {
-                "address": "zoe@acme.com",
-                "via": None,
-                "org": "Acme",
-                "method": "smartcreate",
-                "aliases": [],
-                "display_name": None,
-                "created_at": "2026-11-27T05:00:00+00:00",
-                "evidence": {
-                    "messages": [{"message_id": f"m{i}", "at": "2026-11-20T10:00:00+00:00"} for i in range(3)],
-                    "qualified_at": "2026-11-20T10:00:00+00:00",
-                },
-                "detail": "qualified",
-            },
-            {
-                "address": "gina@globex.com",
-                "via": None,
-                "org": "Globex",
-                "method": "autocreate",
-                "aliases": [],
-                "display_name": "Gina",
-                "created_at": "2026-11-27T05:00:00+00:00",
-                "evidence": {"smtp_reply": "250 ok", "accepted_at": "2026-11-20T10:00:00+00:00", "message_id": "m"},
-                "detail": "qualified",
-            },
-        ],
-        "aliases_added": [],
-        "skipped": [
-            {"address": "a@globex.com", "reason": "not_in_directory", "state": "skipped", "detail": "no"},
-            {"address": "b@globex.com", "reason": "not_in_directory", "state": "skipped", "detail": "no"},
-            {"address": "c@acme.com", "reason": "below_threshold", "state": "pending", "detail": "2 of 3"},
-        ],
-        "deferred": [],
-        "held": [],
-        "errors": [],
-        "planned_changes": [],
-    }
-    base.update(changes)
-    return base
 
 
 def summary(run_id: int, started_at: str, created: int = 1, *, dry_run: bool = False) -> RunSummary:
@@ -94,7 +28,7 @@ def summary(run_id: int, started_at: str, created: int = 1, *, dry_run: bool = F
 
 
 def test_skipped_groups_are_largest_first_with_examples_capped() -> None:
-    r = report()
+    r = sample_report()
     groups = view.skipped_by_reason(r, examples=1)
     assert [(g.reason, g.count, len(g.examples)) for g in groups] == [
         ("not_in_directory", 2, 1),
@@ -105,7 +39,9 @@ def test_skipped_groups_are_largest_first_with_examples_capped() -> None:
 
 
 def test_alerts_put_failures_and_errors_before_warnings() -> None:
-    r = report(status="failed", warnings=["w1"], errors=[{"stage": "target", "address": "x@acme.com", "error": "503"}])
+    r = sample_report(
+        status="failed", warnings=["w1"], errors=[{"stage": "target", "address": "x@acme.com", "error": "503"}]
+    )
     assert view.alerts(r) == ["The run failed: see the errors below.", "target x@acme.com: 503", "w1"]
 
 
@@ -126,7 +62,7 @@ def test_chart_covers_exactly_the_last_30_days_and_leaves_out_dry_runs() -> None
 
 
 def test_html_escapes_every_untrusted_value() -> None:
-    r = report()
+    r = sample_report()
     r["created"][0]["address"] = HOSTILE
     r["created"][0]["org"] = "<b>Org</b>"
     r["created"][0]["evidence"]["messages"][0]["message_id"] = "<img src=x onerror=alert(2)>"
@@ -162,8 +98,8 @@ def test_index_lists_runs_and_draws_bars() -> None:
 
 
 def test_csv_has_the_auditor_columns_and_defuses_formulas() -> None:
-    r = report()
-    dry = report(run_id=8, dry_run=True)
+    r = sample_report()
+    dry = sample_report(run_id=8, dry_run=True)
     r["created"][1]["address"] = '=HYPERLINK("http://evil")@globex.com'
     rows = list(csv.reader(io.StringIO(created_users_csv([r, dry]))))
     assert rows[0] == ["address", "org", "method", "created_at", "evidence_count", "run_id"]
@@ -173,8 +109,8 @@ def test_csv_has_the_auditor_columns_and_defuses_formulas() -> None:
 
 
 def test_digest_has_totals_the_text_of_busy_runs_and_their_html() -> None:
-    quiet = report(run_id=6, counts={**report()["counts"], "created": 0}, created=[])
-    busy = report(warnings=["source gw: 1 malformed line(s) skipped"])
+    quiet = sample_report(run_id=6, counts={**sample_report()["counts"], "created": 0}, created=[])
+    busy = sample_report(warnings=["source gw: 1 malformed line(s) skipped"])
     message = build_digest(
         [quiet, busy],
         now=NOW,
@@ -214,7 +150,7 @@ def test_digest_without_runs_warns() -> None:
 
 
 def test_rendering_does_not_change_the_report() -> None:
-    r = report()
+    r = sample_report()
     before = copy.deepcopy(r)
     render_run_html(r)
     created_users_csv([r])
@@ -231,7 +167,7 @@ def test_the_rendering_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_a_page_renders_with_only_the_required_fields_of_entries() -> None:
     """Branches add optional fields; entries written by older or other code must still render."""
-    r = report(held=[{"address": "h@acme.com", "reason": "review"}])
+    r = sample_report(held=[{"address": "h@acme.com", "reason": "review"}])
     r["created"][0] = {"address": "min@acme.com", "org": "Acme", "created_at": "2026-11-27T05:00:00+00:00"}
     page = render_run_html(r)
     assert "min@acme.com" in page and "h@acme.com" in page
