@@ -2,7 +2,7 @@
 
 connector report [latest|RUN_ID]           the latest (or one) report, as before
 connector report show RUN_ID|latest --format text|json|html|csv
-connector report list [--days N] [--format text|json|csv]   csv: created users of those runs
+connector report list [--days N] [--format text|json|html|csv]   html: the index; csv: created users
 connector report digest                    send the digest now
 """
 
