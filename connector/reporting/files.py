@@ -35,7 +35,7 @@ class HtmlReportDirectory:
                 "w", encoding="utf-8", dir=self.directory, prefix=f".{name}.", delete=False
             ) as handle:
                 handle.write(text)
-            os.chmod(handle.name, 0o644)
+            os.chmod(handle.name, 0o640)  # addresses are personal data: owner and group (the web server) only
             os.replace(handle.name, path)
         except OSError as exc:
             raise RetriableError(f"cannot write {path}: {exc.strerror or exc}") from exc

@@ -190,3 +190,10 @@ def test_the_sample_report_used_by_rendering_tests_matches_the_schema() -> None:
     from tests.sample_report import sample_report
 
     assert VALIDATOR.is_valid(sample_report())
+
+
+def test_pages_are_not_world_readable(demo_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["sync", "-c", str(demo_config)])
+    capsys.readouterr()
+    for page in reports_dir(demo_config).iterdir():
+        assert page.stat().st_mode & 0o777 == 0o640, page.name
