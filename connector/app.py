@@ -13,11 +13,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connector.compliance.base import ComplianceDirectory
 from connector.compliance.embedded import EmbeddedComplianceDirectory
-from connector.config import Settings
+from connector.config import Settings, resolve_secret
 from connector.directory.base import Directory
 from connector.directory.ldif import LdifDirectory
 from connector.directory.mapping import PRESETS
+from connector.mail.base import Mailer
+from connector.mail.smtp import SmtpMailer
 from connector.policy.addresses import AddressMap
+from connector.reporting.files import HtmlReportDirectory
 from connector.sources.base import LogSource
 from connector.sources.postfix import PostfixLogSource
 from connector.store.database import make_engine, make_sessionmaker, upgrade
@@ -40,6 +43,8 @@ class Connector:
     sources: list[LogSource]
     directory: Directory
     target: ComplianceDirectory
+    report_pages: HtmlReportDirectory | None = None
+    mailer: Mailer | None = None
 
 
 def build_sources(settings: Settings) -> list[LogSource]:
@@ -68,6 +73,32 @@ def build_target(
     return EmbeddedComplianceDirectory(sessions, clock)
 
 
+def build_report_pages(settings: Settings) -> HtmlReportDirectory | None:
+    """The reports directory for HTML pages, if one is configured."""
+    reports = settings.reports
+    if reports.directory is None:
+        return None
+    return HtmlReportDirectory(reports.directory, reports.retention_days, logging.getLogger("connector.reporting"))
+
+
+def build_mailer(settings: Settings, environ: Mapping[str, str]) -> Mailer | None:
+    """The SMTP relay for the digest, if a digest is configured."""
+    digest = settings.reports.digest
+    if digest is None:
+        return None
+    password = resolve_secret(digest.password, environ, "reports.digest.password") if digest.password else None
+    return SmtpMailer(
+        digest.smtp_host,
+        digest.smtp_port,
+        starttls=digest.starttls,
+        ca_file=digest.ca_file,
+        username=digest.username,
+        password=password,
+        timeout=digest.timeout_seconds,
+        logger=logging.getLogger("connector.mail.smtp"),
+    )
+
+
 def build_connector(
     settings: Settings,
     environ: Mapping[str, str],
@@ -89,4 +120,6 @@ def build_connector(
         sources=build_sources(settings),
         directory=build_directory(settings, environ),
         target=build_target(settings, environ, sessions, clock),
+        report_pages=build_report_pages(settings),
+        mailer=build_mailer(settings, environ),
     )

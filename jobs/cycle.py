@@ -22,6 +22,7 @@ from connector.policy.decide import assess, resolve
 from connector.policy.known import KnownAddresses
 from connector.store import repository
 from jobs.ingest import IngestResult, ingest
+from jobs.reports import publish_reports
 
 log = logging.getLogger(__name__)
 
@@ -225,4 +226,5 @@ def run_cycle(connector: Connector, *, clock: Callable[[], datetime], dry_run: b
             report.finished_at = clock()
             repository.finish_run(session, run_id, report.finished_at, status, report.to_json())
             session.commit()
+    publish_reports(connector, report.to_json(), now=report.finished_at)
     return report

@@ -1,50 +1,21 @@
-"""Commands about cycles and their results: sync, report, explain, users."""
+"""Commands about cycles and their results: sync, explain, users (reports: report_commands)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Any
 
 from connector.app import utc_now
-from connector.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_PARTIAL, connector_from_args
-from connector.reporting.text import render_text
-
-
-def _print_report(report: dict[str, Any], output_format: str) -> None:
-    if output_format == "json":
-        print(json.dumps(report, indent=2))
-    else:
-        print(render_text(report), end="")
+from connector.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, connector_from_args
+from connector.cli.report_commands import print_report
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from jobs.cycle import run_cycle
 
     report = run_cycle(connector_from_args(args), clock=utc_now, dry_run=args.dry_run).to_json()
-    _print_report(report, args.format)
+    print_report(report, args.format)
     return {"ok": EXIT_OK, "partial": EXIT_PARTIAL}.get(report["status"], EXIT_FAILED)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from connector.store.repository import get_run
-
-    connector = connector_from_args(args, read_only=True)
-    if args.run in (None, "latest"):
-        run_id = None
-    elif args.run.isdigit():
-        run_id = int(args.run)
-    else:
-        print(f"not a run id: {args.run!r} (a number, or 'latest')", file=sys.stderr)
-        return EXIT_CONFIG
-    with connector.sessions() as session:
-        row = get_run(session, run_id)
-    if row is None or row.report is None:
-        print(f"no finished run {args.run or 'latest'}", file=sys.stderr)
-        return EXIT_NOT_FOUND
-    _print_report(row.report, args.format)
-    return EXIT_OK
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -75,11 +46,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     sync.add_argument("--dry-run", action="store_true", help="decide and report, change nothing")
     sync.add_argument("--format", choices=["text", "json"], default="text")
     sync.set_defaults(func=cmd_sync)
-
-    report = sub.add_parser("report", parents=[common], help="show a run report")
-    report.add_argument("run", nargs="?", default="latest", help="'latest' (default) or a run id")
-    report.add_argument("--format", choices=["text", "json"], default="text")
-    report.set_defaults(func=cmd_report)
 
     explain = sub.add_parser("explain", parents=[common], help="explain the decision for one address")
     explain.add_argument("address")

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from connector.config.base import StrictModel
 from connector.config.directory import LdifDirectorySettings
 from connector.config.domains import DomainSettings
+from connector.config.reports import ReportsSettings
 from connector.config.sources import SourceSettings
 from connector.config.state import StateSettings
 from connector.config.target import EmbeddedTargetSettings
@@ -40,6 +41,8 @@ class Settings(StrictModel):
     """The mail server's directory, for the cross-check."""
     target: EmbeddedTargetSettings = EmbeddedTargetSettings()
     """The compliance directory users are provisioned to."""
+    reports: ReportsSettings = Field(default_factory=dict, validate_default=True)
+    """Report files, their retention and the daily digest."""
 
     @field_validator("domains")
     @classmethod

@@ -9,7 +9,24 @@ from typing import Any
 
 from connector.domain.decisions import Decision, Outcome
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # docs/report.schema.json; bump only for incompatible changes
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One stored run as history pages list it, without its full report."""
+
+    run_id: int
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    dry_run: bool
+    created: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    held: int = 0
+    errors: int = 0
+    warnings: int = 0
 
 
 @dataclass

@@ -94,6 +94,13 @@ class RunRow(Base):
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16))
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Copied from report["counts"] so that history pages need not load every report.
+    created_count: Mapped[int | None] = mapped_column(Integer)
+    skipped_count: Mapped[int | None] = mapped_column(Integer)
+    deferred_count: Mapped[int | None] = mapped_column(Integer)
+    held_count: Mapped[int | None] = mapped_column(Integer)
+    error_count: Mapped[int | None] = mapped_column(Integer)
+    warning_count: Mapped[int | None] = mapped_column(Integer)
 
 
 class TargetOrgRow(Base):

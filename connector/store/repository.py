@@ -6,11 +6,12 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
 from connector.domain.decisions import CandidateState, Decision
 from connector.domain.evidence import AddressEvidence, Delivery
+from connector.domain.report import RunSummary
 from connector.sources.base import SourceCheckpoint
 from connector.store.models import CandidateRow, CheckpointRow, EvidenceRow, RunRow
 
@@ -184,6 +185,13 @@ def finish_run(session: Session, run_id: int, now: datetime, status: str, report
     row.finished_at = now
     row.status = status
     row.report = report
+    counts = report.get("counts", {})
+    row.created_count = counts.get("created")
+    row.skipped_count = counts.get("skipped")
+    row.deferred_count = counts.get("deferred")
+    row.held_count = counts.get("held")
+    row.error_count = counts.get("errors")
+    row.warning_count = len(report.get("warnings", []))
 
 
 def get_run(session: Session, run_id: int | None = None) -> RunRow | None:
@@ -192,3 +200,60 @@ def get_run(session: Session, run_id: int | None = None) -> RunRow | None:
         return session.get(RunRow, run_id)
     stmt = select(RunRow).where(RunRow.finished_at.is_not(None)).order_by(RunRow.id.desc()).limit(1)
     return session.scalars(stmt).first()
+
+
+def list_runs(session: Session, *, since: datetime | None = None, limit: int | None = None) -> list[RunSummary]:
+    """Finished runs, newest first, without their reports."""
+    stmt = (
+        select(
+            RunRow.id,
+            RunRow.started_at,
+            RunRow.finished_at,
+            RunRow.status,
+            RunRow.dry_run,
+            RunRow.created_count,
+            RunRow.skipped_count,
+            RunRow.deferred_count,
+            RunRow.held_count,
+            RunRow.error_count,
+            RunRow.warning_count,
+        )
+        .where(RunRow.finished_at.is_not(None))
+        .order_by(RunRow.id.desc())
+    )
+    if since is not None:
+        stmt = stmt.where(RunRow.started_at >= since)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [
+        RunSummary(
+            run_id=row.id,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            status=row.status,
+            dry_run=row.dry_run,
+            created=row.created_count or 0,
+            skipped=row.skipped_count or 0,
+            deferred=row.deferred_count or 0,
+            held=row.held_count or 0,
+            errors=row.error_count or 0,
+            warnings=row.warning_count or 0,
+        )
+        for row in session.execute(stmt)
+    ]
+
+
+def finished_reports(session: Session, *, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Reports of the runs finished in ``(since, until]``, oldest first."""
+    stmt = (
+        select(RunRow.report)
+        .where(RunRow.finished_at > since, RunRow.finished_at <= until, RunRow.report.is_not(None))
+        .order_by(RunRow.id)
+    )
+    return [report for report in session.scalars(stmt) if report is not None]
+
+
+def prune_runs(session: Session, before: datetime) -> int:
+    """Delete finished runs started before ``before``; how many went."""
+    stmt = delete(RunRow).where(RunRow.started_at < before, RunRow.finished_at.is_not(None))
+    return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import StatementError
 
 from connector.domain.evidence import AddressEvidence, Delivery
 from connector.store import repository
-from connector.store.database import make_engine, make_sessionmaker, upgrade
+from connector.store.database import MIGRATIONS, make_engine, make_sessionmaker, upgrade
 from connector.store.models import Base, RunRow
 from tests.conftest import utc
 
@@ -36,10 +38,19 @@ def test_migrations_create_exactly_the_models(engine: Engine) -> None:
     )
 
 
+def _head() -> str:
+    """The single head of the migration chain (two heads would be a broken merge)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    heads = ScriptDirectory.from_config(config).get_heads()
+    assert len(heads) == 1, heads
+    return heads[0]
+
+
 def test_upgrade_twice_is_harmless(engine: Engine) -> None:
     upgrade(engine)
     with engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0001"
+        assert MigrationContext.configure(connection).get_current_revision() == _head()
 
 
 def test_times_come_back_timezone_aware_utc(engine: Engine) -> None:

@@ -1,0 +1,1 @@
+"""Sending mail (the daily digest): the ``Mailer`` protocol and its SMTP adapter."""

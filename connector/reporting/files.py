@@ -1,0 +1,72 @@
+"""The reports directory: one HTML file per run, an index page, retention."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from connector.domain.report import RunSummary
+from connector.errors import RetriableError
+from connector.reporting.html import render_index_html, render_run_html, run_file_name
+
+RUN_FILE = re.compile(r"^run-(\d+)\.html$")
+INDEX = "index.html"
+
+
+class HtmlReportDirectory:
+    """Writes run pages and the index atomically into ``directory``; deletes pages past retention."""
+
+    def __init__(self, directory: Path, retention_days: int, logger: logging.Logger) -> None:
+        self.directory = directory
+        self.retention_days = retention_days
+        self._log = logger
+
+    def _write(self, name: str, text: str) -> Path:
+        """Write via a temporary file and rename, so a reader never sees half a page."""
+        path = self.directory / name
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(
+                "w", encoding="utf-8", dir=self.directory, prefix=f".{name}.", delete=False
+            ) as handle:
+                handle.write(text)
+            os.chmod(handle.name, 0o640)  # addresses are personal data: owner and group (the web server) only
+            os.replace(handle.name, path)
+        except OSError as exc:
+            raise RetriableError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        return path
+
+    def write_run(self, report: dict[str, Any]) -> Path:
+        """The page of one run; returns its path."""
+        return self._write(run_file_name(int(report["run_id"])), render_run_html(report))
+
+    def write_index(self, runs: list[RunSummary], now: datetime) -> Path:
+        """The index page listing ``runs`` (newest first)."""
+        return self._write(INDEX, render_index_html(runs, now=now, retention_days=self.retention_days))
+
+    def prune(self, keep: set[int]) -> int:
+        """Delete the pages of runs not in ``keep`` (the runs still stored); how many went.
+
+        The state database decides what is kept, so pages and stored runs expire together.
+        """
+        removed = 0
+        try:
+            entries = list(self.directory.iterdir()) if self.directory.is_dir() else []
+            for path in entries:
+                match = RUN_FILE.match(path.name)
+                if match and int(match.group(1)) not in keep:
+                    path.unlink()
+                    removed += 1
+        except OSError as exc:
+            raise RetriableError(f"cannot prune {self.directory}: {exc.strerror or exc}") from exc
+        if removed:
+            self._log.info("deleted %d report page(s) of runs no longer stored", removed)
+        return removed
+
+    def describe(self) -> str:
+        return f"HTML reports in {self.directory} (kept {self.retention_days} days)"
