@@ -18,6 +18,8 @@ from connector.directory.base import Directory
 from connector.directory.ldif import LdifDirectory
 from connector.directory.mapping import PRESETS
 from connector.policy.addresses import AddressMap
+from connector.probe.base import CatchAllProbe
+from connector.probe.smtp import SmtpCatchAllProbe
 from connector.sources.base import LogSource
 from connector.sources.postfix import PostfixLogSource
 from connector.store.database import make_engine, make_sessionmaker, upgrade
@@ -40,6 +42,7 @@ class Connector:
     sources: list[LogSource]
     directory: Directory
     target: ComplianceDirectory
+    probe: CatchAllProbe | None = None
 
 
 def build_sources(settings: Settings) -> list[LogSource]:
@@ -68,6 +71,14 @@ def build_target(
     return EmbeddedComplianceDirectory(sessions, clock)
 
 
+def build_probe(settings: Settings) -> CatchAllProbe | None:
+    """The active catch-all probe, when any domain has a downstream server configured for it."""
+    catch_all = settings.safety.catch_all
+    if not catch_all.probe:
+        return None
+    return SmtpCatchAllProbe(catch_all, logging.getLogger("connector.probe.smtp"))
+
+
 def build_connector(
     settings: Settings,
     environ: Mapping[str, str],
@@ -89,4 +100,5 @@ def build_connector(
         sources=build_sources(settings),
         directory=build_directory(settings, environ),
         target=build_target(settings, environ, sessions, clock),
+        probe=build_probe(settings),
     )

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from connector.config.base import StrictModel
 from connector.config.directory import LdifDirectorySettings
 from connector.config.domains import DomainSettings
+from connector.config.safety import SafetySettings
 from connector.config.sources import SourceSettings
 from connector.config.state import StateSettings
 from connector.config.target import EmbeddedTargetSettings
@@ -40,6 +41,8 @@ class Settings(StrictModel):
     """The mail server's directory, for the cross-check."""
     target: EmbeddedTargetSettings = EmbeddedTargetSettings()
     """The compliance directory users are provisioned to."""
+    safety: SafetySettings = SafetySettings()
+    """Catch-all detection, attack guard, creation limits, exclusions, review mode (docs/safety.md)."""
 
     @field_validator("domains")
     @classmethod
@@ -71,6 +74,9 @@ class Settings(StrictModel):
                 problems.append(f"domain_aliases: {alias} -> {target}, but {target} is not a managed domain")
             if alias in self.domains:
                 problems.append(f"domain_aliases: {alias} is itself a managed domain")
+        for domain in self.safety.catch_all.probe:
+            if domain not in self.domains:
+                problems.append(f"safety.catch_all.probe: {domain} is not a managed domain")
         names = [s.name for s in self.sources]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -92,6 +98,7 @@ class Settings(StrictModel):
         data = {
             "domain": self.domains[domain].model_dump(mode="json"),
             "aliases": sorted(a for a, t in self.domain_aliases.items() if t == domain),
+            "safety": self.safety.model_dump(mode="json"),
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -127,3 +127,39 @@ class TargetAliasRow(Base):
     address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("target_users.id"), index=True)
     created_at: Mapped[datetime]
+
+
+class CatchAllRow(Base):
+    """Safety: the latest catch-all finding per domain, trusted until ``expires_at``."""
+
+    __tablename__ = "catch_all"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # accept_all | strict | unknown
+    source: Mapped[str] = mapped_column(String(16))  # probe | passive
+    detail: Mapped[str] = mapped_column(Text, default="")
+    checked_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class StagedRow(Base):
+    """Safety: a creation waiting for a person (review queue or creation limit)."""
+
+    __tablename__ = "staged"
+
+    address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    domain: Mapped[str] = mapped_column(String(255), index=True)
+    run_id: Mapped[int] = mapped_column(Integer, index=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    decision: Mapped[dict[str, Any]] = mapped_column(JSON)
+    staged_at: Mapped[datetime]
+
+
+class BlockRow(Base):
+    """Safety: an address that is never auto-created again (``connector block``)."""
+
+    __tablename__ = "blocked"
+
+    address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    blocked_at: Mapped[datetime]
