@@ -187,15 +187,14 @@ class SafetyStage:
         if address in self.attacked and known.owner_of(address) is None:
             return _skip(address, rule, Reason.DICTIONARY_ATTACK, self.attacked[address])
         effective = self.effective.get(rule.domain)
-        if effective is not None and (effective.suspended or effective.waiting):
-            if assess(address, rule, evidence, known, self.now) is None:
-                reason = Reason.CATCH_ALL_SUSPENDED if effective.suspended else Reason.CATCH_ALL_UNKNOWN
-                finding = store.load_catch_all(self.session, rule.domain)
-                recheck = finding.expires_at if finding is not None else None
-                detail = f"{rule.domain} {effective.note}"
-                return Decision(
-                    address, Outcome.SKIP, reason, detail, org=rule.org, method=rule.method, recheck_at=recheck
-                )
+        paused = effective is not None and (effective.suspended or effective.waiting)
+        if paused and effective is not None and assess(address, rule, evidence, known, self.now) is None:
+            # Decided again when the finding expires, even without new evidence.
+            reason = Reason.CATCH_ALL_SUSPENDED if effective.suspended else Reason.CATCH_ALL_UNKNOWN
+            finding = store.load_catch_all(self.session, rule.domain)
+            recheck = finding.expires_at if finding is not None else None
+            detail = f"{rule.domain} {effective.note}"
+            return Decision(address, Outcome.SKIP, reason, detail, org=rule.org, method=rule.method, recheck_at=recheck)
         return None
 
     def gate(self, decision: Decision) -> Decision:

@@ -118,11 +118,11 @@ class SafetySettings(StrictModel):
 
     mode: Mode = Mode.APPLY
     """``apply``: create users at once; ``approve``: stage them for `connector approve` (review queue)."""
-    catch_all: CatchAllSettings = Field(default_factory=CatchAllSettings)
+    catch_all: CatchAllSettings = Field(default_factory=dict, validate_default=True)
     """Catch-all detection (active probe and passive evidence)."""
-    attack_guard: AttackGuardSettings = Field(default_factory=AttackGuardSettings)
+    attack_guard: AttackGuardSettings = Field(default_factory=dict, validate_default=True)
     """Dictionary-attack guard."""
-    limits: LimitSettings = Field(default_factory=LimitSettings)
+    limits: LimitSettings = Field(default_factory=dict, validate_default=True)
     """Creation limits."""
     exclusions: ExclusionSettings = ExclusionSettings()
     """Excluded address patterns."""
