@@ -85,6 +85,7 @@ class SafetyStage:
     deferred: dict[str, str] = field(default_factory=dict)  # address -> why (directory down during the guard)
     creations: dict[str, Decision] = field(default_factory=dict)  # held address -> the creation it came from
     limit_held: int = 0
+    top_warnings: list[str] = field(default_factory=list)  # put before every other warning by ``finish``
 
     @classmethod
     def prepare(
@@ -102,6 +103,7 @@ class SafetyStage:
         safety = settings.safety
         rules = connector.address_map.rules
         effective: dict[str, catch_all.EffectiveRule] = {}
+        top: list[str] = []  # catch-all findings that change what a domain does, shown first
         for domain, rule in rules.items():
             if rule.method in (Method.AUTOCREATE, Method.AUTO):
                 finding = catch_all_status(session, connector, domain, now)
@@ -111,7 +113,7 @@ class SafetyStage:
                 entry["effect"] = effective[domain].note or "Autocreate"
                 report.guards.append(entry)
                 if effective[domain].suspended or effective[domain].waiting or rule.method is Method.AUTO:
-                    report.warnings.insert(0, f"{domain}: {effective[domain].note} ({finding.detail})")
+                    top.append(f"{domain}: {effective[domain].note} ({finding.detail})")
             else:
                 effective[domain] = catch_all.EffectiveRule(rule)
         address_map = AddressMap({d: e.rule for d, e in effective.items()}, settings.domain_aliases)
@@ -126,6 +128,7 @@ class SafetyStage:
             org_users[domain] = users_by_org[rule.org]
         budget = CreationBudget(safety.limits, store.created_since(session, day_start), org_users)
         stage = cls(session, connector, report, now, address_map, effective, exclusions, budget, plan)
+        stage.top_warnings.extend(top)
         stage._guard_bursts(due)
         return stage
 
@@ -165,7 +168,7 @@ class SafetyStage:
                     }
                 )
                 if attack:
-                    self.report.warnings.insert(0, f"dictionary attack: {description}; nothing from it is created")
+                    self.top_warnings.insert(0, f"dictionary attack: {description}; nothing from it is created")
                     self.attacked.update({a: description for a in burst.addresses})
 
     def rule(self, address: str) -> DomainRule | None:
@@ -247,9 +250,10 @@ class SafetyStage:
                 f"review them with 'connector pending', then 'connector approve --run {self.report.run_id}' "
                 "or raise safety.limits"
             )
-            self.report.warnings.insert(0, message)
+            self.top_warnings.insert(0, message)
             self.report.errors.append({"stage": "limits", "error": message})
             self.report.guards.append({"guard": "limits", "held": self.limit_held})
+        self.report.warnings[0:0] = self.top_warnings
 
 
 def _skip(address: str, rule: DomainRule, reason: Reason, detail: str) -> Decision:
