@@ -53,7 +53,7 @@ def test_an_unreachable_server_is_a_retriable_error() -> None:
     with socket.socket() as sock:  # a port nobody listens on: bound, never listening
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        with pytest.raises(RetriableError, match="catch-all probe of acme.com"):
+        with pytest.raises(RetriableError, match=r"catch-all probe of acme\.com"):
             probe_for("acme.com", "127.0.0.1", port).probe("acme.com")
 
 

@@ -127,6 +127,7 @@ def test_passive_rule_many_recipients_none_refused(tmp_path: Path, capsys: pytes
     safety = {"catch_all": {"min_recipients": 5}}
     config = write_config(tmp_path, {"globex.test": {"org": "Globex", "method": "autocreate"}}, safety)
     code, report = sync(config, capsys)
+    assert code == 0
     (finding,) = (g for g in report["guards"] if g["guard"] == "catch_all")
     assert finding["status"] == "accept_all"
     assert finding["detail"] == "5 distinct recipients and not one refused at RCPT TO"
@@ -215,7 +216,7 @@ def test_a_newsletter_to_many_real_people_is_no_attack(tmp_path: Path, capsys: p
     ad.write(tmp_path / "directory.ldif")
     config = write_config(tmp_path, {"acme.test": {"org": "Acme", "method": "autocreate"}})
     code, report = sync(config, capsys)
-    assert users(config) == set(people)
+    assert code == 0 and users(config) == set(people)
     (guard,) = (g for g in report["guards"] if g["guard"] == "dictionary_attack")
     assert not guard["attack"] and guard["unknown_share"] == 0
 
