@@ -13,7 +13,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -102,6 +102,9 @@ class SafetyStage:
         settings = connector.settings
         safety = settings.safety
         rules = connector.address_map.rules
+        # The event log serves explain; it keeps at least the longest window.
+        keep = max([timedelta(days=safety.event_log_days), *(rule.window for rule in rules.values())])
+        store.prune_event_log(session, now - keep - timedelta(days=1))
         effective: dict[str, catch_all.EffectiveRule] = {}
         top: list[str] = []  # catch-all findings that change what a domain does, shown first
         for domain, rule in rules.items():

@@ -126,3 +126,5 @@ class SafetySettings(StrictModel):
     """Creation limits."""
     exclusions: ExclusionSettings = ExclusionSettings()
     """Excluded address patterns."""
+    event_log_days: float = Field(31, ge=1, le=366)
+    """How long every delivery event to a managed address is kept for ``connector explain`` (at least the window)."""

@@ -41,7 +41,7 @@ class Settings(StrictModel):
     """The mail server's directory, for the cross-check."""
     target: EmbeddedTargetSettings = EmbeddedTargetSettings()
     """The compliance directory users are provisioned to."""
-    safety: SafetySettings = SafetySettings()
+    safety: SafetySettings = Field(default_factory=dict, validate_default=True)
     """Catch-all detection, attack guard, creation limits, exclusions, review mode (docs/safety.md)."""
 
     @field_validator("domains")

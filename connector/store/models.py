@@ -163,3 +163,23 @@ class BlockRow(Base):
     address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
     note: Mapped[str] = mapped_column(Text, default="")
     blocked_at: Mapped[datetime]
+
+
+class EventLogRow(Base):
+    """Safety/explain: every delivery event of a managed address within the rule's window, with where it was read.
+
+    Pruned by the cycle (older than the longest window plus a day); evidence decisions never read it.
+    """
+
+    __tablename__ = "event_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    address: Mapped[str] = mapped_column(ADDRESS, index=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    message_key: Mapped[str] = mapped_column(String(998))
+    status: Mapped[str] = mapped_column(String(16))
+    reply: Mapped[str | None] = mapped_column(Text)
+    relay: Mapped[str | None] = mapped_column(String(320))
+    sender: Mapped[str | None] = mapped_column(ADDRESS)
+    recipient: Mapped[str] = mapped_column(ADDRESS)
+    location: Mapped[str] = mapped_column(Text, default="")

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from connector.domain.decisions import CandidateState, Decision, Method, Outcome, Reason
+from connector.domain.events import DeliveryEvent
 from connector.domain.evidence import AddressEvidence
 from connector.domain.safety import CatchAllFinding, CatchAllStatus
-from connector.store.models import BlockRow, CandidateRow, CatchAllRow, EvidenceRow, StagedRow
+from connector.store.models import BlockRow, CandidateRow, CatchAllRow, EventLogRow, EvidenceRow, StagedRow
 from connector.store.repository import evidence_from_row
 
 
@@ -127,3 +128,36 @@ def created_since(session: Session, since: datetime) -> dict[str, int]:
         .group_by(CandidateRow.domain)
     )
     return {domain: int(count) for domain, count in session.execute(stmt)}
+
+
+def log_events(session: Session, events: list[tuple[str, DeliveryEvent]]) -> None:
+    """Keep ``(canonical address, event)`` pairs for ``explain`` (one INSERT per batch)."""
+    if not events:
+        return
+    session.execute(
+        insert(EventLogRow),
+        [
+            {
+                "address": address,
+                "at": event.at,
+                "message_key": event.message_key[:998],
+                "status": event.status.value,
+                "reply": event.reply,
+                "relay": event.relay[:320] if event.relay else None,
+                "sender": event.sender[:320] if event.sender is not None else None,
+                "recipient": event.recipient[:320],
+                "location": event.location,
+            }
+            for address, event in events
+        ],
+    )
+
+
+def logged_events(session: Session, address: str, since: datetime) -> list[EventLogRow]:
+    stmt = select(EventLogRow).where(EventLogRow.address == address, EventLogRow.at >= since)
+    return list(session.scalars(stmt.order_by(EventLogRow.at, EventLogRow.id)))
+
+
+def prune_event_log(session: Session, before: datetime) -> int:
+    result = session.execute(delete(EventLogRow).where(EventLogRow.at < before))
+    return int(result.rowcount)  # type: ignore[attr-defined]

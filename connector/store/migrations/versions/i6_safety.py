@@ -1,4 +1,4 @@
-"""safety: catch-all cache, staged creations, blocked addresses
+"""safety: catch-all cache, staged creations, blocked addresses, event log for explain
 
 Revision ID: i6_safety
 Revises: 0001
@@ -47,8 +47,28 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("address"),
     )
 
+    op.create_table(
+        "event_log",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("address", sa.String(length=320), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("message_key", sa.String(length=998), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("reply", sa.Text(), nullable=True),
+        sa.Column("relay", sa.String(length=320), nullable=True),
+        sa.Column("sender", sa.String(length=320), nullable=True),
+        sa.Column("recipient", sa.String(length=320), nullable=False),
+        sa.Column("location", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(op.f("ix_event_log_address"), "event_log", ["address"], unique=False)
+    op.create_index(op.f("ix_event_log_at"), "event_log", ["at"], unique=False)
+
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_event_log_at"), table_name="event_log")
+    op.drop_index(op.f("ix_event_log_address"), table_name="event_log")
+    op.drop_table("event_log")
     op.drop_table("blocked")
     op.drop_index(op.f("ix_staged_run_id"), table_name="staged")
     op.drop_index(op.f("ix_staged_domain"), table_name="staged")
