@@ -22,7 +22,7 @@ from connector.config.safety import Mode
 from connector.domain.decisions import Decision, Method, Outcome, Reason
 from connector.domain.evidence import AddressEvidence
 from connector.domain.report import RunReport
-from connector.domain.safety import CatchAllFinding
+from connector.domain.safety import CatchAllFinding, CatchAllStatus
 from connector.errors import RetriableError
 from connector.policy import catch_all, guards
 from connector.policy.addresses import AddressMap, DomainRule
@@ -39,11 +39,12 @@ log = logging.getLogger(__name__)
 def catch_all_status(
     session: Session, connector: Connector, domain: str, now: datetime, *, force_probe: bool = False
 ) -> CatchAllFinding:
-    """The domain's finding: a fresh cached accept-all, else passive evidence plus the probe."""
+    """The domain's finding: a fresh cached accept-all, else this run's passive evidence plus the probe
+    (whose answer is cached for its lifetime: the server is not asked every run)."""
     settings = connector.settings.safety.catch_all
     cached = store.load_catch_all(session, domain)
-    if cached is not None and cached.fresh(now) and not force_probe:
-        return cached
+    if cached is not None and cached.fresh(now) and cached.status is CatchAllStatus.ACCEPT_ALL and not force_probe:
+        return cached  # positive lifetime: an accept-all server stays suspect until it expires
     passive = catch_all.passive_finding(domain, catch_all.tally(store.domain_evidence(session, domain)), settings, now)
     probe_finding = None
     probe = connector.probe

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from connector.config.safety import CatchAllSettings
 from connector.domain.decisions import Method
@@ -77,7 +77,11 @@ def passive_finding(domain: str, counts: DomainTally, settings: CatchAllSettings
             f"{counts.recipients} distinct recipient(s), none refused yet "
             f"(accept-all is assumed from {settings.min_recipients})"
         )
-    ttl = settings.strict_ttl if status is not CatchAllStatus.ACCEPT_ALL else settings.accept_all_ttl
+    ttl = {
+        CatchAllStatus.ACCEPT_ALL: settings.accept_all_ttl,
+        CatchAllStatus.STRICT: settings.strict_ttl,
+        CatchAllStatus.UNKNOWN: timedelta(0),  # nothing learnt: look again next run
+    }[status]
     return CatchAllFinding(domain, status, "passive", detail, now, now + ttl)
 
 
