@@ -66,7 +66,7 @@ def _event_lines(events: list[EventLogRow], address: str) -> list[str]:
     for event in events:
         sender = "<>" if event.sender == "" else (event.sender or "?")
         line = f"  {event.at.isoformat()}  {event.status:<8} {event.message_key}  from {sender}"
-        if event.recipient.lower() != address:
+        if event.recipient != address:
             line += f" to {event.recipient}"
         lines.append(line)
         lines.append(f"      reply: {event.reply or '-'}; relay {event.relay or '-'}; read at {event.location or '?'}")

@@ -227,7 +227,7 @@ class SafetyStage:
             decision.address,
             Outcome.HOLD,
             reason,
-            f"{detail}; would {decision.detail}",
+            f"{detail}; decided: {decision.detail}",
             org=decision.org,
             method=decision.method,
             user_address=decision.user_address,

@@ -21,7 +21,7 @@ class MailFlow:
     _qid: int = 0x1A2B3C0000
 
     def _relay(self, rcpt: str) -> str:
-        return self.relays.get(rcpt.rpartition("@")[2], "mx.other.test[192.0.2.99]:25")
+        return self.relays.get(rcpt.rpartition("@")[2].lower(), "mx.other.test[192.0.2.99]:25")
 
     def _add(self, at: datetime, text: str) -> None:
         self.lines.append((at, len(self.lines), f"{at.isoformat()} mx1 {text}"))

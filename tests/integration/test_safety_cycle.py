@@ -12,10 +12,11 @@ import pytest
 import yaml
 from freezegun import freeze_time
 
-from connector.app import build_connector
+from connector.app import build_connector, utc_now
 from connector.cli import main
 from connector.compliance.embedded import EmbeddedComplianceDirectory
 from connector.config import load_settings
+from connector.policy.plans import change_key
 from tests.conftest import utc
 from tests.mailflow import AdDirectory, MailFlow
 from tests.smtp_peers import smtp_peer
@@ -388,3 +389,54 @@ def test_plan_then_apply_exactly_and_refuse_a_moved_or_edited_plan(
         capsys.readouterr()
         assert main(["apply", "-c", str(config), str(plan_file)]) == 0
     assert users(config) == {f"u{i}@acme.test" for i in range(5)}
+
+
+def test_a_run_applying_a_plan_makes_only_the_planned_changes(tmp_path: Path) -> None:
+    from jobs.cycle import run_cycle
+
+    config = five_qualified(tmp_path, {})
+    connector = build_connector(load_settings(config), {})
+    only = change_key({"op": "create_user", "address": "u3@acme.test", "org": "Acme", "aliases": []})
+    with freeze_time(NOW):
+        report = run_cycle(connector, clock=utc_now, plan=frozenset({only}))
+    assert [c["address"] for c in report.created] == ["u3@acme.test"]
+    assert {h["reason"] for h in report.held} == {"not_in_plan"} and len(report.held) == 4
+    assert users(config) == {"u3@acme.test"}
+
+
+# --- explain ------------------------------------------------------------------------------
+
+
+def test_explain_tells_the_whole_story(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = MailFlow(relays={"globex.test": "mx.globex.test[10.0.1.7]:25"})
+    flow.deliver(T0, "Gina@Globex.test", message_id="m1@partner.test")
+    flow.deliver(T0 + timedelta(days=1), "gina@mail.globex.test", message_id="m2@partner.test")
+    flow.refused_at_rcpt(T0 + timedelta(days=2), "nobody@globex.test")
+    flow.write(tmp_path / "mail.log")
+    ad = AdDirectory()
+    ad.user("Gina", "gina@globex.test")
+    ad.write(tmp_path / "directory.ldif")
+    config = write_config(
+        tmp_path, {"globex.test": {"org": "Globex", "method": "auto", "strip_subdomains": True}}, {"mode": "approve"}
+    )
+    sync(config, capsys)
+    with freeze_time(NOW):
+        assert main(["explain", "-c", str(config), "gina@mail.globex.test"]) == 0
+    text = capsys.readouterr().out
+    for expected in (
+        "subdomain stripping mail.globex.test -> globex.test",
+        "canonical address: gina@globex.test",
+        "sent     m1@partner.test  from someone@partner.test to Gina@Globex.test",
+        "reply: 250 2.0.0 Ok: queued as 4dAbC; relay mx.globex.test[10.0.1.7]:25; read at ",
+        "mail.log:3",
+        "m2@partner.test",
+        "Catch-all status of globex.test:\n  strict (passive",
+        "1 of 2 recipient(s) refused at RCPT TO with 5xx",
+        "effect: strict: Autocreate",
+        "held in run 1: awaiting_approval (connector pending)",
+        "user CN=Gina,OU=People,dc=corp,dc=test",
+        "create_user: qualified",
+        "but review mode holds it: awaiting_approval",
+        "held (awaiting_approval) in run 1",
+    ):
+        assert expected in text, expected
