@@ -239,6 +239,7 @@ class SafetyStage:
 
     def finish(self, decisions: Sequence[tuple[Decision, AddressEvidence]]) -> None:
         """Stage held creations, drop stale ones, and say at the top of the report what was held."""
+        staged_before = store.staged_addresses(self.session)
         for decision, _ in decisions:
             domain = decision.address.rpartition("@")[2]
             if decision.outcome is Outcome.HOLD and decision.address in self.creations:
@@ -246,7 +247,7 @@ class SafetyStage:
                 store.stage(
                     self.session, decision, creation=creation, domain=domain, run_id=self.report.run_id, now=self.now
                 )
-            else:
+            elif decision.address in staged_before:  # decided otherwise now: no longer pending
                 store.unstage(self.session, decision.address)
         if self.limit_held:
             message = (

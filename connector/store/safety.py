@@ -108,6 +108,10 @@ def unstage(session: Session, address: str) -> None:
     session.execute(delete(StagedRow).where(StagedRow.address == address))
 
 
+def staged_addresses(session: Session) -> set[str]:
+    return set(session.scalars(select(StagedRow.address)))
+
+
 def staged(session: Session, *, address: str | None = None, run_id: int | None = None) -> list[StagedRow]:
     stmt = select(StagedRow).order_by(StagedRow.run_id, StagedRow.address)
     if address is not None:
@@ -135,7 +139,7 @@ def log_events(session: Session, events: list[tuple[str, DeliveryEvent]]) -> Non
     if not events:
         return
     session.execute(
-        insert(EventLogRow),
+        insert(EventLogRow.__table__),  # Core executemany: no ORM bookkeeping per row
         [
             {
                 "address": address,
