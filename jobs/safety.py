@@ -140,12 +140,18 @@ class SafetyStage:
         """Find bursts of never-seen addresses and ask the directory about their members."""
         settings = self.connector.settings.safety.attack_guard
         by_domain: dict[str, dict[str, datetime]] = defaultdict(dict)
+        due_addresses = {evidence.address for evidence in due}
         for evidence in due:
             domain = evidence.address.rpartition("@")[2]
             if evidence.first_seen_at is not None and domain in self.effective:
                 by_domain[domain][evidence.address] = evidence.first_seen_at
         for domain, first_seen in sorted(by_domain.items()):
+            # Addresses decided in earlier runs but first seen close by belong to the same burst.
+            since = min(first_seen.values()) - settings.window
+            first_seen = {**store.first_seen_since(self.session, domain, since), **first_seen}
             for burst in guards.find_bursts(domain, first_seen, settings.min_addresses, settings.window):
+                if not any(a in due_addresses for a in burst.addresses):
+                    continue  # wholly decided before
                 try:
                     answers = self.connector.directory.lookup(list(burst.addresses))
                 except RetriableError as exc:

@@ -46,6 +46,17 @@ def domain_evidence(session: Session, domain: str) -> Iterator[AddressEvidence]:
         yield evidence_from_row(row)
 
 
+def first_seen_since(session: Session, domain: str, since: datetime) -> dict[str, datetime]:
+    """Addresses of ``domain`` first seen at or after ``since`` (the attack guard's look back)."""
+    found: dict[str, datetime] = {}
+    stmt = select(EvidenceRow).where(EvidenceRow.domain == domain, EvidenceRow.last_seen_at >= since)
+    for row in session.scalars(stmt):
+        first = row.data.get("first_seen_at")
+        if first and (at := datetime.fromisoformat(first)) >= since:
+            found[row.address] = at
+    return found
+
+
 def blocked_addresses(session: Session) -> set[str]:
     return set(session.scalars(select(BlockRow.address)))
 
@@ -139,7 +150,7 @@ def log_events(session: Session, events: list[tuple[str, DeliveryEvent]]) -> Non
     if not events:
         return
     session.execute(
-        insert(EventLogRow.__table__),  # Core executemany: no ORM bookkeeping per row
+        insert(EventLogRow),  # ORM bulk INSERT: one executemany
         [
             {
                 "address": address,

@@ -440,3 +440,57 @@ def test_explain_tells_the_whole_story(tmp_path: Path, capsys: pytest.CaptureFix
         "held (awaiting_approval) in run 1",
     ):
         assert expected in text, expected
+
+
+def test_an_attack_spread_over_two_runs_is_still_recognised(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    burst_at = T0 + timedelta(days=3)
+    first, second = MailFlow(), MailFlow()
+    second._qid = 0x7B7B7B0000
+    for i in range(6):
+        first.deliver(burst_at + timedelta(minutes=i), f"r{i}zz@acme.test", sender="promo@spam.example")
+    for i in range(6, 11):
+        second.deliver(burst_at + timedelta(minutes=i), f"r{i}zz@acme.test", sender="promo@spam.example")
+    second.deliver(burst_at + timedelta(minutes=11), "kim@acme.test", sender="promo@spam.example")
+    first.write(tmp_path / "mail.log")
+    ad = AdDirectory()
+    ad.user("Kim", "kim@acme.test")
+    ad.write(tmp_path / "directory.ldif")
+    config = write_config(tmp_path, {"acme.test": {"org": "Acme", "method": "autocreate"}})
+    code, report = sync(config, capsys)
+    assert code == 0 and set(reasons(report).values()) == {"not_in_directory"}  # 6: no burst yet
+    with (tmp_path / "mail.log").open("a") as handle:
+        handle.write("".join(text + "\n" for _, _, text in sorted(second.lines)))
+    code, report = sync(config, capsys)
+    assert users(config) == set()
+    assert reasons(report) == {f"r{i}zz@acme.test": "dictionary_attack" for i in range(6, 11)} | {
+        "kim@acme.test": "dictionary_attack"
+    }
+    (guard,) = (g for g in report["guards"] if g["guard"] == "dictionary_attack")
+    assert len(guard["addresses"]) == 12
+
+
+def test_raising_the_limit_releases_what_it_held(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = five_qualified(tmp_path, {"limits": {"max_per_run": 2}})
+    code, report = sync(config, capsys)
+    assert code == 1 and len(report["held"]) == 3
+    config = write_config(tmp_path, {"acme.test": {"org": "Acme"}}, {"limits": {"max_per_run": 10}})
+    code, report = sync(config, capsys)
+    assert code == 0 and {c["address"] for c in report["created"]} == {"u2@acme.test", "u3@acme.test", "u4@acme.test"}
+    assert main(["pending", "-c", str(config)]) == 0
+    assert capsys.readouterr().out == "nothing pending\n"
+
+
+def test_a_held_creation_is_dropped_when_new_evidence_voids_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = five_qualified(tmp_path, {"mode": "approve"})
+    sync(config, capsys)
+    bounce = MailFlow()
+    bounce._qid = 0x6C6C6C0000
+    bounce.refused_at_rcpt(utc("2026-11-26T10:00:00"), "u4@acme.test")
+    with (tmp_path / "mail.log").open("a") as handle:
+        handle.write("".join(text + "\n" for _, _, text in sorted(bounce.lines)))
+    code, report = sync(config, capsys)
+    assert code == 0 and reasons(report) == {"u4@acme.test": "rejected_by_server"}
+    assert main(["pending", "-c", str(config), "--format", "json"]) == 0
+    assert "u4@acme.test" not in {p["address"] for p in json.loads(capsys.readouterr().out)}
