@@ -13,7 +13,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -122,7 +122,8 @@ class SafetyStage:
                 effective[domain] = catch_all.EffectiveRule(rule)
         address_map = AddressMap({d: e.rule for d, e in effective.items()}, settings.domain_aliases)
         exclusions = Exclusions(safety.exclusions.local_parts, store.blocked_addresses(session))
-        day_start = datetime.combine(now.date(), time(), tzinfo=now.tzinfo)
+        utc_now = now.astimezone(UTC)
+        day_start = datetime.combine(utc_now.date(), time(), tzinfo=UTC)  # limits count per UTC day
         org_users: dict[str, int] = defaultdict(int)
         users_by_org: dict[str, int] = defaultdict(int)
         for user in known.users():

@@ -109,7 +109,7 @@ def test_new_lines_are_read_once_and_can_qualify_an_address(
 
 def test_dry_run_changes_nothing(demo_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, dry = sync(demo_config, capsys, "--dry-run")
-    assert code == 0 and dry["dry_run"]
+    assert code == 0 and dry["dry_run"] and dry["simulated"]
     assert len(dry["created"]) == 4
     assert "create alice@acme.com in Acme Corp" in dry["planned_changes"]
     assert users(demo_config) == {}
