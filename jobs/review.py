@@ -80,7 +80,8 @@ def approve(connector: Connector, rows: list[StagedRow], *, who: str, now: datet
             _record(session, row, approved, CandidateState.CREATED, now)
             store.unstage(session, row.address)
             session.commit()
-            result.done.append(row.address)
+            via = f" (via {row.address})" if creation.user_address != row.address else ""
+            result.done.append(f"{creation.user_address}{via}")
     return result
 
 
