@@ -20,6 +20,8 @@ from connector.directory.mapping import PRESETS
 from connector.mail.base import Mailer
 from connector.mail.smtp import SmtpMailer
 from connector.policy.addresses import AddressMap
+from connector.probe.base import CatchAllProbe
+from connector.probe.smtp import SmtpCatchAllProbe
 from connector.reporting.files import HtmlReportDirectory
 from connector.sources.base import LogSource
 from connector.sources.postfix import PostfixLogSource
@@ -45,6 +47,7 @@ class Connector:
     target: ComplianceDirectory
     report_pages: HtmlReportDirectory | None = None
     mailer: Mailer | None = None
+    probe: CatchAllProbe | None = None
 
 
 def build_sources(settings: Settings) -> list[LogSource]:
@@ -99,6 +102,14 @@ def build_mailer(settings: Settings, environ: Mapping[str, str]) -> Mailer | Non
     )
 
 
+def build_probe(settings: Settings) -> CatchAllProbe | None:
+    """The active catch-all probe, when any domain has a downstream server configured for it."""
+    catch_all = settings.safety.catch_all
+    if not catch_all.probe:
+        return None
+    return SmtpCatchAllProbe(catch_all, logging.getLogger("connector.probe.smtp"))
+
+
 def build_connector(
     settings: Settings,
     environ: Mapping[str, str],
@@ -122,4 +133,5 @@ def build_connector(
         target=build_target(settings, environ, sessions, clock),
         report_pages=build_report_pages(settings),
         mailer=build_mailer(settings, environ),
+        probe=build_probe(settings),
     )

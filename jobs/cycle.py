@@ -23,6 +23,7 @@ from connector.policy.known import KnownAddresses
 from connector.store import repository
 from jobs.ingest import IngestResult, ingest
 from jobs.reports import publish_reports
+from jobs.safety import SafetyStage
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,12 @@ def decide_and_sync(
     *,
     now: datetime,
     commit: bool,
+    plan: frozenset[str] | None = None,
 ) -> None:
-    """Decide every due candidate, cross-check the qualified ones, provision them."""
+    """Decide every due candidate, cross-check the qualified ones, provision them.
+
+    With ``plan`` (``connector apply``), only the changes named in it are made.
+    """
     address_map = connector.address_map
     try:
         known = load_known(target, address_map)
@@ -100,15 +105,19 @@ def decide_and_sync(
 
     fingerprints = connector.rule_fingerprints
     due = [item[0] for item in repository.candidates_due(session, fingerprints, now)]
+    safety = SafetyStage.prepare(session, connector, report, due, known, now=now, plan=plan)
+    address_map = safety.address_map  # the rules after catch-all detection (auto resolved)
     to_check: list[AddressEvidence] = []
     settled_later: list[AddressEvidence] = []
+    decisions: list[tuple[Decision, AddressEvidence]] = []
     for evidence in due:
-        if assess(evidence.address, _rule(address_map, evidence), evidence, known, now) is None:
+        if (guarded := safety.screen(evidence, known)) is not None:
+            decisions.append((guarded, evidence))
+        elif assess(evidence.address, _rule(address_map, evidence), evidence, known, now) is None:
             to_check.append(evidence)
         else:
             settled_later.append(evidence)
 
-    decisions: list[tuple[Decision, AddressEvidence]] = []
     if target_down is not None:
         for evidence in to_check:
             decision = Decision(evidence.address, Outcome.DEFER, Reason.TARGET_UNAVAILABLE, str(target_down))
@@ -136,6 +145,7 @@ def decide_and_sync(
             decision = assess(evidence.address, rule, evidence, known, now) or resolve(
                 evidence.address, rule, evidence, answer, known, address_map
             )
+            decision = safety.gate(decision)
             if decision.outcome in (Outcome.CREATE_USER, Outcome.ADD_ALIAS):
                 if commit:
                     session.commit()  # hold no write lock while the target writes
@@ -159,6 +169,7 @@ def decide_and_sync(
             run_id=report.run_id,
         )
         report.add_decision(decision, now=now)
+    safety.finish(decisions)
     if commit:
         session.commit()
     else:
@@ -192,7 +203,13 @@ def _report_ingest(report: RunReport, result: IngestResult) -> None:
         )
 
 
-def run_cycle(connector: Connector, *, clock: Callable[[], datetime], dry_run: bool = False) -> RunReport:
+def run_cycle(
+    connector: Connector,
+    *,
+    clock: Callable[[], datetime],
+    dry_run: bool = False,
+    plan: frozenset[str] | None = None,
+) -> RunReport:
     """Run ingest -> decide -> cross-check -> sync once and store the report.
 
     A dry run does everything but writes nothing: the state changes are rolled
@@ -215,7 +232,7 @@ def run_cycle(connector: Connector, *, clock: Callable[[], datetime], dry_run: b
         try:
             result = ingest(session, connector.sources, connector.address_map, now=now, commit=not dry_run)
             _report_ingest(report, result)
-            decide_and_sync(session, connector, target, report, now=now, commit=not dry_run)
+            decide_and_sync(session, connector, target, report, now=now, commit=not dry_run, plan=plan)
             status = "ok" if not report.errors else "partial"
         except ConnectorError as exc:
             log.error("cycle failed: %s", exc)

@@ -21,6 +21,7 @@ from connector.policy.addresses import AddressMap, InvalidAddress, MappedAddress
 from connector.policy.evidence import record_event
 from connector.sources.base import LogSource, SourceStats
 from connector.store import repository
+from connector.store import safety as safety_store
 
 log = logging.getLogger(__name__)
 EXAMPLES = 3
@@ -86,6 +87,7 @@ def apply_events(
         per_address[mapped.address].append((event, mapped))
 
     stored = repository.load_evidence(session, per_address)
+    safety_store.log_events(session, [(address, event) for address, items in per_address.items() for event, _ in items])
     for address, items in per_address.items():
         evidence = stored.get(address) or AddressEvidence(address=address)
         for event, mapped in items:

@@ -16,7 +16,9 @@ def sample_report(**changes: Any) -> dict[str, Any]:
         "status": "ok",
         "directory": "LDIF file d.ldif",
         "target": "embedded",
+        "simulated": False,
         "warnings": [],
+        "guards": [],
         "counts": {
             "lines_read": 10,
             "bad_lines": 0,

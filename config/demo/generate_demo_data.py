@@ -371,18 +371,28 @@ def build_scenario(rng: random.Random) -> tuple[Scenario, list[str], list[str]]:
         "leo",
         "sales",
         "ghost",
+        "olduser",
         "tmp",
         "broken",
         "postmaster",
     }
-    dict_locals = dictionary_locals(rng, 25, taken)
+    dict_locals = dictionary_locals(rng, 32, taken)
+    # globex.com's Exchange filters recipients: every guess is refused at RCPT TO.
     globex_victims = [f"{x}@globex.com" for x in dict_locals[:20]]
+    # acme.com's store accepts everything and bounces later: a spam run sends
+    # three messages to each of 12 guessed addresses, so they reach the SmartCreate
+    # threshold; only the directory (and the attack guard) stops them.
     acme_victims = [f"{x}@acme.com" for x in dict_locals[20:]]
-    targets = [Rcpt(a) for a in globex_victims] + [Rcpt(a, "bounce_rcpt") for a in acme_victims]
+    targets = [Rcpt(a, "bounce_rcpt") for a in globex_victims] + [Rcpt(a) for a in acme_victims * 3]
     rng.shuffle(targets)
-    slots = sorted(rng.sample(range(3, 290), len(targets)))  # seconds after 03:10:00
+    slots = sorted(rng.sample(range(3, 1500), len(targets)))  # seconds after 03:10:00
     for sec, target in zip(slots, targets, strict=True):
         s.add(at(22, 3, 10) + sec * US, "promo@spam.example", [target], "9 dictionary", size=rng.randint(2900, 4200))
+
+    # 9b. olduser@acme.com: left the company (removed from the directory), still receives mail
+    s.add(at(14, 9, 12, 5), news, ["olduser@acme.com"], "9b olduser")
+    s.add(at(17, 16, 40, 44), billing, ["olduser@acme.com"], "9b olduser")
+    s.add(at(19, 8, 3, 19), digest, ["olduser@acme.com"], "9b olduser")
 
     # 10. ghost@acme.com: accepted three times, then bounced after DATA
     s.add(at(10, 12, 0, 36), jdoe, ["ghost@acme.com"], "10 ghost")
@@ -542,6 +552,14 @@ class Renderer:
             head = f"{agent}[{apid}]: {qid}: to=<{rc.address}>, relay={relay}, delay={delay}, delays={delays}, "
             if rc.outcome == "sent":
                 self.emit(t, head + f"dsn={dsn_ok}, status=sent ({reply_ok})", pinned=m.pinned)
+            elif rc.outcome == "bounce_rcpt" and relay.startswith("mx.globex.com"):  # Exchange recipient filter
+                bounced = True
+                self.emit(
+                    t,
+                    head + f"dsn=5.1.10, status=bounced (host {relay_host(relay)} said: 550 5.1.10 "
+                    "RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup "
+                    "(in reply to RCPT TO command))",
+                )
             elif rc.outcome == "bounce_rcpt":
                 bounced = True
                 self.emit(

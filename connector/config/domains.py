@@ -16,7 +16,8 @@ class DomainSettings(StrictModel):
     org: str = Field(min_length=1, max_length=255)
     """Name of the org (compliance directory group) for this domain's users."""
     method: Method = Method.SMARTCREATE
-    """``smartcreate`` (N valid messages within W days), ``autocreate`` (downstream 250 to RCPT TO) or ``off``."""
+    """``smartcreate`` (N valid messages within W days), ``autocreate`` (downstream 250 to RCPT TO),
+    ``auto`` (Autocreate while the downstream is known to refuse unknown recipients, else SmartCreate) or ``off``."""
     threshold: int = Field(3, ge=1, le=100)
     """SmartCreate: distinct valid messages needed."""
     window_days: float = Field(14, gt=0, le=366)

@@ -19,6 +19,7 @@ from connector.config.base import StrictModel
 from connector.config.directory import LdifDirectorySettings
 from connector.config.domains import DomainSettings
 from connector.config.reports import ReportsSettings
+from connector.config.safety import SafetySettings
 from connector.config.sources import SourceSettings
 from connector.config.state import StateSettings
 from connector.config.target import EmbeddedTargetSettings
@@ -43,6 +44,8 @@ class Settings(StrictModel):
     """The compliance directory users are provisioned to."""
     reports: ReportsSettings = Field(default_factory=dict, validate_default=True)
     """Report files, their retention and the daily digest."""
+    safety: SafetySettings = Field(default_factory=dict, validate_default=True)
+    """Catch-all detection, attack guard, creation limits, exclusions, review mode (docs/safety.md)."""
 
     @field_validator("domains")
     @classmethod
@@ -87,6 +90,16 @@ class Settings(StrictModel):
             raise ValueError("; ".join(problems))
         return aliases
 
+    @field_validator("safety")
+    @classmethod
+    def _probes_for_managed_domains(cls, value: SafetySettings, info: ValidationInfo) -> SafetySettings:
+        domains = info.data.get("domains")
+        if domains is not None:
+            unmanaged = sorted(d for d in value.catch_all.probe if d not in domains)
+            if unmanaged:
+                raise ValueError(f"catch_all.probe: not managed domain(s): {', '.join(unmanaged)}")
+        return value
+
     def address_map(self) -> AddressMap:
         rules = {name: self.domain_rule(name) for name in self.domains}
         return AddressMap(rules, self.domain_aliases)
@@ -100,6 +113,7 @@ class Settings(StrictModel):
         data = {
             "domain": self.domains[domain].model_dump(mode="json"),
             "aliases": sorted(a for a, t in self.domain_aliases.items() if t == domain),
+            "safety": self.safety.model_dump(mode="json"),
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -13,6 +13,7 @@ class Method(StrEnum):
 
     SMARTCREATE = "smartcreate"
     AUTOCREATE = "autocreate"
+    AUTO = "auto"  # Autocreate while the downstream is known to be strict, else SmartCreate
     OFF = "off"
 
 
@@ -23,7 +24,7 @@ class CandidateState(StrEnum):
     CREATED = "created"  # user (or alias) exists in the compliance directory
     SKIPPED = "skipped"  # decided against, with a reason
     DEFERRED = "deferred"  # a dependency failed; retried next run
-    HELD = "held"  # waiting for a person (later: limits, review queue)
+    HELD = "held"  # waiting for a person: review queue (mode approve) or a creation limit
 
 
 class Outcome(StrEnum):
@@ -34,6 +35,7 @@ class Outcome(StrEnum):
     SKIP = "skip"
     WAIT = "wait"
     DEFER = "defer"
+    HOLD = "hold"  # would create, but waits for a person (connector approve)
 
 
 class Reason(StrEnum):
@@ -53,6 +55,16 @@ class Reason(StrEnum):
     DIRECTORY_UNAVAILABLE = "directory_unavailable"
     TARGET_UNAVAILABLE = "target_unavailable"
     TARGET_REJECTED = "target_rejected"
+    # Safety guards (docs/safety.md)
+    EXCLUDED_ADDRESS = "excluded_address"  # postmaster, abuse, noreply, bounce/VERP ...
+    BLOCKED = "blocked"  # connector block ADDRESS
+    DENIED = "denied"  # connector deny
+    CATCH_ALL_SUSPENDED = "catch_all_suspended"  # autocreate on a server that accepts everything
+    CATCH_ALL_UNKNOWN = "catch_all_unknown"  # the probe could not run: autocreate waits
+    DICTIONARY_ATTACK = "dictionary_attack"
+    LIMIT_REACHED = "limit_reached"
+    AWAITING_APPROVAL = "awaiting_approval"
+    NOT_IN_PLAN = "not_in_plan"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,4 +97,5 @@ class Decision:
             Outcome.SKIP: CandidateState.SKIPPED,
             Outcome.WAIT: CandidateState.PENDING,
             Outcome.DEFER: CandidateState.DEFERRED,
+            Outcome.HOLD: CandidateState.HELD,
         }[self.outcome]

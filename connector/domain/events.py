@@ -42,6 +42,7 @@ class DeliveryEvent:
     reply: str | None
     rcpt_stage: bool
     source: str = ""
+    location: str = ""  # where the event was read: "file:line" (shown by explain)
 
     @property
     def message_key(self) -> str:

@@ -48,6 +48,7 @@ class RunReport:
     held: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    guards: list[dict[str, Any]] = field(default_factory=list)  # catch-all status, attacks, limits (docs/safety.md)
     planned_changes: list[str] = field(default_factory=list)
 
     def add_decision(self, decision: Decision, *, now: datetime) -> None:
@@ -73,6 +74,17 @@ class RunReport:
                     "user": decision.user_address,
                     "org": decision.org,
                     "method": decision.method.value if decision.method else None,
+                    "evidence": decision.evidence,
+                }
+            )
+        elif decision.outcome is Outcome.HOLD:
+            self.held.append(
+                {
+                    "address": decision.address,
+                    "user": decision.user_address,
+                    "org": decision.org,
+                    "reason": decision.reason.value,
+                    "detail": decision.detail,
                     "evidence": decision.evidence,
                 }
             )
@@ -114,7 +126,9 @@ class RunReport:
             "status": self.status,
             "directory": self.directory,
             "target": self.target,
+            "simulated": self.dry_run,
             "warnings": list(self.warnings),
+            "guards": list(self.guards),
             "counts": self.counts(),
             "sources": self.sources,
             "created": self.created,

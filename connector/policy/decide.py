@@ -54,7 +54,7 @@ def _refused(address: str, rule: DomainRule, evidence: AddressEvidence) -> Decis
 
 def _not_yet(address: str, rule: DomainRule, ready_at: datetime) -> Decision:
     """Evidence stamped later than the clock (skew, or a replayed log): wait for the clock."""
-    reason = Reason.BELOW_THRESHOLD if rule.method is Method.SMARTCREATE else Reason.NO_SMTP_ACCEPT
+    reason = Reason.NO_SMTP_ACCEPT if rule.method is Method.AUTOCREATE else Reason.BELOW_THRESHOLD
     detail = f"evidence is stamped {ready_at.isoformat()}, later than now; decided again then"
     return _decision(address, rule, Outcome.WAIT, reason, detail, recheck_at=ready_at)
 
@@ -73,7 +73,7 @@ def assess(
         return _decision(address, rule, Outcome.SKIP, Reason.METHOD_OFF, f"user creation is off for {rule.domain}")
     if (decision := _known(address, rule, known)) is not None:
         return decision
-    if rule.method is Method.SMARTCREATE:
+    if rule.method in (Method.SMARTCREATE, Method.AUTO):  # unresolved auto: the safe rule
         if evidence.qualified_at is None:
             if not evidence.recent and evidence.refused_at_rcpt:
                 return _refused(address, rule, evidence)

@@ -30,6 +30,9 @@ class KnownAddresses:
         if alias not in self._users:
             self._alias_owner.setdefault(alias, primary)
 
+    def users(self) -> frozenset[str]:
+        return frozenset(self._users)
+
     def is_user(self, address: str) -> bool:
         return address in self._users
 

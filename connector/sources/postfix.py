@@ -12,6 +12,7 @@ Three layers, so the pure parts test without files:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -327,7 +328,7 @@ class PostfixLogSource:
                 stats.add_bad_line(line_no, text, str(exc))
                 continue
             if event is not None:
-                events.append(event)
+                events.append(dataclasses.replace(event, location=f"{self.path}:{line_no}"))
             if lines_in_batch >= self._batch_lines:
                 yield self._batch(events, stats, joiner, line_no, fingerprint, stat, offset, last_at)
                 events, stats, lines_in_batch = [], SourceStats(path=str(self.path)), 0

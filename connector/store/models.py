@@ -134,3 +134,59 @@ class TargetAliasRow(Base):
     address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("target_users.id"), index=True)
     created_at: Mapped[datetime]
+
+
+class CatchAllRow(Base):
+    """Safety: the latest catch-all finding per domain, trusted until ``expires_at``."""
+
+    __tablename__ = "catch_all"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # accept_all | strict | unknown
+    source: Mapped[str] = mapped_column(String(16))  # probe | passive
+    detail: Mapped[str] = mapped_column(Text, default="")
+    checked_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class StagedRow(Base):
+    """Safety: a creation waiting for a person (review queue or creation limit)."""
+
+    __tablename__ = "staged"
+
+    address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    domain: Mapped[str] = mapped_column(String(255), index=True)
+    run_id: Mapped[int] = mapped_column(Integer, index=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    decision: Mapped[dict[str, Any]] = mapped_column(JSON)
+    staged_at: Mapped[datetime]
+
+
+class BlockRow(Base):
+    """Safety: an address that is never auto-created again (``connector block``)."""
+
+    __tablename__ = "blocked"
+
+    address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    blocked_at: Mapped[datetime]
+
+
+class EventLogRow(Base):
+    """Safety/explain: every delivery event of a managed address within the rule's window, with where it was read.
+
+    Pruned by the cycle (older than the longest window plus a day); evidence decisions never read it.
+    """
+
+    __tablename__ = "event_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    address: Mapped[str] = mapped_column(ADDRESS, index=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    message_key: Mapped[str] = mapped_column(String(998))
+    status: Mapped[str] = mapped_column(String(16))
+    reply: Mapped[str | None] = mapped_column(Text)
+    relay: Mapped[str | None] = mapped_column(String(320))
+    sender: Mapped[str | None] = mapped_column(ADDRESS)
+    recipient: Mapped[str] = mapped_column(ADDRESS)
+    location: Mapped[str] = mapped_column(Text, default="")

@@ -48,7 +48,7 @@ directory: {type: ldif}
     for expected in (
         "sources[0].name:",
         "sources[0].timezone: unknown time zone 'Mars/Base'",
-        "domains['Acme.COM'].method: Input should be 'smartcreate', 'autocreate' or 'off'",
+        "domains['Acme.COM'].method: Input should be 'smartcreate', 'autocreate', 'auto' or 'off'",
         "domains['Acme.COM'].threshold: Input should be greater than or equal to 1",
         "domains['Acme.COM'].colour: Extra inputs are not permitted",
         "directory.path: Field required",

@@ -98,7 +98,7 @@ def test_report_list_show_and_csv(demo_config: Path, capsys: pytest.CaptureFixtu
     lines = out.splitlines()
     assert code == 0 and lines[0].split()[:3] == ["run", "started", "(UTC)"]
     assert lines[1].split()[0] == "2" and lines[1].split()[3] == "ok*"
-    assert lines[2].split()[0] == "1" and lines[2].split()[4:8] == ["6", "35", "0", "0"]
+    assert lines[2].split()[0] == "1" and lines[2].split()[4:8] == ["6", "43", "0", "0"]
 
     code, out = cli(capsys, "report", "list", "--format", "json", "-c", config)
     assert code == 0 and [(r["run_id"], r["created"], r["dry_run"]) for r in json.loads(out)] == [

@@ -1,0 +1,250 @@
+"""Commands of the safety guards: probe, pending, approve, deny, block, plan, apply."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from connector.app import Connector, utc_now
+from connector.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_PARTIAL, connector_from_args
+from connector.config.safety import ProbeTarget
+from connector.errors import RetriableError
+from connector.policy import catch_all
+from connector.policy.addresses import InvalidAddress, normalise_domain
+from connector.policy.plans import PlanError, change_key, changes_from_report, differences, make_plan, read_plan
+from connector.probe.smtp import SmtpCatchAllProbe
+from connector.reporting.text import render_text
+from connector.store import safety as store
+from connector.store.models import StagedRow
+
+
+def _canonical(connector: Connector, address: str) -> str | None:
+    try:
+        return connector.address_map.canonical(address)
+    except InvalidAddress as exc:
+        print(f"not an address: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    import logging
+
+    connector = connector_from_args(args)
+    try:
+        domain = normalise_domain(args.domain)
+    except InvalidAddress as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    settings = connector.settings.safety.catch_all
+    if args.server:
+        host, _, port = args.server.rpartition(":")
+        if not host or not port.isdigit():
+            print(f"--server takes HOST:PORT, not {args.server!r}", file=sys.stderr)
+            return EXIT_CONFIG
+        settings = settings.model_copy(update={"probe": {domain: ProbeTarget(host=host, port=int(port))}})
+    if domain not in settings.probe:
+        print(f"no probe server for {domain}: set safety.catch_all.probe.{domain} or pass --server", file=sys.stderr)
+        return EXIT_CONFIG
+    probe = SmtpCatchAllProbe(settings, logging.getLogger("connector.probe.smtp"))
+    now = utc_now()
+    try:
+        result = probe.probe(domain)
+    except RetriableError as exc:
+        print(f"probe failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finding = catch_all.probe_finding(result, settings, now)
+    if domain in connector.settings.domains:
+        with connector.sessions() as session:
+            store.save_catch_all(session, finding)
+            session.commit()
+    print(f"{domain}: {finding.status.value}")
+    print(f"  {finding.detail}")
+    print(f"  trusted until {finding.expires_at.isoformat()}")
+    return EXIT_OK
+
+
+def _pending_json(row: StagedRow) -> dict[str, Any]:
+    decision = row.decision
+    return {
+        "address": row.address,
+        "user": decision.get("user_address"),
+        "org": decision.get("org"),
+        "method": decision.get("method"),
+        "aliases": decision.get("aliases", []),
+        "held": row.reason,
+        "run_id": row.run_id,
+        "staged_at": row.staged_at.isoformat(),
+        "evidence": decision.get("evidence", {}),
+        "detail": decision.get("detail", ""),
+    }
+
+
+def _evidence_text(evidence: dict[str, Any]) -> str:
+    if evidence.get("smtp_reply"):
+        return f"SMTP {evidence['smtp_reply']} at {evidence.get('accepted_at')} ({evidence.get('message_id')})"
+    messages = evidence.get("messages") or []
+    return "; ".join(f"{m['at']} {m['message_id']}" for m in messages) or "no evidence kept"
+
+
+def cmd_pending(args: argparse.Namespace) -> int:
+    connector = connector_from_args(args)
+    with connector.sessions() as session:
+        rows = store.staged(session)
+    entries = [_pending_json(r) for r in rows]
+    if args.format == "json":
+        print(json.dumps(entries, indent=2))
+        return EXIT_OK
+    if not entries:
+        print("nothing pending")
+    for entry in entries:
+        user = entry["user"]
+        via = f" (via {entry['address']})" if user != entry["address"] else ""
+        print(f"{user}{via} -> {entry['org']}  [{entry['method']}] held: {entry['held']}, run {entry['run_id']}")
+        print(f"    evidence: {_evidence_text(entry['evidence'])}")
+        if entry["aliases"]:
+            print(f"    aliases: {', '.join(entry['aliases'])}")
+    return EXIT_OK
+
+
+def _selected(connector: Connector, args: argparse.Namespace) -> list[StagedRow] | None:
+    with connector.sessions() as session:
+        if args.run is not None:
+            return store.staged(session, run_id=args.run)
+        if args.address:
+            address = _canonical(connector, args.address)
+            return None if address is None else store.staged(session, address=address)
+    return None
+
+
+def _review(args: argparse.Namespace, approve: bool) -> int:
+    from jobs import review
+
+    if (args.address is None) == (args.run is None):
+        print("give an ADDRESS or --run RUN_ID", file=sys.stderr)
+        return EXIT_CONFIG
+    connector = connector_from_args(args)
+    rows = _selected(connector, args)
+    if not rows:
+        print("nothing pending matches", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    who = getpass.getuser()
+    act = review.approve if approve else review.deny
+    result = act(connector, rows, who=who, now=utc_now())
+    verb = "created" if approve else "denied and blocked"
+    for address in result.done:
+        print(f"{verb}: {address}")
+    for address, error in result.failed:
+        print(f"failed: {address}: {error}", file=sys.stderr)
+    return EXIT_OK if not result.failed else EXIT_PARTIAL
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    return _review(args, approve=True)
+
+
+def cmd_deny(args: argparse.Namespace) -> int:
+    return _review(args, approve=False)
+
+
+def cmd_block(args: argparse.Namespace) -> int:
+    from jobs import review
+
+    connector = connector_from_args(args)
+    address = _canonical(connector, args.address)
+    if address is None:
+        return EXIT_CONFIG
+    if args.remove:
+        with connector.sessions() as session:
+            removed = store.unblock(session, address)
+            session.commit()
+        print(f"unblocked: {address}" if removed else f"{address} was not blocked")
+        return EXIT_OK if removed else EXIT_NOT_FOUND
+    note = args.note or f"blocked by {getpass.getuser()}"
+    was_staged = review.block(connector, address, note=note, now=utc_now())
+    print(
+        f"blocked: {address} is never created automatically" + (" (its pending creation dropped)" if was_staged else "")
+    )
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from jobs.cycle import run_cycle
+
+    report = run_cycle(connector_from_args(args), clock=utc_now, dry_run=True).to_json()
+    if report["status"] == "failed":
+        print(render_text(report), end="", file=sys.stderr)
+        return EXIT_FAILED
+    changes = changes_from_report(report)
+    plan = make_plan(changes, run_id=report["run_id"], made_at=utc_now())
+    Path(args.output).write_text(json.dumps(plan, indent=2) + "\n", encoding="utf-8")
+    print(f"plan of {len(changes)} change(s) written to {args.output} (sha256 {plan['sha256']})")
+    for change in changes:
+        print(f"  {change_key(change)}")
+    if report["held"]:
+        print(f"  {len(report['held'])} creation(s) would be held (see connector report {report['run_id']})")
+    return EXIT_OK if report["status"] == "ok" else EXIT_PARTIAL
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from jobs.cycle import run_cycle
+
+    try:
+        planned = read_plan(json.loads(Path(args.plan).read_text(encoding="utf-8")))
+    except (OSError, ValueError, PlanError) as exc:
+        print(f"cannot use plan {args.plan}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    connector = connector_from_args(args)
+    fresh = changes_from_report(run_cycle(connector, clock=utc_now, dry_run=True).to_json())
+    gone, new = differences(planned, fresh)
+    if gone or new:
+        print("refusing the plan: the state moved underneath it; make a new plan", file=sys.stderr)
+        for key in gone:
+            print(f"  no longer: {key}", file=sys.stderr)
+        for key in new:
+            print(f"  now also:  {key}", file=sys.stderr)
+        return EXIT_FAILED
+    report = run_cycle(connector, clock=utc_now, plan=frozenset(change_key(c) for c in planned)).to_json()
+    print(render_text(report), end="")
+    gone, new = differences(planned, changes_from_report(report))
+    if gone:
+        print(f"{len(gone)} planned change(s) were not made (see the report)", file=sys.stderr)
+        return EXIT_PARTIAL
+    return {"ok": EXIT_OK, "partial": EXIT_PARTIAL}.get(report["status"], EXIT_FAILED)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    probe = sub.add_parser("probe", parents=[common], help="ask a domain's downstream server if it accepts anything")
+    probe.add_argument("domain")
+    probe.add_argument("--server", help="HOST:PORT instead of safety.catch_all.probe.DOMAIN")
+    probe.set_defaults(func=cmd_probe)
+
+    pending = sub.add_parser("pending", parents=[common], help="list creations held for review, with evidence")
+    pending.add_argument("--format", choices=["text", "json"], default="text")
+    pending.set_defaults(func=cmd_pending)
+
+    for name, func, text in (
+        ("approve", cmd_approve, "create held users (an address, or every one of a run)"),
+        ("deny", cmd_deny, "drop held creations and block those addresses"),
+    ):
+        command = sub.add_parser(name, parents=[common], help=text)
+        command.add_argument("address", nargs="?")
+        command.add_argument("--run", type=int, help="every creation held by this run")
+        command.set_defaults(func=func)
+
+    block = sub.add_parser("block", parents=[common], help="never auto-create this address (e.g. a leaver)")
+    block.add_argument("address")
+    block.add_argument("--note", help="why (shown in explain and the report)")
+    block.add_argument("--remove", action="store_true", help="lift the block")
+    block.set_defaults(func=cmd_block)
+
+    plan = sub.add_parser("plan", parents=[common], help="write the exact changes a sync would make, with a hash")
+    plan.add_argument("-o", "--output", required=True, help="plan file to write")
+    plan.set_defaults(func=cmd_plan)
+
+    apply = sub.add_parser("apply", parents=[common], help="make exactly the changes of a plan, if still valid")
+    apply.add_argument("plan", help="plan file written by connector plan")
+    apply.set_defaults(func=cmd_apply)

@@ -1,0 +1,1 @@
+"""Active catch-all probes of downstream mail servers."""

@@ -1,0 +1,178 @@
+"""Repository functions of the safety guards: catch-all cache, staged creations, blocked addresses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from connector.domain.decisions import CandidateState, Decision, Method, Outcome, Reason
+from connector.domain.events import DeliveryEvent
+from connector.domain.evidence import AddressEvidence
+from connector.domain.safety import CatchAllFinding, CatchAllStatus
+from connector.store.models import BlockRow, CandidateRow, CatchAllRow, EventLogRow, EvidenceRow, StagedRow
+from connector.store.repository import evidence_from_row
+
+
+def load_catch_all(session: Session, domain: str) -> CatchAllFinding | None:
+    row = session.get(CatchAllRow, domain)
+    if row is None:
+        return None
+    return CatchAllFinding(
+        row.domain, CatchAllStatus(row.status), row.source, row.detail, row.checked_at, row.expires_at
+    )
+
+
+def save_catch_all(session: Session, finding: CatchAllFinding) -> None:
+    session.merge(
+        CatchAllRow(
+            domain=finding.domain,
+            status=finding.status.value,
+            source=finding.source,
+            detail=finding.detail,
+            checked_at=finding.checked_at,
+            expires_at=finding.expires_at,
+        )
+    )
+
+
+def domain_evidence(session: Session, domain: str) -> Iterator[AddressEvidence]:
+    """Every stored address of ``domain`` (for the passive catch-all rule)."""
+    stmt = select(EvidenceRow).where(EvidenceRow.domain == domain).execution_options(yield_per=1000)
+    for row in session.scalars(stmt):
+        yield evidence_from_row(row)
+
+
+def first_seen_since(session: Session, domain: str, since: datetime) -> dict[str, datetime]:
+    """Addresses of ``domain`` first seen at or after ``since`` (the attack guard's look back)."""
+    found: dict[str, datetime] = {}
+    stmt = select(EvidenceRow).where(EvidenceRow.domain == domain, EvidenceRow.last_seen_at >= since)
+    for row in session.scalars(stmt):
+        first = row.data.get("first_seen_at")
+        if first and (at := datetime.fromisoformat(first)) >= since:
+            found[row.address] = at
+    return found
+
+
+def blocked_addresses(session: Session) -> set[str]:
+    return set(session.scalars(select(BlockRow.address)))
+
+
+def block(session: Session, address: str, note: str, now: datetime) -> None:
+    session.merge(BlockRow(address=address, note=note, blocked_at=now))
+
+
+def unblock(session: Session, address: str) -> bool:
+    return session.execute(delete(BlockRow).where(BlockRow.address == address)).rowcount > 0  # type: ignore[attr-defined,no-any-return]
+
+
+def decision_to_json(decision: Decision) -> dict[str, Any]:
+    return {
+        "address": decision.address,
+        "reason": decision.reason.value,
+        "detail": decision.detail,
+        "org": decision.org,
+        "method": decision.method.value if decision.method else None,
+        "user_address": decision.user_address,
+        "aliases": list(decision.aliases),
+        "display_name": decision.display_name,
+        "external_id": decision.external_id,
+        "evidence": decision.evidence,
+    }
+
+
+def decision_from_json(data: dict[str, Any]) -> Decision:
+    """The staged creation as the ``CREATE_USER`` decision it was held from."""
+    return Decision(
+        data["address"],
+        Outcome.CREATE_USER,
+        Reason.QUALIFIED,
+        data.get("detail", ""),
+        org=data.get("org"),
+        method=Method(data["method"]) if data.get("method") else None,
+        user_address=data.get("user_address"),
+        aliases=tuple(data.get("aliases", [])),
+        display_name=data.get("display_name"),
+        external_id=data.get("external_id"),
+        evidence=data.get("evidence") or {},
+    )
+
+
+def stage(session: Session, held: Decision, *, creation: Decision, domain: str, run_id: int, now: datetime) -> None:
+    """Keep the creation ``held`` came from, for ``connector approve``."""
+    session.merge(
+        StagedRow(
+            address=held.address,
+            domain=domain,
+            run_id=run_id,
+            reason=held.reason.value,
+            decision=decision_to_json(creation),
+            staged_at=now,
+        )
+    )
+
+
+def unstage(session: Session, address: str) -> None:
+    session.execute(delete(StagedRow).where(StagedRow.address == address))
+
+
+def staged_addresses(session: Session) -> set[str]:
+    return set(session.scalars(select(StagedRow.address)))
+
+
+def staged(session: Session, *, address: str | None = None, run_id: int | None = None) -> list[StagedRow]:
+    stmt = select(StagedRow).order_by(StagedRow.run_id, StagedRow.address)
+    if address is not None:
+        stmt = stmt.where(StagedRow.address == address)
+    if run_id is not None:
+        stmt = stmt.where(StagedRow.run_id == run_id)
+    return list(session.scalars(stmt))
+
+
+def created_since(session: Session, since: datetime) -> dict[str, int]:
+    """Users created per domain since ``since`` (for the daily limits)."""
+    stmt = (
+        select(CandidateRow.domain, func.count())
+        .where(CandidateRow.state == CandidateState.CREATED.value)
+        .where(CandidateRow.decided_at >= since)
+        .where(CandidateRow.reason == Reason.QUALIFIED.value)
+        .where(CandidateRow.user_address.is_not(None))
+        .group_by(CandidateRow.domain)
+    )
+    return {domain: int(count) for domain, count in session.execute(stmt)}
+
+
+def log_events(session: Session, events: list[tuple[str, DeliveryEvent]]) -> None:
+    """Keep ``(canonical address, event)`` pairs for ``explain`` (one INSERT per batch)."""
+    if not events:
+        return
+    session.execute(
+        insert(EventLogRow),  # ORM bulk INSERT: one executemany
+        [
+            {
+                "address": address,
+                "at": event.at,
+                "message_key": event.message_key[:998],
+                "status": event.status.value,
+                "reply": event.reply,
+                "relay": event.relay[:320] if event.relay else None,
+                "sender": event.sender[:320] if event.sender is not None else None,
+                "recipient": event.recipient[:320],
+                "location": event.location,
+            }
+            for address, event in events
+        ],
+    )
+
+
+def logged_events(session: Session, address: str, since: datetime) -> list[EventLogRow]:
+    stmt = select(EventLogRow).where(EventLogRow.address == address, EventLogRow.at >= since)
+    return list(session.scalars(stmt.order_by(EventLogRow.at, EventLogRow.id)))
+
+
+def prune_event_log(session: Session, before: datetime) -> int:
+    result = session.execute(delete(EventLogRow).where(EventLogRow.at < before))
+    return int(result.rowcount)  # type: ignore[attr-defined]
