@@ -96,7 +96,9 @@ def explain(connector: Connector, address: str, *, now: datetime) -> str:
     else:
         decision = assess(mapped.address, mapped.rule, evidence, known, now)
         if decision is None and mapped.rule is not None:
-            decision = resolve(mapped.address, mapped.rule, evidence, answer, known, connector.address_map)
+            decision = resolve(
+                mapped.address, mapped.rule, evidence, answer, known, connector.address_map, connector.org_rules
+            )
         if decision is not None:
             out.append(f"  {decision.outcome.value}: {decision.reason.value}: {decision.detail}")
     if candidate is not None:

@@ -159,7 +159,7 @@ def decide_and_sync(
         else:
             # Re-assess first: an earlier creation in this run may already cover this address.
             decision = assess(evidence.address, rule, evidence, known, now) or resolve(
-                evidence.address, rule, evidence, answer, known, address_map
+                evidence.address, rule, evidence, answer, known, address_map, connector.org_rules
             )
             if decision.outcome in (Outcome.CREATE_USER, Outcome.ADD_ALIAS):
                 if commit:

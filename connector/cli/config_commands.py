@@ -10,6 +10,7 @@ import yaml
 
 from connector.app import build_connector
 from connector.cli.common import EXIT_CONFIG, EXIT_OK, load_args_settings
+from connector.config.directory import LdifDirectorySettings
 from connector.errors import ConfigError
 
 
@@ -19,8 +20,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     for source in settings.sources:
         if not source.path.exists():
             warnings.append(f"sources[{source.name}].path: {source.path} does not exist (yet)")
-    if not settings.directory.path.exists():
-        warnings.append(f"directory.path: {settings.directory.path} does not exist")
+    directory = settings.directory
+    if isinstance(directory, LdifDirectorySettings) and not directory.path.exists():
+        warnings.append(f"directory.path: {directory.path} does not exist")
     try:
         settings.state.resolved_url(os.environ)
     except ConfigError as exc:

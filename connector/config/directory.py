@@ -44,6 +44,8 @@ class DirectoryMirrorSettings(StrictModel):
 
     enabled: bool = False
     """Answer lookups from the mirror instead of asking the server for every batch."""
+    refresh_minutes: int = Field(15, ge=1)
+    """A lookup first refreshes a mirror older than this (the scheduler's job usually did already)."""
     max_age_minutes: int = Field(60, ge=1)
     """A mirror not refreshed for longer than this answers nothing: candidates are deferred."""
     full_refresh_hours: int = Field(24, ge=1)
@@ -101,7 +103,7 @@ class LdapDirectorySettings(StrictModel):
     """Addresses per search (one OR filter)."""
     change_attribute: Literal["modifyTimestamp", "uSNChanged"] | None = None
     """What the mirror's incremental refresh compares; default: uSNChanged on AD, else modifyTimestamp."""
-    mirror: DirectoryMirrorSettings = DirectoryMirrorSettings()
+    mirror: DirectoryMirrorSettings = Field(default_factory=dict, validate_default=True)
     """Keep a copy in the state database and answer from it."""
 
     @field_validator("servers")

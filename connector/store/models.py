@@ -127,3 +127,36 @@ class TargetAliasRow(Base):
     address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("target_users.id"), index=True)
     created_at: Mapped[datetime]
+
+
+class DirectoryMirrorEntryRow(Base):
+    """Directory mirror: one object read from the mail directory, with its raw attributes."""
+
+    __tablename__ = "directory_mirror_entries"
+
+    dn_key: Mapped[str] = mapped_column(String(1024), primary_key=True)  # DN lower-cased
+    dn: Mapped[str] = mapped_column(Text)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    change_mark: Mapped[str | None] = mapped_column(String(64))
+
+
+class DirectoryMirrorAddressRow(Base):
+    """Directory mirror: address -> owning object (two rows for one address: ambiguous)."""
+
+    __tablename__ = "directory_mirror_addresses"
+
+    address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    dn_key: Mapped[str] = mapped_column(String(1024), primary_key=True, index=True)
+
+
+class DirectoryMirrorStateRow(Base):
+    """Directory mirror: which directory it copies and how fresh it is."""
+
+    __tablename__ = "directory_mirror_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1: one mail directory
+    source: Mapped[str] = mapped_column(Text)
+    full_at: Mapped[datetime]
+    refreshed_at: Mapped[datetime]
+    change_mark: Mapped[str | None] = mapped_column(String(64))
+    entries: Mapped[int] = mapped_column(Integer, default=0)
