@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ldap3 import ANONYMOUS, FIRST, NONE, SIMPLE, SUBTREE, Connection, Server, ServerPool, Tls
-from ldap3.core.exceptions import LDAPException, LDAPSizeLimitExceededResult
+from ldap3 import ANONYMOUS, NONE, SIMPLE, SUBTREE, Connection, Server, Tls
+from ldap3.core.exceptions import LDAPException, LDAPSizeLimitExceededResult, LDAPTimeLimitExceededResult
 from ldap3.utils.conv import escape_filter_chars
 from pydantic import SecretStr
 
@@ -33,6 +33,8 @@ from connector.domain.directory import DirectoryAnswer, DirectoryEntry
 from connector.errors import RetriableError
 
 _PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
+_TIME_LIMIT_EXCEEDED = 3
+_SIZE_LIMIT_EXCEEDED = 4
 RawEntry = tuple[str, dict[str, list[str]]]
 """``(dn, attributes)`` as text, the form ``entry_from_attributes`` and the mirror take."""
 
@@ -170,10 +172,14 @@ class LdapDirectory:
                 paged_size=self._options.page_size,
                 paged_cookie=cookie,
             )
+            result = connection.result or {}
+            # ldap3 does not raise for these two: a partial answer must never look complete.
+            if result.get("result") in (_SIZE_LIMIT_EXCEEDED, _TIME_LIMIT_EXCEEDED):
+                raise _LimitExceeded(str(result.get("description")))
             for item in connection.response or ():
                 if item.get("type") == "searchResEntry":  # skip continuation references
                     yield item["dn"], item["raw_attributes"]
-            control = (connection.result or {}).get("controls", {}).get(_PAGED_RESULTS_OID, {})
+            control = result.get("controls", {}).get(_PAGED_RESULTS_OID, {})
             cookie = control.get("value", {}).get("cookie")
             if not cookie:
                 return
@@ -184,30 +190,41 @@ class LdapDirectory:
         with self._lock:
             try:
                 yield self._connect()
-            except LDAPSizeLimitExceededResult as exc:
+            except (LDAPSizeLimitExceededResult, LDAPTimeLimitExceededResult, _LimitExceeded) as exc:
                 self._drop()
-                raise RetriableError(f"LDAP size limit hit while trying to {what}: {exc}") from exc
-            except (LDAPException, OSError) as exc:
+                raise RetriableError(f"LDAP size or time limit hit while trying to {what}: {exc}") from exc
+            except (LDAPException, OSError, _AllServersFailed) as exc:
                 self._drop()
                 raise RetriableError(f"LDAP directory unavailable ({what}): {exc}") from exc
 
     def _connect(self) -> Connection:
         if self._connection is not None and not self._connection.closed:
             return self._connection
+        failures: list[str] = []
+        for url in self._options.servers:
+            try:
+                self._connection = self._open(url)
+            except (LDAPException, OSError) as exc:
+                # Next server; a refused bind or certificate is usually the same everywhere, but try.
+                self._log.warning("LDAP server %s failed: %s", url, exc)
+                failures.append(f"{url}: {exc}")
+                continue
+            self._log.info("connected to %s", url)
+            return self._connection
+        raise _AllServersFailed("; ".join(failures))
+
+    def _open(self, url: str) -> Connection:
         options = self._options
-        servers = [self._server(url) for url in options.servers]
-        # ``active=1``: try every server once, then give up (ldap3 would loop forever otherwise).
-        pool = ServerPool(servers, pool_strategy=FIRST, active=1, exhaust=False)
         password = options.bind_password.get_secret_value() if options.bind_password is not None else None
         connection = Connection(
-            pool,
+            self._server(url),
             user=options.bind_dn,
             password=password,
             authentication=SIMPLE if options.bind_dn else ANONYMOUS,
             auto_bind=False,
             read_only=True,
             raise_exceptions=True,
-            receive_timeout=int(max(1, options.timeout_seconds)),
+            receive_timeout=max(1, round(options.timeout_seconds)),
             auto_referrals=False,
         )
         try:
@@ -218,8 +235,6 @@ class LdapDirectory:
         except BaseException:
             connection.unbind()
             raise
-        self._log.info("connected to %s", connection.server.name if connection.server else "LDAP")
-        self._connection = connection
         return connection
 
     def _server(self, url: str) -> Server:
@@ -252,6 +267,14 @@ class LdapDirectory:
 
 
 RawBytesEntry = tuple[str, dict[str, list[bytes]]]
+
+
+class _LimitExceeded(Exception):
+    """The server stopped a search at its size or time limit."""
+
+
+class _AllServersFailed(Exception):
+    """No configured server could be connected to and bound."""
 
 
 def _texts(raw: Mapping[str, Sequence[bytes]]) -> dict[str, list[str]]:
