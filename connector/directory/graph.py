@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import msal
 import requests
@@ -58,6 +58,7 @@ def list_url(graph_url: str, collection: str, addresses: Sequence[str], select: 
     query = urlencode(
         {"$filter": proxy_filter(addresses), "$count": "true", "$select": ",".join(select)},
         safe="$,:()'/@",
+        quote_via=quote,  # spaces as %20: OData servers need not read '+' as a space
     )
     return f"{graph_url.rstrip('/')}/v1.0/{collection}?{query}"
 
@@ -117,8 +118,7 @@ class GraphDirectory:
         self._options = options
         self._log = logger or logging.getLogger(__name__)
         self._sleep = sleep
-        self._http = requests.Session()
-        self._http.verify = options.ca_file or True
+        self._http = _PinnedCaSession(options.ca_file)
         self._app: msal.ConfidentialClientApplication | None = None
         self._user_select = tuple(dict.fromkeys([*USER_FIELDS, *USER_FIELDS_OPTIONAL, *options.extra_attributes]))
 
@@ -222,6 +222,20 @@ class GraphDirectory:
             except (requests.RequestException, ValueError) as exc:
                 raise RetriableError(f"cannot reach the Entra authority: {exc}") from exc
         return self._app
+
+
+class _PinnedCaSession(requests.Session):
+    """A session whose configured CA file wins over ``REQUESTS_CA_BUNDLE`` (requests prefers the env var)."""
+
+    def __init__(self, ca_file: str | None) -> None:
+        super().__init__()
+        self._ca_file = ca_file
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self._ca_file is not None:
+            settings["verify"] = self._ca_file
+        return settings
 
 
 def _retry_after(response: requests.Response, attempt: int) -> float:
