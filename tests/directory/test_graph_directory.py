@@ -59,8 +59,12 @@ USERS = [
         "accountEnabled": False,
     },
 ]
-GROUPS = [{"id": "g-staff", "displayName": "Staff", "mail": "staff@contoso.com", "proxyAddresses": ["SMTP:staff@contoso.com"]}]
-CONTACTS = [{"id": "c-carl", "displayName": "Carl", "mail": "carl@partner.example", "proxyAddresses": ["SMTP:carl@contoso.com"]}]
+GROUPS = [
+    {"id": "g-staff", "displayName": "Staff", "mail": "staff@contoso.com", "proxyAddresses": ["SMTP:staff@contoso.com"]}
+]
+CONTACTS = [
+    {"id": "c-carl", "displayName": "Carl", "mail": "carl@partner.example", "proxyAddresses": ["SMTP:carl@contoso.com"]}
+]
 _CLAUSE = re.compile(r"proxyAddresses/any\(p:p eq '((?:[^']|'')*)'\)")
 
 
@@ -94,7 +98,9 @@ class FakeGraph:
     def listing(self, request: Request) -> Response:
         self.list_requests.append(request)
         if request.headers.get("Authorization", "") == "" or request.headers.get("ConsistencyLevel") != "eventual":
-            return _json({"error": {"code": "Request_UnsupportedQuery", "message": "advanced query needs headers"}}, 400)
+            return _json(
+                {"error": {"code": "Request_UnsupportedQuery", "message": "advanced query needs headers"}}, 400
+            )
         if self.throttle:
             status, retry_after = self.throttle.pop(0)
             headers = {"Retry-After": retry_after} if retry_after else {}
@@ -143,7 +149,9 @@ def graph(ca: tuple[trustme.CA, Path]) -> Iterator[FakeGraph]:
     server.stop()
 
 
-def make_directory(graph: FakeGraph, ca_file: Path, sleeps: list[float] | None = None, **overrides: Any) -> GraphDirectory:
+def make_directory(
+    graph: FakeGraph, ca_file: Path, sleeps: list[float] | None = None, **overrides: Any
+) -> GraphDirectory:
     values: dict[str, Any] = {
         "tenant_id": TENANT,
         "client_id": "11111111-2222-3333-4444-555555555555",
@@ -160,7 +168,13 @@ def make_directory(graph: FakeGraph, ca_file: Path, sleeps: list[float] | None =
 
 def test_users_aliases_and_non_users(graph: FakeGraph, ca: tuple[trustme.CA, Path]) -> None:
     directory = make_directory(graph, ca[1])
-    addresses = ["a.adams@contoso.com", "info@contoso.com", "staff@contoso.com", "carl@contoso.com", "nobody@contoso.com"]
+    addresses = [
+        "a.adams@contoso.com",
+        "info@contoso.com",
+        "staff@contoso.com",
+        "carl@contoso.com",
+        "nobody@contoso.com",
+    ]
     got = directory.lookup(addresses)
     alice = got["a.adams@contoso.com"]
     assert alice is not None and alice.kind is DirectoryObjectKind.USER and alice.enabled

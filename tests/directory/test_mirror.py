@@ -97,9 +97,7 @@ def test_incremental_refresh_sees_changes_and_full_refresh_sees_deletions(
     mirror.refresh(T0)
     first_mark = mirror.state().change_mark  # type: ignore[union-attr]
     with admin(slapd) as conn:
-        conn.modify(
-            f"cn=Bob Brown,ou=users,{SUFFIX}", {"proxyAddresses": [(MODIFY_ADD, ["smtp:robert@acme.com"])]}
-        )
+        conn.modify(f"cn=Bob Brown,ou=users,{SUFFIX}", {"proxyAddresses": [(MODIFY_ADD, ["smtp:robert@acme.com"])]})
         conn.modify(f"cn=Dora Disabled,ou=users,{SUFFIX}", {"userAccountControl": [(MODIFY_REPLACE, ["512"])]})
         conn.delete(f"cn=PRINTER01,ou=users,{SUFFIX}")
 
