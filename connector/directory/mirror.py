@@ -12,18 +12,19 @@ deferred rather than judged on stale data.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connector.directory.answers import answers_for
 from connector.directory.mapping import AttributeMapping, addresses_of, entry_from_attributes
-from connector.domain.directory import DirectoryAnswer
+from connector.domain.directory import DirectoryAnswer, DirectoryEntry, DirectoryObjectKind
 from connector.errors import FatalError, RetriableError
 from connector.store import directory_mirror as store
 
@@ -47,6 +48,20 @@ class MirrorRefresh:
     entries_total: int
     change_mark: str | None
     refreshed_at: datetime
+
+
+def _entry(dn: str, entry: Mapping[str, Any], attributes: Mapping[str, Sequence[str]]) -> DirectoryEntry:
+    """A stored answer back as a ``DirectoryEntry`` (no re-mapping: lookups stay cheap)."""
+    return DirectoryEntry(
+        kind=DirectoryObjectKind(entry["kind"]),
+        dn=dn,
+        primary_address=entry["primary_address"],
+        aliases=tuple(entry["aliases"]),
+        display_name=entry["display_name"],
+        enabled=bool(entry["enabled"]),
+        external_id=entry["external_id"],
+        attributes={name: tuple(values) for name, values in attributes.items()},
+    )
 
 
 def newest_mark(marks: Sequence[str | None]) -> str | None:
@@ -84,6 +99,9 @@ class MirrorDirectory:
         self._refresh_every = refresh_every
         self._full_every = full_every
         self._log = logger or logging.getLogger(__name__)
+        # A copy made by another directory or another mapping is not this one: read everything again.
+        fingerprint = hashlib.sha256(repr(mapping).encode()).hexdigest()[:12]
+        self._source_key = f"{source.describe()} mapping {fingerprint}"
 
     @property
     def source(self) -> MirrorSource:
@@ -119,7 +137,7 @@ class MirrorDirectory:
                 rows = store.owners(session, addresses)
         except SQLAlchemyError as exc:
             raise FatalError(f"cannot read the directory mirror: {exc}") from exc
-        entries = {dn.lower(): entry_from_attributes(dn, attributes, self._mapping) for _, dn, attributes in rows}
+        entries = {dn.lower(): _entry(dn, entry, attributes) for _, dn, entry, attributes in rows}
         return answers_for(addresses, entries.values())
 
     def refresh(self, now: datetime, *, full: bool | None = None) -> MirrorRefresh:
@@ -142,7 +160,7 @@ class MirrorDirectory:
                 total = store.count_entries(session)
                 full_at = state.full_at
                 mark = newest_mark(marks)
-            store.save_state(session, store.MirrorState(self._source.describe(), full_at, now, mark, total))
+            store.save_state(session, store.MirrorState(self._source_key, full_at, now, mark, total))
             session.commit()
         self._log.info(
             "directory mirror %s refresh: %d entries read, %d in the mirror",
@@ -155,14 +173,22 @@ class MirrorDirectory:
     def _mirrored(self, raw_entries: Iterator[RawEntry], marks: list[str | None]) -> Iterator[store.MirroredEntry]:
         for dn, attributes in raw_entries:
             entry = entry_from_attributes(dn, attributes, self._mapping)
-            lowered = {name.lower(): values for name, values in attributes.items()}
-            values = lowered.get(self._change_attribute) or []
+            values = entry.attributes.get(self._change_attribute) or ()
             mark = values[0] if values else None
             marks.append(mark)
-            yield store.MirroredEntry(dn, attributes, addresses_of(entry), mark)
+            mapped = {
+                "kind": entry.kind.value,
+                "primary_address": entry.primary_address,
+                "aliases": list(entry.aliases),
+                "display_name": entry.display_name,
+                "enabled": entry.enabled,
+                "external_id": entry.external_id,
+            }
+            raw = {name: list(values) for name, values in entry.attributes.items()}
+            yield store.MirroredEntry(dn, mapped, raw, addresses_of(entry), mark)
 
     def _usable(self, state: store.MirrorState | None) -> bool:
-        return state is not None and state.source == self._source.describe()
+        return state is not None and state.source == self._source_key
 
     def _full_due(self, state: store.MirrorState | None, now: datetime) -> bool:
         return state is None or now - state.full_at >= self._full_every

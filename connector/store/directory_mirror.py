@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
@@ -20,6 +21,8 @@ class MirroredEntry:
     """One object as the mirror keeps it."""
 
     dn: str
+    entry: dict[str, Any]
+    """The mapped answer (``DirectoryEntry`` fields but ``dn`` and ``attributes``)."""
     attributes: dict[str, list[str]]
     addresses: tuple[str, ...]
     change_mark: str | None
@@ -73,14 +76,22 @@ def insert_entries(session: Session, entries: Iterable[MirroredEntry]) -> int:
             continue  # a server should not return a DN twice; keep the first
         seen.add(key)
         count += 1
-        entry_rows.append(
-            {"dn_key": key, "dn": entry.dn, "attributes": entry.attributes, "change_mark": entry.change_mark}
-        )
+        entry_rows.append(_entry_row(key, entry))
         address_rows.extend({"address": a, "dn_key": key} for a in dict.fromkeys(entry.addresses))
         if len(entry_rows) >= _CHUNK:
             _flush(session, entry_rows, address_rows)
     _flush(session, entry_rows, address_rows)
     return count
+
+
+def _entry_row(key: str, entry: MirroredEntry) -> dict[str, object]:
+    return {
+        "dn_key": key,
+        "dn": entry.dn,
+        "entry": entry.entry,
+        "attributes": entry.attributes,
+        "change_mark": entry.change_mark,
+    }
 
 
 def _flush(session: Session, entry_rows: list[dict[str, object]], address_rows: list[dict[str, object]]) -> None:
@@ -102,7 +113,7 @@ def upsert_entries(session: Session, entries: Iterable[MirroredEntry]) -> int:
         session.flush()
         _flush(
             session,
-            [{"dn_key": key, "dn": entry.dn, "attributes": entry.attributes, "change_mark": entry.change_mark}],
+            [_entry_row(key, entry)],
             [{"address": a, "dn_key": key} for a in dict.fromkeys(entry.addresses)],
         )
         count += 1
@@ -113,13 +124,20 @@ def count_entries(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(DirectoryMirrorEntryRow)) or 0)
 
 
-def owners(session: Session, addresses: Sequence[str]) -> list[tuple[str, str, dict[str, list[str]]]]:
-    """``(address, dn, attributes)`` for every mirrored owner of the given addresses."""
+def owners(session: Session, addresses: Sequence[str]) -> list[tuple[str, str, dict[str, Any], dict[str, list[str]]]]:
+    """``(address, dn, entry, attributes)`` for every mirrored owner of the given addresses."""
     if not addresses:
         return []
     query = (
-        select(DirectoryMirrorAddressRow.address, DirectoryMirrorEntryRow.dn, DirectoryMirrorEntryRow.attributes)
+        select(
+            DirectoryMirrorAddressRow.address,
+            DirectoryMirrorEntryRow.dn,
+            DirectoryMirrorEntryRow.entry,
+            DirectoryMirrorEntryRow.attributes,
+        )
         .join(DirectoryMirrorEntryRow, DirectoryMirrorEntryRow.dn_key == DirectoryMirrorAddressRow.dn_key)
         .where(DirectoryMirrorAddressRow.address.in_(list(addresses)))
     )
-    return [(address, dn, attributes) for address, dn, attributes in session.execute(query)]
+    # Core, not ORM, execution: these are plain rows and this is the hot path of a mirrored lookup.
+    rows = session.connection().execute(query)
+    return [(address, dn, entry, attributes) for address, dn, entry, attributes in rows]

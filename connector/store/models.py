@@ -136,7 +136,8 @@ class DirectoryMirrorEntryRow(Base):
 
     dn_key: Mapped[str] = mapped_column(String(1024), primary_key=True)  # DN lower-cased
     dn: Mapped[str] = mapped_column(Text)
-    attributes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    entry: Mapped[dict[str, Any]] = mapped_column(JSON)  # the mapped answer: kind, addresses, enabled ...
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON)  # raw, lower-case names (for org rules)
     change_mark: Mapped[str | None] = mapped_column(String(64))
 
 

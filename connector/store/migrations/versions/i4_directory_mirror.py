@@ -21,6 +21,7 @@ def upgrade() -> None:
         "directory_mirror_entries",
         sa.Column("dn_key", sa.String(length=1024), nullable=False),
         sa.Column("dn", sa.Text(), nullable=False),
+        sa.Column("entry", sa.JSON(), nullable=False),
         sa.Column("attributes", sa.JSON(), nullable=False),
         sa.Column("change_mark", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("dn_key"),
