@@ -144,3 +144,53 @@ def test_newest_mark_compares_numbers_as_numbers() -> None:
     assert newest_mark(["99", "100", None]) == "100"
     assert newest_mark(["20261127080000Z", "20261127080001Z"]) == "20261127080001Z"
     assert newest_mark([None]) is None
+
+
+def usn_user(name: str, usn: int, *aliases: str) -> str:
+    lines = [
+        f"dn: cn={name},{SUFFIX}",
+        "objectClass: person",
+        "objectClass: user",
+        "objectClass: usnTracked",
+        f"cn: {name}",
+        f"sn: {name}",
+        f"proxyAddresses: SMTP:{name}@acme.com",
+        *(f"proxyAddresses: smtp:{a}" for a in aliases),
+        "userAccountControl: 512",
+        f"uSNChanged: {usn}",
+    ]
+    return "\n".join(lines) + "\n\n"
+
+
+def test_incremental_refresh_by_usn_changed_like_active_directory(
+    tmp_path: Path, sessions: sessionmaker[Session]
+) -> None:
+    slapd = start_slapd(tmp_path / "usn", usn_user("ann", 9) + usn_user("ben", 10) + usn_user("cat", 12))
+    ldap = LdapDirectory(reader_options(slapd.ldap_url, change_attribute="uSNChanged"), ACTIVE_DIRECTORY)
+    clock = Clock(T0)
+    mirror = MirrorDirectory(
+        ldap,
+        ACTIVE_DIRECTORY,
+        sessions,
+        clock,
+        change_attribute="uSNChanged",
+        max_age=timedelta(hours=1),
+        refresh_every=timedelta(minutes=15),
+        full_every=timedelta(hours=24),
+    )
+    try:
+        full = mirror.refresh(T0)
+        assert full.full and full.entries_total == 3 and full.change_mark == "12"  # 12 > 10 > 9 as numbers
+        with admin(slapd) as conn:
+            conn.modify(
+                f"cn=ann,{SUFFIX}",
+                {"proxyAddresses": [(MODIFY_ADD, ["smtp:anna@acme.com"])], "uSNChanged": [(MODIFY_REPLACE, ["100"])]},
+            )
+        changed = mirror.refresh(T0 + timedelta(minutes=20))
+        # Only the boundary object (uSNChanged 12, re-read by >=) and the changed one.
+        assert not changed.full and changed.entries_read == 2 and changed.change_mark == "100"
+        answer = mirror.lookup(["anna@acme.com"])["anna@acme.com"]
+        assert answer is not None and answer.primary_address == "ann@acme.com"
+    finally:
+        ldap.close()
+        slapd.stop()

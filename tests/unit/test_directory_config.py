@@ -121,3 +121,13 @@ def test_the_documented_ldap_and_graph_examples_are_valid() -> None:
     rules = yaml.safe_load("\n".join(re.sub(r"^#", "", line) for line in rules_text.splitlines()[1:]))
     settings = parse(ldap["directory"], org_rules=rules)
     assert [r.org for r in settings.org_rule_list()] == ["Acme Sales", "Acme Europe", "Acme Contractors"]
+
+
+def test_config_check_reports_a_missing_directory_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from connector.cli import main
+
+    path = tmp_path / "connector.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "directory": {**LDAP, "ca_file": "missing-ca.pem"}}))
+    assert main(["config", "check", "-c", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "directory.bind_password: environment variable LDAP_PW is not set" in captured.err
