@@ -50,7 +50,7 @@ class MirrorRefresh:
     refreshed_at: datetime
 
 
-def _entry(dn: str, entry: Mapping[str, Any], attributes: Mapping[str, Sequence[str]]) -> DirectoryEntry:
+def _entry(dn: str, entry: Mapping[str, Any]) -> DirectoryEntry:
     """A stored answer back as a ``DirectoryEntry`` (no re-mapping: lookups stay cheap)."""
     return DirectoryEntry(
         kind=DirectoryObjectKind(entry["kind"]),
@@ -60,7 +60,7 @@ def _entry(dn: str, entry: Mapping[str, Any], attributes: Mapping[str, Sequence[
         display_name=entry["display_name"],
         enabled=bool(entry["enabled"]),
         external_id=entry["external_id"],
-        attributes={name: tuple(values) for name, values in attributes.items()},
+        attributes={name: tuple(values) for name, values in entry["attributes"].items()},
     )
 
 
@@ -137,7 +137,7 @@ class MirrorDirectory:
                 rows = store.owners(session, addresses)
         except SQLAlchemyError as exc:
             raise FatalError(f"cannot read the directory mirror: {exc}") from exc
-        entries = {dn.lower(): _entry(dn, entry, attributes) for _, dn, entry, attributes in rows}
+        entries = {dn.lower(): _entry(dn, entry) for _, dn, entry in rows}
         return answers_for(addresses, entries.values())
 
     def refresh(self, now: datetime, *, full: bool | None = None) -> MirrorRefresh:
@@ -183,9 +183,9 @@ class MirrorDirectory:
                 "display_name": entry.display_name,
                 "enabled": entry.enabled,
                 "external_id": entry.external_id,
+                "attributes": {name: list(values) for name, values in entry.attributes.items()},
             }
-            raw = {name: list(values) for name, values in entry.attributes.items()}
-            yield store.MirroredEntry(dn, mapped, raw, addresses_of(entry), mark)
+            yield store.MirroredEntry(dn, mapped, addresses_of(entry), mark)
 
     def _usable(self, state: store.MirrorState | None) -> bool:
         return state is not None and state.source == self._source_key

@@ -22,8 +22,7 @@ class MirroredEntry:
 
     dn: str
     entry: dict[str, Any]
-    """The mapped answer (``DirectoryEntry`` fields but ``dn`` and ``attributes``)."""
-    attributes: dict[str, list[str]]
+    """The mapped answer: ``DirectoryEntry`` fields but ``dn``, attributes as lists."""
     addresses: tuple[str, ...]
     change_mark: str | None
 
@@ -89,7 +88,6 @@ def _entry_row(key: str, entry: MirroredEntry) -> dict[str, object]:
         "dn_key": key,
         "dn": entry.dn,
         "entry": entry.entry,
-        "attributes": entry.attributes,
         "change_mark": entry.change_mark,
     }
 
@@ -124,8 +122,8 @@ def count_entries(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(DirectoryMirrorEntryRow)) or 0)
 
 
-def owners(session: Session, addresses: Sequence[str]) -> list[tuple[str, str, dict[str, Any], dict[str, list[str]]]]:
-    """``(address, dn, entry, attributes)`` for every mirrored owner of the given addresses."""
+def owners(session: Session, addresses: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(address, dn, entry)`` for every mirrored owner of the given addresses."""
     if not addresses:
         return []
     query = (
@@ -133,11 +131,10 @@ def owners(session: Session, addresses: Sequence[str]) -> list[tuple[str, str, d
             DirectoryMirrorAddressRow.address,
             DirectoryMirrorEntryRow.dn,
             DirectoryMirrorEntryRow.entry,
-            DirectoryMirrorEntryRow.attributes,
         )
         .join(DirectoryMirrorEntryRow, DirectoryMirrorEntryRow.dn_key == DirectoryMirrorAddressRow.dn_key)
         .where(DirectoryMirrorAddressRow.address.in_(list(addresses)))
     )
     # Core, not ORM, execution: these are plain rows and this is the hot path of a mirrored lookup.
     rows = session.connection().execute(query)
-    return [(address, dn, entry, attributes) for address, dn, entry, attributes in rows]
+    return [(address, dn, entry) for address, dn, entry in rows]

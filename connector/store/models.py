@@ -130,14 +130,15 @@ class TargetAliasRow(Base):
 
 
 class DirectoryMirrorEntryRow(Base):
-    """Directory mirror: one object read from the mail directory, with its raw attributes."""
+    """Directory mirror: one object read from the mail directory, as the mapped answer."""
 
     __tablename__ = "directory_mirror_entries"
 
     dn_key: Mapped[str] = mapped_column(String(1024), primary_key=True)  # DN lower-cased
     dn: Mapped[str] = mapped_column(Text)
-    entry: Mapped[dict[str, Any]] = mapped_column(JSON)  # the mapped answer: kind, addresses, enabled ...
-    attributes: Mapped[dict[str, Any]] = mapped_column(JSON)  # raw, lower-case names (for org rules)
+    # kind, addresses, enabled ... and the raw attributes (lower-case names, for org rules): one JSON
+    # document, so a lookup decodes one value per object.
+    entry: Mapped[dict[str, Any]] = mapped_column(JSON)
     change_mark: Mapped[str | None] = mapped_column(String(64))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import socket
 import time
 from pathlib import Path
 
@@ -202,3 +203,15 @@ def test_server_going_away_mid_run_and_coming_back(tmp_path: Path, tls_files: Tl
     finally:
         directory.close()
         slapd.stop()
+
+
+def test_a_server_that_never_answers_times_out_as_retriable() -> None:
+    with socket.socket() as silent:  # accepts connections (backlog) but never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"ldap://127.0.0.1:{silent.getsockname()[1]}"
+        directory = LdapDirectory(reader_options(url, timeout_seconds=1), OPENLDAP)
+        started = time.monotonic()
+        with pytest.raises(RetriableError, match="unavailable"):
+            directory.lookup(["alice@acme.com"])
+        assert time.monotonic() - started < 8

@@ -22,7 +22,6 @@ def upgrade() -> None:
         sa.Column("dn_key", sa.String(length=1024), nullable=False),
         sa.Column("dn", sa.Text(), nullable=False),
         sa.Column("entry", sa.JSON(), nullable=False),
-        sa.Column("attributes", sa.JSON(), nullable=False),
         sa.Column("change_mark", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("dn_key"),
     )
