@@ -95,6 +95,11 @@ class FakeGraph:
             return _json({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret."}, 401)
         return _json({"token_type": "Bearer", "expires_in": 3599, "access_token": f"token-{len(self.token_requests)}"})
 
+    def count(self, request: Request) -> Response:
+        if request.headers.get("ConsistencyLevel") != "eventual":
+            return _json({"error": {"code": "Request_BadRequest", "message": "needs ConsistencyLevel"}}, 400)
+        return Response(str(len(USERS)), content_type="text/plain")
+
     def listing(self, request: Request) -> Response:
         self.list_requests.append(request)
         if request.headers.get("Authorization", "") == "" or request.headers.get("ConsistencyLevel") != "eventual":
@@ -144,6 +149,7 @@ def graph(ca: tuple[trustme.CA, Path]) -> Iterator[FakeGraph]:
     server.expect_request(f"/{TENANT}/v2.0/.well-known/openid-configuration").respond_with_handler(fake.metadata)
     server.expect_request(f"/{TENANT}/oauth2/v2.0/token", method="POST").respond_with_handler(fake.token)
     server.expect_request(re.compile(r"/v1\.0/(users|groups|contacts)$")).respond_with_handler(fake.listing)
+    server.expect_request("/v1.0/users/$count").respond_with_handler(fake.count)
     yield fake
     server.clear()
     server.stop()
@@ -283,3 +289,35 @@ def test_list_url_shape() -> None:
         "https://graph.microsoft.com/v1.0/users?$filter=proxyAddresses/any(p:p%20eq%20'smtp:a%2Bb@x.com')"
         "&$count=true&$select=id,mail"
     )
+
+
+def test_directory_check_command_with_graph(
+    graph: FakeGraph, ca: tuple[trustme.CA, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from connector.cli import main
+
+    config = {
+        "sources": [{"name": "gw", "path": "mail.log"}],
+        "domains": {"contoso.com": {"org": "Contoso"}},
+        "directory": {
+            "type": "graph",
+            "tenant_id": TENANT,
+            "client_id": "11111111-2222-3333-4444-555555555555",
+            "client_secret": {"file": "graph-secret"},
+            "authority_host": graph.base,
+            "graph_url": graph.base,
+            "ca_file": str(ca[1]),
+            "extra_attributes": ["department"],
+        },
+        "org_rules": [{"org": "Contoso Sales", "attribute": "department", "equals": ["sales"]}],
+    }
+    (tmp_path / "graph-secret").write_text("s3cret\n")
+    path = tmp_path / "connector.yaml"
+    path.write_text(json.dumps(config))
+    assert main(["directory", "check", "-c", str(path), "A.Adams@contoso.com", "staff@contoso.com"]) == 0
+    out = capsys.readouterr().out
+    assert "connected and bound: 3 users in the tenant" in out
+    assert "a.adams@contoso.com: user: user:alice@contoso.com" in out
+    assert "  org: Contoso Sales (from org rule 1)" in out
+    assert "staff@contoso.com: group: group:g-staff" in out
+    assert graph.token_requests[0]["client_secret"] == ["s3cret"]
