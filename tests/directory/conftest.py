@@ -34,6 +34,22 @@ cn: Star Literal
 sn: Literal
 mail: a*@acme.com
 
+dn: uid=twin1,ou=people,{SUFFIX}
+objectClass: inetOrgPerson
+uid: twin1
+cn: Twin One
+sn: One
+mail: twin@acme.com
+
+dn: uid=twin2,ou=people,{SUFFIX}
+objectClass: inetOrgPerson
+objectClass: mailRecipient
+uid: twin2
+cn: Twin Two
+sn: Two
+mail: twin2@acme.com
+mailAlternateAddress: twin@acme.com
+
 dn: uid=ab,ou=people,{SUFFIX}
 objectClass: inetOrgPerson
 uid: ab

@@ -49,7 +49,7 @@ def test_check_counts_entries_and_resolves_addresses(
     out = capsys.readouterr().out
     assert code == 0
     assert f"directory: LDAP {openldap_slapd.ldaps_url} base {SUFFIX}" in out
-    assert "connected and bound: 20 entries visible" in out
+    assert "connected and bound: 22 entries visible" in out
     assert "robert@acme.com: user: uid=bob,ou=people,dc=acme,dc=com" in out
     assert "  primary: bob@acme.com" in out and "  org: Acme Sales (from org rule 1)" in out
     assert "sales@acme.com: group: cn=sales,ou=groups,dc=acme,dc=com" in out and "never created: not a user" in out
@@ -78,7 +78,7 @@ def test_refresh_fills_the_mirror(
 ) -> None:
     config = write_config(tmp_path, openldap_slapd.ldaps_url, tls_files.ca, mirror={"enabled": True})
     assert main(["directory", "refresh", "-c", str(config)]) == 0
-    # Objects with an address attribute: the demo's 12 people and 1 group, and 2 crafted entries.
-    assert "mirror refreshed (full): 15 entries read, 15 in the mirror" in capsys.readouterr().out
+    # Objects with an address attribute: the demo's 12 people and 1 group, and 4 crafted entries.
+    assert "mirror refreshed (full): 17 entries read, 17 in the mirror" in capsys.readouterr().out
     assert main(["directory", "refresh", "-c", str(config)]) == 0
     assert "mirror refreshed (incremental)" in capsys.readouterr().out

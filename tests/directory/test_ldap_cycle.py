@@ -51,14 +51,16 @@ def _password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV, "reader-secret")
 
 
+@pytest.mark.parametrize("mirror", [False, True], ids=["live", "mirror"])
 def test_demo_with_slapd_creates_the_same_users_as_with_ldif(
-    demo_config: Path, openldap_slapd: Slapd, tls_files: TlsFiles, capsys: pytest.CaptureFixture[str]
+    demo_config: Path, openldap_slapd: Slapd, tls_files: TlsFiles, capsys: pytest.CaptureFixture[str], mirror: bool
 ) -> None:
-    config = ldap_config(demo_config, openldap_slapd.ldaps_url, tls_files.ca)
+    config = ldap_config(demo_config, openldap_slapd.ldaps_url, tls_files.ca, mirror={"enabled": mirror})
     code, report = sync(config, capsys)
     assert code == 0 and report["status"] == "ok"
     assert users(config) == EXPECTED_USERS
-    assert report["directory"].startswith("LDAP ldaps://127.0.0.1:")
+    prefix = "mirror of LDAP ldaps://127.0.0.1:" if mirror else "LDAP ldaps://127.0.0.1:"
+    assert report["directory"].startswith(prefix)
 
 
 def test_directory_down_defers_everything_then_the_next_run_creates(

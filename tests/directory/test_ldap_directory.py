@@ -88,6 +88,12 @@ def test_active_directory_users_aliases_and_non_users(active_directory: LdapDire
     assert kinds["x500@acme.com"] is None
 
 
+def test_an_address_two_objects_claim_is_never_a_user(openldap: LdapDirectory) -> None:
+    twin = openldap.lookup(["twin@acme.com"])["twin@acme.com"]
+    assert twin is not None and twin.kind is DirectoryObjectKind.OTHER and twin.primary_address is None
+    assert "uid=twin1" in twin.dn and "uid=twin2" in twin.dn
+
+
 def test_ad_ldap_and_ldif_export_give_the_same_external_id(active_directory: LdapDirectory, tmp_path: Path) -> None:
     export = tmp_path / "ad.ldif"
     export.write_text(AD_LDIF)
@@ -126,8 +132,8 @@ def test_batches_and_pages_cover_everything(openldap_slapd: Slapd, tls_files: Tl
     addresses = sorted({a for entry in ldif.iter_entries() for a in addresses_of(entry)})
     got = small.lookup(addresses)
     assert all(got[a] is not None for a in addresses)
-    # Demo records + crafted ones + the base entries of the test server, read 2 per page.
-    assert small.count_entries() == ldif.count_entries() + 2 + 2
+    # Demo records + 4 crafted ones + 2 base entries of the test server, read 2 per page.
+    assert small.count_entries() == ldif.count_entries() + 4 + 2
     small.close()
 
 
