@@ -115,6 +115,18 @@ class LdapDirectorySettings(StrictModel):
                 raise ValueError(f"{url!r} is not an ldap:// or ldaps:// URL")
         return value
 
+    @field_validator("user_filter")
+    @classmethod
+    def _filter(cls, value: str) -> str:
+        depth = 0
+        for char in value:
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if depth < 0:
+                break
+        if not (value.startswith("(") and value.endswith(")")) or depth != 0:
+            raise ValueError(f"{value!r} is not a parenthesised LDAP filter with balanced parentheses")
+        return value
+
     @field_validator("ca_file")
     @classmethod
     def _relative_ca(cls, value: Path | None, info: ValidationInfo) -> Path | None:

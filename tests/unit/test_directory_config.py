@@ -69,6 +69,12 @@ def test_errors_name_the_key_without_the_union_tag() -> None:
     assert "directory" in found
 
 
+def test_user_filter_must_be_a_balanced_filter() -> None:
+    for bad in ("objectClass=user", "(objectClass=user", "(a=b))(", "(&(a=b)"):
+        assert "balanced parentheses" in dict(problems({**LDAP, "user_filter": bad}))["directory.user_filter"]
+    assert parse({**LDAP, "user_filter": "(&(objectClass=user)(!(cn=x\\29)))"}).directory.user_filter
+
+
 def test_inline_passwords_are_refused() -> None:
     found = dict(problems({**LDAP, "bind_password": "hunter2"}))
     assert "directory.bind_password" in found
