@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import trustme
 from pydantic import SecretStr
 
 from connector.directory.ldap import LdapDirectory, or_filter
@@ -221,3 +222,22 @@ def test_a_server_that_never_answers_times_out_as_retriable() -> None:
         with pytest.raises(RetriableError, match="unavailable"):
             directory.lookup(["alice@acme.com"])
         assert time.monotonic() - started < 8
+
+
+def test_certificate_for_another_host_name_is_refused(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("ldap.elsewhere.example")  # signed by the trusted CA, but not for 127.0.0.1
+    files = TlsFiles(tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem")
+    ca.cert_pem.write_to_path(str(files.ca))
+    cert.cert_chain_pems[0].write_to_path(str(files.cert))
+    cert.private_key_pem.write_to_path(str(files.key))
+    slapd = start_slapd(tmp_path / "slapd", AD_LDIF, files)
+    try:
+        directory = LdapDirectory(reader_options(slapd.ldaps_url, ca_file=files.ca), ACTIVE_DIRECTORY)
+        with pytest.raises(RetriableError, match=r"doesn't match|hostname"):
+            directory.lookup(["alice@acme.com"])
+        lab = LdapDirectory(reader_options(slapd.ldaps_url, ca_file=files.ca, tls_verify=False), ACTIVE_DIRECTORY)
+        assert lab.lookup(["alice@acme.com"])["alice@acme.com"] is not None  # only with verification off
+        lab.close()
+    finally:
+        slapd.stop()
