@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
@@ -14,12 +14,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from connector.compliance.base import ComplianceDirectory
 from connector.compliance.embedded import EmbeddedComplianceDirectory
 from connector.config import Settings, resolve_secret
+from connector.config.directory import CustomMappingSettings, GraphDirectorySettings, LdapDirectorySettings
 from connector.directory.base import Directory
+from connector.directory.graph import GraphDirectory, GraphOptions
+from connector.directory.ldap import LdapDirectory, LdapOptions
 from connector.directory.ldif import LdifDirectory
-from connector.directory.mapping import PRESETS
+from connector.directory.mapping import PRESETS, AttributeMapping
+from connector.directory.mirror import MirrorDirectory
 from connector.mail.base import Mailer
 from connector.mail.smtp import SmtpMailer
 from connector.policy.addresses import AddressMap
+from connector.policy.org_rules import OrgRule
 from connector.probe.base import CatchAllProbe
 from connector.probe.smtp import SmtpCatchAllProbe
 from connector.reporting.files import HtmlReportDirectory
@@ -48,6 +53,7 @@ class Connector:
     report_pages: HtmlReportDirectory | None = None
     mailer: Mailer | None = None
     probe: CatchAllProbe | None = None
+    org_rules: tuple[OrgRule, ...] = ()
 
 
 def build_sources(settings: Settings) -> list[LogSource]:
@@ -58,12 +64,107 @@ def build_sources(settings: Settings) -> list[LogSource]:
     ]
 
 
-def build_directory(settings: Settings, environ: Mapping[str, str]) -> Directory:
-    """The mail directory adapter for the cross-check."""
+def build_directory(
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    sessions: sessionmaker[Session] | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> Directory:
+    """The mail directory adapter for the cross-check (wrapped in the mirror when enabled)."""
     directory = settings.directory
+    if isinstance(directory, LdapDirectorySettings):
+        ldap = build_ldap_directory(directory, environ)
+        if not directory.mirror.enabled or sessions is None:
+            return ldap
+        mirror = directory.mirror
+        return MirrorDirectory(
+            ldap,
+            ldap.mapping,
+            sessions,
+            clock,
+            change_attribute=directory.effective_change_attribute(),
+            max_age=timedelta(minutes=mirror.max_age_minutes),
+            refresh_every=timedelta(minutes=mirror.refresh_minutes),
+            full_every=timedelta(hours=mirror.full_refresh_hours),
+            logger=logging.getLogger("connector.directory.mirror"),
+        )
+    if isinstance(directory, GraphDirectorySettings):
+        return build_graph_directory(directory, environ)
     return LdifDirectory(
         directory.path, PRESETS[directory.schema_preset], logging.getLogger("connector.directory.ldif")
     )
+
+
+def _attribute_mapping(preset: str, custom: CustomMappingSettings | None) -> AttributeMapping:
+    if custom is None:
+        return PRESETS[preset]
+    return AttributeMapping(
+        primary_attribute=custom.primary_attribute,
+        alias_attributes=tuple(custom.alias_attributes),
+        proxy_addresses_attribute=custom.proxy_addresses_attribute,
+        display_name_attributes=tuple(custom.display_name_attributes),
+        external_id_attribute=custom.external_id_attribute,
+        user_object_classes=tuple(custom.user_object_classes),
+        group_object_classes=tuple(custom.group_object_classes),
+        contact_object_classes=tuple(custom.contact_object_classes),
+        disabled_flag_attribute=custom.disabled_flag_attribute,
+        disabled_flag_mask=custom.disabled_flag_mask,
+    )
+
+
+def build_ldap_directory(directory: LdapDirectorySettings, environ: Mapping[str, str]) -> LdapDirectory:
+    """The LDAP adapter itself (no mirror): for lookups, ``directory check`` and mirror refreshes."""
+    password = (
+        resolve_secret(directory.bind_password, environ, "directory.bind_password")
+        if directory.bind_password is not None
+        else None
+    )
+    options = LdapOptions(
+        servers=tuple(directory.servers),
+        base_dn=directory.base_dn,
+        user_filter=directory.user_filter,
+        bind_dn=directory.bind_dn,
+        bind_password=password,
+        start_tls=directory.start_tls,
+        ca_file=directory.ca_file,
+        tls_verify=directory.tls_verify,
+        connect_timeout_seconds=directory.connect_timeout_seconds,
+        timeout_seconds=directory.timeout_seconds,
+        page_size=directory.page_size,
+        batch_size=directory.batch_size,
+        extra_attributes=tuple(directory.extra_attributes),
+        change_attribute=directory.effective_change_attribute(),
+    )
+    mapping = _attribute_mapping(directory.schema_preset, directory.custom_mapping)
+    return LdapDirectory(options, mapping, logging.getLogger("connector.directory.ldap"))
+
+
+def build_graph_directory(directory: GraphDirectorySettings, environ: Mapping[str, str]) -> GraphDirectory:
+    """The Microsoft Graph adapter."""
+    secret = (
+        resolve_secret(directory.client_secret, environ, "directory.client_secret")
+        if directory.client_secret is not None
+        else None
+    )
+    certificate = directory.certificate
+    key = resolve_secret(certificate.private_key, environ, "directory.certificate.private_key") if certificate else None
+    options = GraphOptions(
+        tenant_id=directory.tenant_id,
+        client_id=directory.client_id,
+        client_secret=secret,
+        private_key=key,
+        thumbprint=certificate.thumbprint if certificate else None,
+        authority_host=directory.authority_host,
+        graph_url=directory.graph_url,
+        ca_file=str(directory.ca_file) if directory.ca_file else None,
+        timeout_seconds=directory.timeout_seconds,
+        max_retries=directory.max_retries,
+        max_retry_wait_seconds=directory.max_retry_wait_seconds,
+        batch_size=directory.batch_size,
+        extra_attributes=tuple(directory.extra_attributes),
+    )
+    return GraphDirectory(options, logging.getLogger("connector.directory.graph"))
 
 
 def build_target(
@@ -129,9 +230,10 @@ def build_connector(
         address_map=settings.address_map(),
         rule_fingerprints={d: settings.rule_fingerprint(d) for d in settings.domains},
         sources=build_sources(settings),
-        directory=build_directory(settings, environ),
+        directory=build_directory(settings, environ, sessions=sessions, clock=clock),
         target=build_target(settings, environ, sessions, clock),
         report_pages=build_report_pages(settings),
         mailer=build_mailer(settings, environ),
         probe=build_probe(settings),
+        org_rules=settings.org_rule_list(),
     )

@@ -172,7 +172,9 @@ def explain(connector: Connector, address: str, *, now: datetime) -> str:
     else:
         decision = assess(mapped.address, rule, evidence, known, now)
         if decision is None and rule is not None:
-            decision = resolve(mapped.address, rule, evidence, answer, known, connector.address_map)
+            decision = resolve(
+                mapped.address, rule, evidence, answer, known, connector.address_map, connector.org_rules
+            )
         if decision is not None:
             out.append(f"  {decision.outcome.value}: {decision.reason.value}: {decision.detail}")
             if decision.outcome is Outcome.CREATE_USER and guard_verdicts:

@@ -13,6 +13,7 @@ from connector.compliance.base import ComplianceDirectory, NewUser
 from connector.compliance.dry_run import DryRunComplianceDirectory
 from connector.compliance.known import load_known
 from connector.directory.lookup import lookup_candidates
+from connector.directory.mirror import MirrorDirectory
 from connector.domain.decisions import Decision, Outcome, Reason
 from connector.domain.evidence import AddressEvidence
 from connector.domain.report import RunReport
@@ -123,6 +124,8 @@ def decide_and_sync(
             decision = Decision(evidence.address, Outcome.DEFER, Reason.TARGET_UNAVAILABLE, str(target_down))
             decisions.append((decision, evidence))
         to_check = []
+    if commit:
+        session.commit()  # no write lock held while the directory (or its mirror) is read
     answers = lookup_candidates(connector.directory, to_check)
     failures = {str(a) for a in answers.values() if isinstance(a, RetriableError)}
     for failure in sorted(failures):
@@ -143,7 +146,7 @@ def decide_and_sync(
         else:
             # Re-assess first: an earlier creation in this run may already cover this address.
             decision = assess(evidence.address, rule, evidence, known, now) or resolve(
-                evidence.address, rule, evidence, answer, known, address_map
+                evidence.address, rule, evidence, answer, known, address_map, connector.org_rules
             )
             decision = safety.gate(decision)
             if decision.outcome in (Outcome.CREATE_USER, Outcome.ADD_ALIAS):
@@ -218,6 +221,11 @@ def run_cycle(
     """
     now = clock()
     target: ComplianceDirectory = DryRunComplianceDirectory(connector.target) if dry_run else connector.target
+    if isinstance(connector.directory, MirrorDirectory):
+        try:
+            connector.directory.refresh_if_due()  # before this cycle holds any lock on the state database
+        except RetriableError as exc:
+            log.warning("directory mirror not refreshed: %s", exc)  # lookups defer if it stays unusable
     with connector.sessions() as session:
         run_id = repository.start_run(session, now, dry_run)
         session.commit()

@@ -8,8 +8,9 @@ import sys
 
 import yaml
 
-from connector.app import build_connector
+from connector.app import build_connector, build_directory
 from connector.cli.common import EXIT_CONFIG, EXIT_OK, load_args_settings
+from connector.config.directory import GraphDirectorySettings, LdapDirectorySettings, LdifDirectorySettings
 from connector.errors import ConfigError
 
 
@@ -19,10 +20,15 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     for source in settings.sources:
         if not source.path.exists():
             warnings.append(f"sources[{source.name}].path: {source.path} does not exist (yet)")
-    if not settings.directory.path.exists():
-        warnings.append(f"directory.path: {settings.directory.path} does not exist")
+    directory = settings.directory
+    if isinstance(directory, LdifDirectorySettings) and not directory.path.exists():
+        warnings.append(f"directory.path: {directory.path} does not exist")
+    ca_file = directory.ca_file if isinstance(directory, LdapDirectorySettings | GraphDirectorySettings) else None
+    if ca_file is not None and not ca_file.exists():
+        warnings.append(f"directory.ca_file: {ca_file} does not exist")
     try:
         settings.state.resolved_url(os.environ)
+        build_directory(settings, os.environ)  # resolves the directory's secrets; connects to nothing
     except ConfigError as exc:
         for key, message in exc.problems:
             print(f"problem: {key}: {message}", file=sys.stderr)

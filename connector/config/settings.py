@@ -16,7 +16,7 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from connector.config.base import StrictModel
-from connector.config.directory import LdifDirectorySettings
+from connector.config.directory import DirectorySettings, OrgRuleSettings
 from connector.config.domains import DomainSettings
 from connector.config.reports import ReportsSettings
 from connector.config.safety import SafetySettings
@@ -25,6 +25,7 @@ from connector.config.state import StateSettings
 from connector.config.target import EmbeddedTargetSettings
 from connector.errors import ConfigError
 from connector.policy.addresses import AddressMap, DomainRule, InvalidAddress, normalise_domain
+from connector.policy.org_rules import OrgRule, make_rule
 
 
 class Settings(StrictModel):
@@ -38,8 +39,10 @@ class Settings(StrictModel):
     """Managed domains, keyed by domain name."""
     domain_aliases: dict[str, str] = {}
     """Alias domain -> managed domain (acme.net: acme.com): addresses there are the same people."""
-    directory: LdifDirectorySettings
-    """The mail server's directory, for the cross-check."""
+    directory: DirectorySettings
+    """The mail server's directory, for the cross-check (``type``: ldif, ldap or graph)."""
+    org_rules: list[OrgRuleSettings] = []
+    """Ordered rules on directory attributes that place a user in another org (first match wins)."""
     target: EmbeddedTargetSettings = EmbeddedTargetSettings()
     """The compliance directory users are provisioned to."""
     reports: ReportsSettings = Field(default_factory=dict, validate_default=True)
@@ -90,6 +93,27 @@ class Settings(StrictModel):
             raise ValueError("; ".join(problems))
         return aliases
 
+    @field_validator("org_rules")
+    @classmethod
+    def _org_rules_for_managed_domains(
+        cls, value: list[OrgRuleSettings], info: ValidationInfo
+    ) -> list[OrgRuleSettings]:
+        domains = info.data.get("domains")
+        if domains is None:
+            return value
+        problems = []
+        for index, org_rule in enumerate(value):
+            for domain in org_rule.domains:
+                try:
+                    managed = normalise_domain(domain) in domains
+                except InvalidAddress:
+                    managed = False
+                if not managed:
+                    problems.append(f"[{index}].domains: {domain} is not a managed domain")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
     @field_validator("safety")
     @classmethod
     def _probes_for_managed_domains(cls, value: SafetySettings, info: ValidationInfo) -> SafetySettings:
@@ -103,6 +127,20 @@ class Settings(StrictModel):
     def address_map(self) -> AddressMap:
         rules = {name: self.domain_rule(name) for name in self.domains}
         return AddressMap(rules, self.domain_aliases)
+
+    def org_rule_list(self) -> tuple[OrgRule, ...]:
+        """The org rules as pure policy values."""
+        return tuple(
+            make_rule(
+                r.org,
+                attribute=r.attribute,
+                equals=r.equals,
+                matches=r.matches,
+                dn_within=r.dn_within,
+                domains=[normalise_domain(d) for d in r.domains],
+            )
+            for r in self.org_rules
+        )
 
     def domain_rule(self, domain: str) -> DomainRule:
         d = self.domains[domain]
@@ -134,6 +172,23 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return "".join(parts)
 
 
+def _without_union_tags(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...]:
+    """Drop the ``type`` tag pydantic puts in the path of a discriminated union's errors."""
+    kept: list[int | str] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part not in node and node.get("type") == part:
+            continue  # ``directory.ldap.base_dn`` -> ``directory.base_dn``
+        kept.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(kept)
+
+
 def parse_settings(data: Any, base_dir: Path) -> Settings:
     """Validate already-parsed YAML; ``ConfigError`` lists every problem with its key path."""
     if not isinstance(data, dict):
@@ -144,6 +199,7 @@ def parse_settings(data: Any, base_dir: Path) -> Settings:
         problems = []
         for error in exc.errors():
             loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            loc = _without_union_tags(loc, data)
             problems.append((_key_path(loc), error["msg"].removeprefix("Value error, ")))
         raise ConfigError(problems) from exc
 

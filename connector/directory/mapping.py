@@ -234,3 +234,24 @@ def _enabled(attrs: Mapping[str, tuple[str, ...]], mapping: AttributeMapping) ->
         # Fail closed: an unreadable flag must not let a disabled account be provisioned.
         return False
     return not flags & mapping.disabled_flag_mask
+
+
+def mapping_attributes(mapping: AttributeMapping) -> tuple[str, ...]:
+    """Every attribute ``entry_from_attributes`` reads with ``mapping``: what to fetch."""
+    names = [
+        OBJECT_CLASS_ATTRIBUTE,
+        mapping.primary_attribute,
+        *mapping.alias_attributes,
+        *_optional(mapping.proxy_addresses_attribute),
+        *mapping.display_name_attributes,
+        *_optional(mapping.external_id_attribute),
+        *_optional(mapping.disabled_flag_attribute),
+        *_optional(mapping.shared_mailbox_attribute),
+    ]
+    return tuple(dict.fromkeys(names))
+
+
+def address_attributes(mapping: AttributeMapping) -> tuple[str, ...]:
+    """Attributes that hold addresses (what a lookup filter compares)."""
+    names = [mapping.primary_attribute, *mapping.alias_attributes, *_optional(mapping.proxy_addresses_attribute)]
+    return tuple(dict.fromkeys(names))

@@ -7,6 +7,7 @@ batch; ``resolve`` then turns the directory's answer into the final decision.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from connector.domain.directory import DirectoryAnswer
 from connector.domain.evidence import AddressEvidence
 from connector.policy.addresses import AddressMap, DomainRule, InvalidAddress
 from connector.policy.known import KnownAddresses
+from connector.policy.org_rules import OrgRule, org_for
 
 
 def _decision(address: str, rule: DomainRule, outcome: Outcome, reason: Reason, detail: str, **extra: Any) -> Decision:
@@ -121,8 +123,13 @@ def resolve(
     answer: DirectoryAnswer,
     known: KnownAddresses,
     address_map: AddressMap,
+    org_rules: Sequence[OrgRule] = (),
 ) -> Decision:
-    """The decision for a qualified address, given the directory's answer."""
+    """The decision for a qualified address, given the directory's answer.
+
+    The user joins the org of its primary address's domain (when managed), unless
+    one of the ordered ``org_rules`` matches its directory entry.
+    """
     if answer is None:
         detail = "the mail directory has no object with this address"
         return _decision(address, rule, Outcome.SKIP, Reason.NOT_IN_DIRECTORY, detail)
@@ -150,13 +157,15 @@ def resolve(
     if primary_rule.method is Method.OFF:
         detail = f"its primary address {primary} is in {primary_rule.domain}, where user creation is off"
         return _decision(address, rule, Outcome.SKIP, Reason.METHOD_OFF, detail)
-    org = primary_rule.org
+    org, rule_index = org_for(answer, primary_rule.domain, primary_rule.org, org_rules)
     aliases: list[str] = []
     for alias in (*answer.aliases, address):
         canonical = _canonical_or(address_map, alias, "")
         if canonical and canonical != primary and canonical not in aliases:
             aliases.append(canonical)
     detail = "qualified" if primary == address else f"qualified as {address}, an alias of {primary}"
+    if rule_index is not None:
+        detail += f", org from org rule {rule_index + 1}"
     return Decision(
         address,
         Outcome.CREATE_USER,

@@ -190,3 +190,38 @@ class EventLogRow(Base):
     sender: Mapped[str | None] = mapped_column(ADDRESS)
     recipient: Mapped[str] = mapped_column(ADDRESS)
     location: Mapped[str] = mapped_column(Text, default="")
+
+
+class DirectoryMirrorEntryRow(Base):
+    """Directory mirror: one object read from the mail directory, as the mapped answer."""
+
+    __tablename__ = "directory_mirror_entries"
+
+    dn_key: Mapped[str] = mapped_column(String(1024), primary_key=True)  # DN lower-cased
+    dn: Mapped[str] = mapped_column(Text)
+    # kind, addresses, enabled ... and the raw attributes (lower-case names, for org rules): one JSON
+    # document, so a lookup decodes one value per object.
+    entry: Mapped[dict[str, Any]] = mapped_column(JSON)
+    change_mark: Mapped[str | None] = mapped_column(String(64))
+
+
+class DirectoryMirrorAddressRow(Base):
+    """Directory mirror: address -> owning object (two rows for one address: ambiguous)."""
+
+    __tablename__ = "directory_mirror_addresses"
+
+    address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    dn_key: Mapped[str] = mapped_column(String(1024), primary_key=True, index=True)
+
+
+class DirectoryMirrorStateRow(Base):
+    """Directory mirror: which directory it copies and how fresh it is."""
+
+    __tablename__ = "directory_mirror_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1: one mail directory
+    source: Mapped[str] = mapped_column(Text)
+    full_at: Mapped[datetime]
+    refreshed_at: Mapped[datetime]
+    change_mark: Mapped[str | None] = mapped_column(String(64))
+    entries: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,259 @@
+"""Exchange Online / Entra ID through Microsoft Graph.
+
+Users are found by any of their SMTP addresses with
+``$filter=proxyAddresses/any(p:p eq 'smtp:...')`` (an advanced query:
+``ConsistencyLevel: eventual`` and ``$count=true``); addresses no user has are
+then looked for among groups and org contacts, which are never users. Requests
+are built as pure functions; the transport (requests + msal) stays thin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import msal
+import requests
+from pydantic import SecretStr
+
+from connector.directory.answers import answers_for
+from connector.directory.mapping import AttributeMapping, entry_from_attributes
+from connector.domain.directory import DirectoryAnswer, DirectoryEntry
+from connector.errors import FatalError, RetriableError
+
+GRAPH_MAPPING = AttributeMapping(
+    primary_attribute="mail",
+    proxy_addresses_attribute="proxyAddresses",
+    display_name_attributes=("displayName",),
+    user_object_classes=("user",),
+    group_object_classes=("group",),
+    contact_object_classes=("orgContact",),
+)
+"""Graph objects carry a synthetic ``objectClass`` (their collection) so the shared mapping applies."""
+
+USER_FIELDS = ("id", "userPrincipalName", "displayName", "mail", "proxyAddresses", "accountEnabled")
+USER_FIELDS_OPTIONAL = ("onPremisesImmutableId", "department", "companyName", "officeLocation")
+OTHER_FIELDS = ("id", "displayName", "mail", "proxyAddresses")
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_COLLECTIONS = (("users", "user"), ("groups", "group"), ("contacts", "orgContact"))
+
+
+def odata_quote(value: str) -> str:
+    """``value`` as an OData string literal: single quotes doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def proxy_filter(addresses: Sequence[str]) -> str:
+    """``proxyAddresses/any(p:p eq 'smtp:a') or ...`` for the given addresses."""
+    return " or ".join(f"proxyAddresses/any(p:p eq {odata_quote('smtp:' + a)})" for a in addresses)
+
+
+def list_url(graph_url: str, collection: str, addresses: Sequence[str], select: Sequence[str]) -> str:
+    """The first page URL of an advanced-query search of ``collection`` by address."""
+    query = urlencode(
+        {"$filter": proxy_filter(addresses), "$count": "true", "$select": ",".join(select)},
+        safe="$,:()'/@",
+        quote_via=quote,  # spaces as %20: OData servers need not read '+' as a space
+    )
+    return f"{graph_url.rstrip('/')}/v1.0/{collection}?{query}"
+
+
+def entry_from_graph(collection_class: str, item: Mapping[str, Any]) -> DirectoryEntry:
+    """A Graph user, group or org contact as a ``DirectoryEntry``."""
+    attributes: dict[str, list[str]] = {"objectClass": [collection_class]}
+    for name, value in item.items():
+        if name.startswith("@odata") or value is None:
+            continue
+        if isinstance(value, list):
+            attributes[name] = [str(v) for v in value]
+        elif isinstance(value, bool):
+            attributes[name] = ["true" if value else "false"]
+        else:
+            attributes[name] = [str(value)]
+    upn = item.get("userPrincipalName")
+    dn = f"{collection_class}:{upn or item.get('id')}"
+    entry = entry_from_attributes(dn, attributes, GRAPH_MAPPING)
+    return dataclasses.replace(
+        entry,
+        enabled=item.get("accountEnabled") is not False,
+        # The on-premises ImmutableId is the base64 objectGUID: the id LDAP and LDIF give too.
+        external_id=item.get("onPremisesImmutableId") or item.get("id"),
+    )
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """How to reach Graph (built from the settings by the composition root)."""
+
+    tenant_id: str
+    client_id: str
+    client_secret: SecretStr | None = field(default=None, repr=False)
+    private_key: SecretStr | None = field(default=None, repr=False)
+    thumbprint: str | None = None
+    authority_host: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com"
+    ca_file: str | None = None
+    timeout_seconds: float = 30
+    max_retries: int = 4
+    max_retry_wait_seconds: float = 60
+    batch_size: int = 10
+    extra_attributes: tuple[str, ...] = ()
+
+
+class GraphDirectory:
+    """``Directory`` backed by Microsoft Graph (application permission ``User.Read.All``)."""
+
+    def __init__(
+        self,
+        options: GraphOptions,
+        logger: logging.Logger | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._options = options
+        self._log = logger or logging.getLogger(__name__)
+        self._sleep = sleep
+        self._http = _PinnedCaSession(options.ca_file)
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._user_select = tuple(dict.fromkeys([*USER_FIELDS, *USER_FIELDS_OPTIONAL, *options.extra_attributes]))
+
+    def describe(self) -> str:
+        return f"Microsoft Graph {self._options.graph_url} tenant {self._options.tenant_id}"
+
+    def lookup(self, addresses: Sequence[str]) -> Mapping[str, DirectoryAnswer]:
+        """Users first; addresses no user has are then searched among groups and contacts."""
+        answers: dict[str, DirectoryAnswer] = {}
+        size = self._options.batch_size
+        for start in range(0, len(addresses), size):
+            remaining = list(dict.fromkeys(addresses[start : start + size]))
+            for collection, object_class in _COLLECTIONS:
+                select = self._user_select if collection == "users" else OTHER_FIELDS
+                url = list_url(self._options.graph_url, collection, remaining, select)
+                entries = [entry_from_graph(object_class, item) for item in self._pages(url)]
+                found = answers_for(remaining, entries)
+                answers.update({a: e for a, e in found.items() if e is not None})
+                remaining = [a for a in remaining if found[a] is None]
+                if not remaining:
+                    break
+            answers.update(dict.fromkeys(remaining))
+        return answers
+
+    def count_users(self) -> int:
+        """How many users the tenant has (``/users/$count``), for ``directory check``."""
+        url = f"{self._options.graph_url.rstrip('/')}/v1.0/users/$count"
+        response = self._get(url, accept="text/plain")
+        try:
+            return int(response.text.strip())
+        except ValueError as exc:
+            raise RetriableError(f"Graph answered {response.text[:80]!r} to a count request") from exc
+
+    def _pages(self, url: str) -> Iterator[Mapping[str, Any]]:
+        next_url: str | None = url
+        while next_url:
+            response = self._get(next_url)
+            try:
+                body = response.json()
+            except ValueError as exc:
+                raise RetriableError(f"Graph answered with something that is not JSON ({exc})") from exc
+            yield from body.get("value", [])
+            next_url = body.get("@odata.nextLink")
+
+    def _get(self, url: str, *, accept: str = "application/json") -> requests.Response:
+        options = self._options
+        for attempt in range(options.max_retries + 1):
+            headers = {
+                "Authorization": f"Bearer {self._token()}",
+                "ConsistencyLevel": "eventual",
+                "Accept": accept,
+            }
+            try:
+                response = self._http.get(url, headers=headers, timeout=options.timeout_seconds)
+            except requests.RequestException as exc:
+                raise RetriableError(f"Graph unreachable: {exc}") from exc
+            if response.ok:
+                return response
+            if response.status_code in _RETRY_STATUSES and attempt < options.max_retries:
+                wait = _retry_after(response, attempt)
+                if wait > options.max_retry_wait_seconds:
+                    break
+                self._log.info("Graph answered %d; retrying in %.1f s", response.status_code, wait)
+                self._sleep(wait)
+                continue
+            break
+        raise _error_for(response)
+
+    def _token(self) -> str:
+        try:
+            result = self._client().acquire_token_for_client(scopes=[f"{self._options.graph_url.rstrip('/')}/.default"])
+        except (requests.RequestException, ValueError) as exc:
+            raise RetriableError(f"cannot get a Graph token: {exc}") from exc
+        token = result.get("access_token") if isinstance(result, dict) else None
+        if not token:
+            error = result.get("error_description") or result.get("error") if isinstance(result, dict) else result
+            raise RetriableError(f"token request refused: {error}")
+        return str(token)
+
+    def _client(self) -> msal.ConfidentialClientApplication:
+        """The msal app, created once so its in-memory token cache is reused until expiry."""
+        if self._app is None:
+            options = self._options
+            credential: str | dict[str, str]
+            if options.client_secret is not None:
+                credential = options.client_secret.get_secret_value()
+            else:
+                assert options.private_key is not None and options.thumbprint is not None
+                credential = {"private_key": options.private_key.get_secret_value(), "thumbprint": options.thumbprint}
+            try:
+                self._app = msal.ConfidentialClientApplication(
+                    options.client_id,
+                    client_credential=credential,
+                    authority=f"{options.authority_host.rstrip('/')}/{options.tenant_id}",
+                    http_client=self._http,
+                    timeout=options.timeout_seconds,
+                    # Sovereign or private authority hosts are not in Microsoft's discovery list.
+                    instance_discovery=False,
+                    token_cache=msal.TokenCache(),
+                )
+            except (requests.RequestException, ValueError) as exc:
+                raise RetriableError(f"cannot reach the Entra authority: {exc}") from exc
+        return self._app
+
+
+class _PinnedCaSession(requests.Session):
+    """A session whose configured CA file wins over ``REQUESTS_CA_BUNDLE`` (requests prefers the env var)."""
+
+    def __init__(self, ca_file: str | None) -> None:
+        super().__init__()
+        self._ca_file = ca_file
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self._ca_file is not None:
+            settings["verify"] = self._ca_file
+        return settings
+
+
+def _retry_after(response: requests.Response, attempt: int) -> float:
+    """Seconds to wait: ``Retry-After`` when given (seconds), else exponential back-off."""
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    return float(min(2**attempt, 30))
+
+
+def _error_for(response: requests.Response) -> Exception:
+    status = response.status_code
+    try:
+        message = response.json().get("error", {}).get("message", "")
+    except ValueError:
+        message = response.text[:200]
+    text = f"Graph answered {status}: {message}"
+    if status in _RETRY_STATUSES or status in (401, 403):
+        # Throttled, down, or the app's consent/credential is being fixed: defer.
+        return RetriableError(text)
+    return FatalError(text)

@@ -1,0 +1,204 @@
+"""A copy of the mail directory in the state database, so most checks are local.
+
+A paged full read fills it; incremental refreshes then read only the objects
+whose change attribute (``modifyTimestamp``, or ``uSNChanged`` on AD) is at or
+past the highest value seen. Deletions are only seen by the next full read,
+which therefore runs every ``full_every``.
+
+Fail closed: a mirror that was never filled, copies another directory, or is
+older than ``max_age`` answers nothing (``RetriableError``), so candidates are
+deferred rather than judged on stale data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from connector.directory.answers import answers_for
+from connector.directory.mapping import AttributeMapping, addresses_of, entry_from_attributes
+from connector.domain.directory import DirectoryAnswer, DirectoryEntry, DirectoryObjectKind
+from connector.errors import FatalError, RetriableError
+from connector.store import directory_mirror as store
+
+RawEntry = tuple[str, dict[str, list[str]]]
+
+
+class MirrorSource(Protocol):
+    """A directory that can be read whole, or only what changed since a mark."""
+
+    def read_entries(self, changed_since: str | None = None) -> Iterator[RawEntry]: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorRefresh:
+    """What one refresh did (for logs and the job's caller)."""
+
+    full: bool
+    entries_read: int
+    entries_total: int
+    change_mark: str | None
+    refreshed_at: datetime
+
+
+def _entry(dn: str, entry: Mapping[str, Any]) -> DirectoryEntry:
+    """A stored answer back as a ``DirectoryEntry`` (no re-mapping: lookups stay cheap)."""
+    return DirectoryEntry(
+        kind=DirectoryObjectKind(entry["kind"]),
+        dn=dn,
+        primary_address=entry["primary_address"],
+        aliases=tuple(entry["aliases"]),
+        display_name=entry["display_name"],
+        enabled=bool(entry["enabled"]),
+        external_id=entry["external_id"],
+        attributes={name: tuple(values) for name, values in entry["attributes"].items()},
+    )
+
+
+def newest_mark(marks: Sequence[str | None]) -> str | None:
+    """The highest change mark: numbers (uSNChanged) numerically, timestamps as text."""
+    present = [m for m in marks if m]
+    if not present:
+        return None
+    if all(m.isdigit() for m in present):
+        return max(present, key=int)
+    return max(present)
+
+
+class MirrorDirectory:
+    """``Directory`` that answers from the state database copy of ``source``."""
+
+    def __init__(
+        self,
+        source: MirrorSource,
+        mapping: AttributeMapping,
+        sessions: sessionmaker[Session],
+        clock: Callable[[], datetime],
+        *,
+        change_attribute: str,
+        max_age: timedelta,
+        refresh_every: timedelta,
+        full_every: timedelta,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._source = source
+        self._mapping = mapping
+        self._sessions = sessions
+        self._clock = clock
+        self._change_attribute = change_attribute.lower()
+        self._max_age = max_age
+        self._refresh_every = refresh_every
+        self._full_every = full_every
+        self._log = logger or logging.getLogger(__name__)
+        # A copy made by another directory or another mapping is not this one: read everything again.
+        fingerprint = hashlib.sha256(repr(mapping).encode()).hexdigest()[:12]
+        self._source_key = f"{source.describe()} mapping {fingerprint}"
+
+    @property
+    def source(self) -> MirrorSource:
+        return self._source
+
+    def describe(self) -> str:
+        return f"mirror of {self._source.describe()}"
+
+    def state(self) -> store.MirrorState | None:
+        """The mirror's bookkeeping (``None`` before the first full read)."""
+        with self._sessions() as session:
+            return store.load_state(session)
+
+    def refresh_if_due(self) -> store.MirrorState | None:
+        """Refresh when due (a failed refresh is fine while the copy is fresh); the state after it.
+
+        The cycle calls this before it opens its own transaction, so that on SQLite
+        the refresh never waits for the cycle's write lock.
+        """
+        now = self._clock()
+        state = self.state()
+        if self._usable(state) and state is not None and now - state.refreshed_at >= self._refresh_every:
+            try:
+                self.refresh(now)
+                state = self.state()
+            except RetriableError as exc:
+                self._log.warning("directory mirror refresh failed, answering from the copy: %s", exc)
+        elif not self._usable(state):
+            self.refresh(now)  # raises RetriableError when the directory is down: nothing to answer from
+            state = self.state()
+        return state
+
+    def lookup(self, addresses: Sequence[str]) -> Mapping[str, DirectoryAnswer]:
+        """Answer from the mirror; refresh it first when due (a failed refresh is fine while it is fresh)."""
+        state = self.refresh_if_due()
+        now = self._clock()
+        if state is None or now - state.refreshed_at > self._max_age:
+            raise RetriableError(
+                "directory mirror is older than its max age and the directory cannot be read; deferring"
+            )
+        try:
+            with self._sessions() as session:
+                rows = store.owners(session, addresses)
+        except SQLAlchemyError as exc:
+            raise FatalError(f"cannot read the directory mirror: {exc}") from exc
+        entries = {dn.lower(): _entry(dn, entry) for _, dn, entry in rows}
+        return answers_for(addresses, entries.values())
+
+    def refresh(self, now: datetime, *, full: bool | None = None) -> MirrorRefresh:
+        """Read the directory into the mirror: full when due (or asked), else only changes."""
+        with self._sessions() as session:
+            state = store.load_state(session)
+            marks: list[str | None] = []
+            do_full = full if full is not None else not self._usable(state) or self._full_due(state, now)
+            if do_full or state is None:
+                store.clear(session)
+                count = store.insert_entries(session, self._mirrored(self._source.read_entries(None), marks))
+                total = count
+                full_at = now
+                mark = newest_mark(marks)
+            else:
+                marks.append(state.change_mark)
+                count = store.upsert_entries(
+                    session, self._mirrored(self._source.read_entries(state.change_mark), marks)
+                )
+                total = store.count_entries(session)
+                full_at = state.full_at
+                mark = newest_mark(marks)
+            store.save_state(session, store.MirrorState(self._source_key, full_at, now, mark, total))
+            session.commit()
+        self._log.info(
+            "directory mirror %s refresh: %d entries read, %d in the mirror",
+            "full" if do_full else "incremental",
+            count,
+            total,
+        )
+        return MirrorRefresh(do_full or state is None, count, total, mark, now)
+
+    def _mirrored(self, raw_entries: Iterator[RawEntry], marks: list[str | None]) -> Iterator[store.MirroredEntry]:
+        for dn, attributes in raw_entries:
+            entry = entry_from_attributes(dn, attributes, self._mapping)
+            values = entry.attributes.get(self._change_attribute) or ()
+            mark = values[0] if values else None
+            marks.append(mark)
+            mapped = {
+                "kind": entry.kind.value,
+                "primary_address": entry.primary_address,
+                "aliases": list(entry.aliases),
+                "display_name": entry.display_name,
+                "enabled": entry.enabled,
+                "external_id": entry.external_id,
+                "attributes": {name: list(values) for name, values in entry.attributes.items()},
+            }
+            yield store.MirroredEntry(dn, mapped, addresses_of(entry), mark)
+
+    def _usable(self, state: store.MirrorState | None) -> bool:
+        return state is not None and state.source == self._source_key
+
+    def _full_due(self, state: store.MirrorState | None, now: datetime) -> bool:
+        return state is None or now - state.full_at >= self._full_every
