@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -21,6 +23,7 @@ from connector.policy.addresses import AddressMap
 from connector.sources.base import LogSource
 from connector.sources.postfix import PostfixLogSource
 from connector.store.database import make_engine, make_sessionmaker, upgrade
+from connector.store.locks import JobLocks, make_job_locks
 
 
 def utc_now() -> datetime:
@@ -40,6 +43,12 @@ class Connector:
     sources: list[LogSource]
     directory: Directory
     target: ComplianceDirectory
+    locks: JobLocks
+    """Cross-process job locks (one active cycle across replicas)."""
+    instance: str = "local"
+    """This instance's name in job status and health checks."""
+    stop: threading.Event = field(default_factory=threading.Event)
+    """Set on SIGTERM: jobs stop after their current transaction."""
 
 
 def build_sources(settings: Settings) -> list[LogSource]:
@@ -89,4 +98,6 @@ def build_connector(
         sources=build_sources(settings),
         directory=build_directory(settings, environ),
         target=build_target(settings, environ, sessions, clock),
+        locks=make_job_locks(engine),
+        instance=settings.monitoring.instance or socket.gethostname(),
     )

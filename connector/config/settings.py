@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from connector.config.base import StrictModel
 from connector.config.directory import LdifDirectorySettings
 from connector.config.domains import DomainSettings
+from connector.config.runtime import MonitoringSettings, RetentionSettings, Role, SchedulerSettings
 from connector.config.sources import SourceSettings
 from connector.config.state import StateSettings
 from connector.config.target import EmbeddedTargetSettings
@@ -40,6 +41,14 @@ class Settings(StrictModel):
     """The mail server's directory, for the cross-check."""
     target: EmbeddedTargetSettings = EmbeddedTargetSettings()
     """The compliance directory users are provisioned to."""
+    roles: list[Role] = Field(default_factory=lambda: [Role.INGEST, Role.DECIDE], min_length=1)
+    """What this instance does: ``ingest`` (read its logs), ``decide`` (decide, cross-check, sync); both by default."""
+    scheduler: SchedulerSettings = SchedulerSettings()
+    """Job schedule and shutdown behaviour of ``connector run``."""
+    retention: RetentionSettings = RetentionSettings()
+    """What housekeeping deletes."""
+    monitoring: MonitoringSettings = MonitoringSettings()
+    """Health check, Prometheus metrics, log format."""
 
     @field_validator("domains")
     @classmethod
