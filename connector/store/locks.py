@@ -5,6 +5,9 @@ for as long as the job runs; the server releases it when the connection ends,
 so a crashed process never leaves a stale lock. SQLite: ``flock`` on a file
 next to the database (same guarantee: the kernel drops it with the process).
 SQLite has a single writer anyway, so there every name shares one lock file.
+
+Jobs of one process queue for each other (a thread lock, taken first); only
+another process holding the lock makes a job skip its turn (``LockBusy``).
 """
 
 from __future__ import annotations
@@ -61,12 +64,23 @@ class PostgresJobLocks:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._local: dict[str, threading.Lock] = {}
+        self._local_guard = threading.Lock()
+
+    def _local_lock(self, name: str) -> threading.Lock:
+        with self._local_guard:
+            return self._local.setdefault(name, threading.Lock())
 
     def describe(self) -> str:
         return "PostgreSQL advisory locks"
 
     @contextmanager
     def _one(self, name: str, wait_seconds: float) -> Iterator[None]:
+        with self._local_lock(name), self._advisory(name, wait_seconds):
+            yield
+
+    @contextmanager
+    def _advisory(self, name: str, wait_seconds: float) -> Iterator[None]:
         key = lock_key(name)
         deadline = time.monotonic() + wait_seconds
         try:
@@ -106,12 +120,18 @@ class FileJobLocks:
 
     def __init__(self, path: Path) -> None:
         self._path = path
+        self._local = threading.Lock()
 
     def describe(self) -> str:
         return f"file lock {self._path}"
 
     @contextmanager
     def hold(self, names: Sequence[str], *, wait_seconds: float = 0) -> Iterator[None]:
+        with self._local, self._flock(names, wait_seconds):
+            yield
+
+    @contextmanager
+    def _flock(self, names: Sequence[str], wait_seconds: float) -> Iterator[None]:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + wait_seconds
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -132,7 +152,7 @@ class FileJobLocks:
 
 
 class ThreadJobLocks:
-    """For an in-memory database: only this process can see it, so a thread lock is enough."""
+    """For an in-memory database: only this process can see it, so a thread lock (jobs queue) is enough."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -142,13 +162,8 @@ class ThreadJobLocks:
 
     @contextmanager
     def hold(self, names: Sequence[str], *, wait_seconds: float = 0) -> Iterator[None]:
-        acquired = self._lock.acquire(timeout=wait_seconds) if wait_seconds > 0 else self._lock.acquire(blocking=False)
-        if not acquired:
-            raise LockBusy(f"another job holds the lock ({', '.join(names)})")
-        try:
+        with self._lock:
             yield
-        finally:
-            self._lock.release()
 
 
 def make_job_locks(engine: Engine) -> PostgresJobLocks | FileJobLocks | ThreadJobLocks:
