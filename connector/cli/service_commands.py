@@ -55,8 +55,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.info("signal %s: finishing the current transaction, then exiting", signal.Signals(signum).name)
             connector.stop.set()
 
-        signal.signal(signal.SIGTERM, stop)
-        outcome = run_job(connector, args.job or once_job(settings), utc_now, metrics=metrics, wait_seconds=args.wait)
+        previous = signal.signal(signal.SIGTERM, stop)
+        try:
+            outcome = run_job(
+                connector, args.job or once_job(settings), utc_now, metrics=metrics, wait_seconds=args.wait
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         if outcome.result is not None and hasattr(outcome.result, "to_json") and args.format == "text":
             print(render_text(outcome.result.to_json()), end="")
         print(f"job {outcome.job}: {outcome.status}" + (f" ({outcome.detail})" if outcome.detail else ""))
