@@ -84,9 +84,7 @@ def test_every_job_has_a_sane_default() -> None:
 
 
 def test_json_log_lines() -> None:
-    record = logging.LogRecord(
-        "jobs.registry", logging.INFO, __file__, 1, "job %s ok in %.1f s", ("decide", 1.5), None
-    )
+    record = logging.LogRecord("jobs.registry", logging.INFO, __file__, 1, "job %s ok in %.1f s", ("decide", 1.5), None)
     record.created = utc("2026-11-27T10:00:00").timestamp()
     line = json.loads(JsonFormatter().format(record))
     assert line == {
