@@ -69,7 +69,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     data = base / "data"
     drop = _as_user()
     subprocess.run(
-        [BIN / "initdb", "-D", data, "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-locale"],
+        [BIN / "initdb", "-D", data, "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-locale", "-N"],
         check=True,
         capture_output=True,
         **drop,

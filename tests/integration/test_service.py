@@ -122,17 +122,20 @@ def test_sigterm_finishes_the_current_batch_and_exits_in_bounded_time(
     assert second["counts"]["created"] == 6
 
 
-def test_two_processes_never_run_a_cycle_at_the_same_time(demo_config: Path, state_url: str, state: State) -> None:
+def test_two_processes_never_run_a_cycle_at_the_same_time(
+    demo_config: Path, state_url: str, state: State, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = service_config(demo_config, state_url, **SLOW_SOURCE)
     lines = grow_log(config, BIG)
     assert main(["db", "upgrade", "-c", str(config)]) == 0
     first = start("run", "--once", "--wait", "120", "--format", "none", "-c", str(config))
     second = start("run", "--once", "--wait", "120", "--format", "none", "-c", str(config))
     wait_for(lambda: (job := state.job("decide")) is not None and job.last_status == "running", what="a cycle")
-    third = start("run", "--once", "--format", "none", "-c", str(config))  # no wait: skips this turn
-    results = [(*p.communicate(timeout=120), p.returncode) for p in (first, second, third)]
-    assert [code for _out, _err, code in results] == [0, 0, 1], results
-    assert "job decide: skipped (another process holds" in results[2][0]
+    # A third process (this one) without --wait skips its turn while a cycle runs.
+    assert main(["run", "--once", "--format", "none", "-c", str(config)]) == 1
+    assert "job decide: skipped (another process holds" in capsys.readouterr().out
+    results = [(*p.communicate(timeout=120), p.returncode) for p in (first, second)]
+    assert [code for _out, _err, code in results] == [0, 0], results
     runs = state.runs()
     assert len(runs) == 2
     a, b = sorted(runs, key=lambda r: r.started_at)
@@ -140,3 +143,20 @@ def test_two_processes_never_run_a_cycle_at_the_same_time(demo_config: Path, sta
     assert a.report is not None and b.report is not None
     assert a.report["counts"]["lines_read"] == lines and b.report["counts"]["lines_read"] == 0
     assert a.report["counts"]["created"] == 6 and b.report["counts"]["created"] == 0
+
+
+def test_sigterm_stops_the_scheduler_mid_job_in_bounded_time(demo_config: Path, state_url: str, state: State) -> None:
+    jobs = {"decide": {"every_seconds": 3600}, "ingest": {"every_seconds": 60, "enabled": False}}
+    schedule = {"shutdown_grace_seconds": 10, "jobs": jobs}  # the decide job runs at start-up, alone
+    config = service_config(demo_config, state_url, **SLOW_SOURCE, scheduler=schedule)
+    grow_log(config, BIG)
+    assert main(["db", "upgrade", "-c", str(config)]) == 0
+    process = start("run", "-c", str(config))
+    wait_for(lambda: state.checkpoint() is not None, what="the first committed batch")
+    signalled = time.monotonic()
+    code, _out, err = stop(process)
+    assert time.monotonic() - signalled < 10, err
+    assert code == 0, err
+    [run] = state.runs()
+    assert run.status == "partial" and run.report is not None
+    assert any("interrupted by shutdown" in w for w in run.report["warnings"])
