@@ -41,6 +41,11 @@ def test_run_once_runs_one_cycle_and_health_follows(
     assert run.status == "ok" and run.report is not None and run.report["counts"]["created"] == 6
     assert main(["health", "-c", str(config)]) == 0
     assert main(["run", "--job", "housekeeping", "-c", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["jobs", "-c", str(config)]) == 0
+    listing = capsys.readouterr().out
+    assert re.search(r"^decide +decide +0 \* \* \* \* +scheduled", listing, re.M)
+    assert re.search(r" decide: ok, last success 20", listing) and re.search(r" housekeeping: ok", listing)
     assert main(["run", "--job", "nonsense", "-c", str(config)]) == 2
 
 
