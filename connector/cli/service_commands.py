@@ -17,6 +17,7 @@ from connector.app import Connector, build_connector, utc_now
 from connector.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, load_args_settings
 from connector.config import Settings
 from connector.config.runtime import Role
+from connector.domain.report import RunReport
 from connector.errors import RetriableError
 from connector.monitoring.logformat import use_format
 from connector.monitoring.metrics import Metrics
@@ -62,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         finally:
             signal.signal(signal.SIGTERM, previous)
-        if outcome.result is not None and hasattr(outcome.result, "to_json") and args.format == "text":
+        if isinstance(outcome.result, RunReport) and args.format == "text":
             print(render_text(outcome.result.to_json()), end="")
         print(f"job {outcome.job}: {outcome.status}" + (f" ({outcome.detail})" if outcome.detail else ""))
         return EXIT_BY_STATUS.get(outcome.status, EXIT_FAILED)

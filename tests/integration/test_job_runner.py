@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +19,7 @@ from connector.errors import RetriableError
 from connector.monitoring.metrics import Metrics
 from connector.store import status
 from jobs.registry import Job, run_job
+from jobs.scheduler import run_scheduler
 from tests.conftest import utc
 from tests.service import service_config
 
@@ -65,3 +71,38 @@ def test_nothing_starts_once_shutdown_began(connector: Connector) -> None:
     assert (outcome.status, outcome.detail) == ("skipped", "shutting down")
     with connector.sessions() as session:
         assert status.all_status(session) == []
+
+
+@pytest.mark.parametrize(("obeys_stop", "clean"), [(True, True), (False, False)])
+def test_sigterm_waits_for_the_running_job_at_most_the_grace_time(
+    demo_config: Path, obeys_stop: bool, clean: bool
+) -> None:
+    settings = load_settings(
+        service_config(
+            demo_config, f"sqlite:///{demo_config.parent}/state.sqlite", scheduler={"shutdown_grace_seconds": 1}
+        )
+    )
+    connector = build_connector(settings, {})
+    running = threading.Event()
+
+    def job(c: Connector, clock: object) -> None:
+        running.set()
+        if obeys_stop:
+            c.stop.wait(30)  # ends its "transaction" as soon as asked
+        else:
+            time.sleep(4)  # ignores the request
+
+    jobs = {"slow": Job(job, Role.DECIDE, ("cycle",), JobSchedule(every_seconds=3600), "slow")}
+
+    def terminate() -> None:
+        running.wait(10)  # signal even if the job never started, so the test cannot hang
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate).start()
+    now = datetime.now(UTC)  # a real clock: the scheduler runs the job at start-up, i.e. now
+    started = time.monotonic()
+    assert run_scheduler(connector, lambda: now, None, jobs) is clean
+    assert time.monotonic() - started < 3.5  # the signal came at once; the grace is 1 s
+    assert running.is_set()
+    with connector.sessions() as session:
+        assert status.last_started(session, "process", connector.instance) == now
