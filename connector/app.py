@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -31,6 +33,7 @@ from connector.reporting.files import HtmlReportDirectory
 from connector.sources.base import LogSource
 from connector.sources.postfix import PostfixLogSource
 from connector.store.database import make_engine, make_sessionmaker, upgrade
+from connector.store.locks import JobLocks, make_job_locks
 
 
 def utc_now() -> datetime:
@@ -50,6 +53,12 @@ class Connector:
     sources: list[LogSource]
     directory: Directory
     target: ComplianceDirectory
+    locks: JobLocks
+    """Cross-process job locks (one active cycle across replicas)."""
+    instance: str = "local"
+    """This instance's name in job status and health checks."""
+    stop: threading.Event = field(default_factory=threading.Event)
+    """Set on SIGTERM: jobs stop after their current transaction."""
     report_pages: HtmlReportDirectory | None = None
     mailer: Mailer | None = None
     probe: CatchAllProbe | None = None
@@ -236,4 +245,6 @@ def build_connector(
         mailer=build_mailer(settings, environ),
         probe=build_probe(settings),
         org_rules=settings.org_rule_list(),
+        locks=make_job_locks(engine),
+        instance=settings.monitoring.instance or socket.gethostname(),
     )

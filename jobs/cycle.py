@@ -131,6 +131,10 @@ def decide_and_sync(
     for failure in sorted(failures):
         report.errors.append({"stage": "directory", "error": failure})
     for evidence in to_check:
+        if connector.stop.is_set():
+            # Shutdown: what is decided so far is saved below; the rest has no new decision and stays due.
+            report.warnings.append("interrupted by shutdown: the remaining candidates are decided next run")
+            break
         rule = _rule(address_map, evidence)
         assert rule is not None
         answer = answers[evidence.address]
@@ -212,12 +216,14 @@ def run_cycle(
     clock: Callable[[], datetime],
     dry_run: bool = False,
     plan: frozenset[str] | None = None,
+    ingest_logs: bool = True,
 ) -> RunReport:
     """Run ingest -> decide -> cross-check -> sync once and store the report.
 
     A dry run does everything but writes nothing: the state changes are rolled
     back and the target only records what it would do. Its report is kept,
-    marked ``dry_run``.
+    marked ``dry_run``. ``ingest_logs=False`` decides on the evidence already
+    stored (a decide-only instance; ingest-only instances feed it).
     """
     now = clock()
     target: ComplianceDirectory = DryRunComplianceDirectory(connector.target) if dry_run else connector.target
@@ -238,10 +244,17 @@ def run_cycle(
         )
         status = "failed"
         try:
-            result = ingest(session, connector.sources, connector.address_map, now=now, commit=not dry_run)
-            _report_ingest(report, result)
-            decide_and_sync(session, connector, target, report, now=now, commit=not dry_run, plan=plan)
-            status = "ok" if not report.errors else "partial"
+            if ingest_logs:
+                result = ingest(
+                    session, connector.sources, connector.address_map, now=now, commit=not dry_run, stop=connector.stop
+                )
+                _report_ingest(report, result)
+                if result.interrupted:
+                    report.warnings.append("interrupted by shutdown while reading logs: the rest is read next run")
+            if not connector.stop.is_set():
+                decide_and_sync(session, connector, target, report, now=now, commit=not dry_run, plan=plan)
+            interrupted = any(w.startswith("interrupted by shutdown") for w in report.warnings)
+            status = "ok" if not report.errors and not interrupted else "partial"
         except ConnectorError as exc:
             log.error("cycle failed: %s", exc)
             report.errors.append({"stage": "cycle", "error": str(exc)})

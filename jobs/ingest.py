@@ -7,14 +7,16 @@ transaction, so a crash never loses or double-counts a line.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from connector.app import Connector
 from connector.domain.events import DeliveryEvent
 from connector.domain.evidence import AddressEvidence
 from connector.policy.addresses import AddressMap, InvalidAddress, MappedAddress
@@ -42,6 +44,8 @@ class IngestResult:
     invalid_recipients: int = 0
     invalid_examples: list[str] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+    """A shutdown stopped reading after a committed batch; the rest is read next time."""
 
 
 def _merge(total: SourceStats, batch: SourceStats) -> None:
@@ -106,10 +110,17 @@ def ingest(
     *,
     now: datetime,
     commit: bool = True,
+    stop: threading.Event | None = None,
 ) -> IngestResult:
-    """Read every source from its checkpoint. With ``commit=False`` (dry run) only flush."""
+    """Read every source from its checkpoint. With ``commit=False`` (dry run) only flush.
+
+    When ``stop`` is set, reading ends after the batch in progress is committed.
+    """
     result = IngestResult()
     for source in sources:
+        if stop is not None and stop.is_set():
+            result.interrupted = True
+            break
         total = SourceStats()
         checkpoint = repository.load_checkpoint(session, source.name)
         try:
@@ -122,6 +133,9 @@ def ingest(
                 else:
                     session.flush()
                 _merge(total, batch.stats)
+                if stop is not None and stop.is_set():
+                    result.interrupted = True
+                    break
         except OSError as exc:
             if commit:
                 session.rollback()  # the failed batch only; earlier batches are committed
@@ -144,3 +158,9 @@ def ingest(
             }
         )
     return result
+
+
+def ingest_logs(connector: Connector, clock: Callable[[], datetime]) -> IngestResult:
+    """The ``ingest`` job: read every configured source, commit evidence batch by batch."""
+    with connector.sessions() as session:
+        return ingest(session, connector.sources, connector.address_map, now=clock(), stop=connector.stop)

@@ -15,11 +15,25 @@ import sys
 from collections.abc import Sequence
 
 from connector import __version__
-from connector.cli import config_commands, directory_commands, report_commands, run_commands, safety_commands
+from connector.cli import (
+    config_commands,
+    directory_commands,
+    report_commands,
+    run_commands,
+    safety_commands,
+    service_commands,
+)
 from connector.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_NOT_FOUND, StateNotFound
 from connector.errors import ConfigError, ConnectorError
 
-COMMAND_MODULES = (run_commands, config_commands, report_commands, safety_commands, directory_commands)
+COMMAND_MODULES = (
+    run_commands,
+    config_commands,
+    report_commands,
+    safety_commands,
+    directory_commands,
+    service_commands,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

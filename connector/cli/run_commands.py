@@ -12,8 +12,11 @@ from connector.cli.report_commands import print_report
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from jobs.cycle import run_cycle
+    from jobs.registry import JOBS
 
-    report = run_cycle(connector_from_args(args), clock=utc_now, dry_run=args.dry_run).to_json()
+    connector = connector_from_args(args)
+    with connector.locks.hold(JOBS["decide"].locks):  # never beside a scheduled cycle
+        report = run_cycle(connector, clock=utc_now, dry_run=args.dry_run).to_json()
     print_report(report, args.format)
     return {"ok": EXIT_OK, "partial": EXIT_PARTIAL}.get(report["status"], EXIT_FAILED)
 

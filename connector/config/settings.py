@@ -19,6 +19,7 @@ from connector.config.base import StrictModel
 from connector.config.directory import DirectorySettings, OrgRuleSettings
 from connector.config.domains import DomainSettings
 from connector.config.reports import ReportsSettings
+from connector.config.runtime import MonitoringSettings, RetentionSettings, Role, SchedulerSettings
 from connector.config.safety import SafetySettings
 from connector.config.sources import SourceSettings
 from connector.config.state import StateSettings
@@ -49,6 +50,14 @@ class Settings(StrictModel):
     """Report files, their retention and the daily digest."""
     safety: SafetySettings = Field(default_factory=dict, validate_default=True)
     """Catch-all detection, attack guard, creation limits, exclusions, review mode (docs/safety.md)."""
+    roles: list[Role] = Field(default_factory=lambda: [Role.INGEST, Role.DECIDE], min_length=1)
+    """What this instance does: ``ingest`` (read its logs), ``decide`` (decide, cross-check, sync); both by default."""
+    scheduler: SchedulerSettings = SchedulerSettings()
+    """Job schedule and shutdown behaviour of ``connector run``."""
+    retention: RetentionSettings = RetentionSettings()
+    """What housekeeping deletes."""
+    monitoring: MonitoringSettings = MonitoringSettings()
+    """Health check, Prometheus metrics, log format."""
 
     @field_validator("domains")
     @classmethod

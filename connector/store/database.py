@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
@@ -16,6 +20,7 @@ from connector.errors import ConfigError, FatalError
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK_KEY = 0x6D6967726174  # any fixed key; job locks use other keys (connector/store/locks.py)
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -32,7 +37,7 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     try:
-        engine = create_engine(parsed)
+        engine = create_engine(parsed, pool_pre_ping=True)  # a long-running service outlives server restarts
     except (ImportError, NoSuchModuleError) as exc:
         raise ConfigError([("state.url", f"no database driver for {parsed.drivername!r}: {exc}")]) from exc
     if parsed.get_backend_name() == "sqlite":
@@ -44,12 +49,30 @@ def make_sessionmaker(engine: Engine) -> sessionmaker:  # type: ignore[type-arg]
     return sessionmaker(engine, expire_on_commit=False)
 
 
+@contextmanager
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    """Processes starting together on one SQLite file migrate one after the other."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        yield
+        return
+    fd = os.open(f"{database}.migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` with Alembic (idempotent)."""
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     try:
-        with engine.begin() as connection:
+        with _sqlite_migration_lock(engine), engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                # Replicas starting together migrate one after the other (released at commit).
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
     except SQLAlchemyError as exc:

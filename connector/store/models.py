@@ -1,7 +1,8 @@
 """Tables. One schema for SQLite and PostgreSQL.
 
 Owners: ``evidence`` and ``checkpoints`` are written by ingest; ``candidates``
-by the decide/sync cycle; ``runs`` by every cycle; ``target_*`` belong to the
+by the decide/sync cycle; ``runs`` by every cycle; ``job_status`` by the job
+runner (jobs/registry.py); ``target_*`` belong to the
 embedded compliance directory only.
 """
 
@@ -225,3 +226,17 @@ class DirectoryMirrorStateRow(Base):
     refreshed_at: Mapped[datetime]
     change_mark: Mapped[str | None] = mapped_column(String(64))
     entries: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class JobStatusRow(Base):
+    """The last run of each scheduled job on each instance (health checks, ``connector jobs``)."""
+
+    __tablename__ = "job_status"
+
+    instance: Mapped[str] = mapped_column(String(200), primary_key=True)
+    job: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_started_at: Mapped[datetime | None]
+    last_finished_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    last_status: Mapped[str] = mapped_column(String(16), default="")
+    last_error: Mapped[str] = mapped_column(Text, default="")

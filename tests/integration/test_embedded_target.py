@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
@@ -15,10 +15,11 @@ from tests.conftest import utc
 
 
 @pytest.fixture
-def target(tmp_path: Path) -> EmbeddedComplianceDirectory:
-    engine = make_engine(f"sqlite:///{tmp_path / 'state.sqlite'}")
+def target(state_url: str) -> Iterator[EmbeddedComplianceDirectory]:
+    engine = make_engine(state_url)
     upgrade(engine)
-    return EmbeddedComplianceDirectory(make_sessionmaker(engine), lambda: utc("2026-11-27T00:00:00"))
+    yield EmbeddedComplianceDirectory(make_sessionmaker(engine), lambda: utc("2026-11-27T00:00:00"))
+    engine.dispose()
 
 
 def test_create_is_idempotent_and_lands_in_its_org(target: EmbeddedComplianceDirectory) -> None:

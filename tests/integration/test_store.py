@@ -1,13 +1,13 @@
-"""The state store on a real SQLite file: migrations, time zones, repository round trips."""
+"""The state store on a real SQLite file and a real PostgreSQL: migrations, time zones, round trips."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
+from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
@@ -23,10 +23,20 @@ T0 = utc("2026-11-02T10:00:00")
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    engine = make_engine(f"sqlite:///{tmp_path / 'state' / 'state.sqlite'}")
+def engine(state_url: str) -> Iterator[Engine]:
+    engine = make_engine(state_url)
     upgrade(engine)
-    return engine
+    yield engine
+    engine.dispose()
+
+
+def head_revision() -> str:
+    """The single head of the migration chain (two heads would be a broken merge: this raises)."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
 
 
 def test_migrations_create_exactly_the_models(engine: Engine) -> None:
@@ -38,19 +48,10 @@ def test_migrations_create_exactly_the_models(engine: Engine) -> None:
     )
 
 
-def _head() -> str:
-    """The single head of the migration chain (two heads would be a broken merge)."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    heads = ScriptDirectory.from_config(config).get_heads()
-    assert len(heads) == 1, heads
-    return heads[0]
-
-
 def test_upgrade_twice_is_harmless(engine: Engine) -> None:
     upgrade(engine)
     with engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == _head()
+        assert MigrationContext.configure(connection).get_current_revision() == head_revision()
 
 
 def test_times_come_back_timezone_aware_utc(engine: Engine) -> None:

@@ -1,0 +1,165 @@
+"""Commands for running as a service: run (scheduler, --once, --job), health, jobs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from datetime import datetime
+from types import FrameType
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from connector.app import Connector, build_connector, utc_now
+from connector.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, load_args_settings
+from connector.config import Settings
+from connector.config.runtime import Role
+from connector.domain.report import RunReport
+from connector.errors import RetriableError
+from connector.monitoring.logformat import use_format
+from connector.monitoring.metrics import Metrics
+from connector.reporting.text import render_text
+from connector.store import status
+
+log = logging.getLogger(__name__)
+EXIT_BY_STATUS = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "skipped": EXIT_PARTIAL}
+
+
+def _service_connector(args: argparse.Namespace, *, migrate: bool) -> tuple[Settings, Connector]:
+    settings = load_args_settings(args)
+    use_format(settings.monitoring.log_format)
+    if args.verbose == 0:
+        logging.getLogger().setLevel(logging.INFO)  # a service logs what it does
+    return settings, build_connector(settings, os.environ, migrate=migrate)
+
+
+def once_job(settings: Settings) -> str:
+    """What ``run --once`` runs: the full cycle, or just ingest on an ingest-only instance."""
+    return "decide" if Role.DECIDE in settings.roles else "ingest"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from jobs.registry import JOBS, run_job
+    from jobs.scheduler import run_scheduler
+
+    if args.job is not None and args.job not in JOBS:
+        print(f"no such job {args.job!r}; known: {', '.join(JOBS)}", file=sys.stderr)
+        return EXIT_CONFIG
+    settings, connector = _service_connector(args, migrate=True)  # migrations also run at start-up
+    metrics = Metrics()
+    if args.once or args.job:
+
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %s: finishing the current transaction, then exiting", signal.Signals(signum).name)
+            connector.stop.set()
+
+        previous = signal.signal(signal.SIGTERM, stop)
+        try:
+            outcome = run_job(
+                connector, args.job or once_job(settings), utc_now, metrics=metrics, wait_seconds=args.wait
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if isinstance(outcome.result, RunReport) and args.format == "text":
+            print(render_text(outcome.result.to_json()), end="")
+        print(f"job {outcome.job}: {outcome.status}" + (f" ({outcome.detail})" if outcome.detail else ""))
+        return EXIT_BY_STATUS.get(outcome.status, EXIT_FAILED)
+    server = None
+    if settings.monitoring.metrics_port is not None:
+        server, _thread = metrics.serve(settings.monitoring.metrics_host, settings.monitoring.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", settings.monitoring.metrics_host, server.server_port)
+    try:
+        clean = run_scheduler(connector, utc_now, metrics)
+    finally:
+        if server is not None:
+            server.shutdown()
+    if not clean:
+        logging.shutdown()
+        os._exit(EXIT_FAILED)  # a job thread is stuck: leave it (its transaction rolls back), exit now
+    return EXIT_OK
+
+
+def health_problems(connector: Connector, now: datetime) -> list[str]:
+    """Why this instance is unhealthy (empty: healthy)."""
+    from jobs.registry import HEALTH_JOBS, STARTED_JOB
+
+    max_age = connector.settings.monitoring.health_max_age_seconds
+    problems = []
+    with connector.sessions() as session:
+        session.execute(text("SELECT 1"))
+        # A freshly started instance gets max_age to succeed once.
+        started = status.last_started(session, STARTED_JOB, connector.instance)
+        for role in connector.settings.roles:
+            jobs = HEALTH_JOBS[role]
+            # The decide role is healthy when any replica decided; ingest is per instance (its own logs).
+            success = status.last_success(session, jobs, None if role is Role.DECIDE else connector.instance)
+            reference = max((t for t in (success, started) if t is not None), default=None)
+            if reference is None:
+                problems.append(f"{role.value}: no successful run of {'/'.join(jobs)} yet")
+            elif (now - reference).total_seconds() > max_age:
+                problems.append(
+                    f"{role.value}: last success of {'/'.join(jobs)} at {reference.isoformat()}, "
+                    f"older than {max_age:g} s"
+                )
+    return problems
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    settings = load_args_settings(args)
+    try:
+        connector = build_connector(settings, os.environ, migrate=False)
+        problems = health_problems(connector, utc_now())
+    except SQLAlchemyError as exc:
+        raise RetriableError(f"state database unreachable: {exc}") from exc
+    if problems:
+        for problem in problems:
+            print(f"unhealthy: {problem}")
+        return EXIT_PARTIAL
+    print("healthy")
+    return EXIT_OK
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from jobs.registry import JOBS
+    from jobs.scheduler import schedules
+
+    settings = load_args_settings(args)
+    connector = build_connector(settings, os.environ, migrate=False)
+    active = schedules(connector)
+    for name, job in JOBS.items():
+        schedule = settings.scheduler.jobs.get(name, job.default)
+        when = schedule.cron or f"every {schedule.every_seconds:g} s"
+        state = "scheduled" if name in active else "not scheduled here"
+        print(f"{name:<14} {job.role.value:<7} {when:<16} {state:<19} {job.description}")
+    try:
+        with connector.sessions() as session:
+            rows = status.all_status(session)
+    except SQLAlchemyError as exc:
+        raise RetriableError(f"state database unreachable: {exc}") from exc
+    for row in rows:
+        print(
+            f"{row.instance} {row.job}: {row.last_status or '-'}"
+            f", last success {row.last_success_at.isoformat() if row.last_success_at else 'never'}"
+        )
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    run = sub.add_parser("run", parents=[common], help="run the jobs on their schedule (until SIGTERM)")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="run one full cycle (ingest-only instance: ingest) and exit")
+    mode.add_argument("--job", metavar="NAME", help="run one job once and exit (see 'connector jobs')")
+    run.add_argument(
+        "--wait", type=float, default=None, metavar="SECONDS", help="wait this long for another instance's lock"
+    )
+    run.add_argument("--format", choices=["text", "none"], default="text", help="print the run report (--once)")
+    run.set_defaults(func=cmd_run)
+
+    health = sub.add_parser("health", parents=[common], help="exit non-zero when the last success is too old")
+    health.set_defaults(func=cmd_health)
+
+    jobs = sub.add_parser("jobs", parents=[common], help="list the jobs, their schedules and last runs")
+    jobs.set_defaults(func=cmd_jobs)

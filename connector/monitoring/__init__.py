@@ -1,0 +1,1 @@
+"""Telling operators how the service is doing: Prometheus metrics, JSON log lines."""
