@@ -186,6 +186,10 @@ def decide_and_sync(
         report.add_decision(decision, now=now)
     if commit:
         session.commit()
+        try:
+            target.flush()
+        except RetriableError as exc:  # the changes stay recorded; the next run writes them
+            report.errors.append({"stage": "target", "error": f"flush failed: {exc}"})
     else:
         session.flush()
     if isinstance(target, DryRunComplianceDirectory):
@@ -247,6 +251,8 @@ def run_cycle(connector: Connector, *, clock: Callable[[], datetime], dry_run: b
             report.errors.append({"stage": "cycle", "error": str(exc)})
         finally:
             session.rollback()  # dry run: discard; real run: nothing is pending any more
+            if connector.target_health is not None:
+                report.target_health = connector.target_health.take_summary()
             report.status = status
             report.finished_at = clock()
             repository.finish_run(session, run_id, report.finished_at, status, report.to_json())

@@ -28,3 +28,6 @@ class DryRunComplianceDirectory:
     def add_alias(self, primary_address: str, alias: str) -> bool:
         self.planned.append(f"add alias {alias} to {primary_address}")
         return True
+
+    def flush(self) -> None:
+        """Nothing was written, so nothing is flushed."""

@@ -20,7 +20,7 @@ from connector.config.directory import LdifDirectorySettings
 from connector.config.domains import DomainSettings
 from connector.config.sources import SourceSettings
 from connector.config.state import StateSettings
-from connector.config.target import EmbeddedTargetSettings
+from connector.config.target import EmbeddedTargetSettings, TargetSettings
 from connector.errors import ConfigError
 from connector.policy.addresses import AddressMap, DomainRule, InvalidAddress, normalise_domain
 
@@ -38,7 +38,7 @@ class Settings(StrictModel):
     """Alias domain -> managed domain (acme.net: acme.com): addresses there are the same people."""
     directory: LdifDirectorySettings
     """The mail server's directory, for the cross-check."""
-    target: EmbeddedTargetSettings = EmbeddedTargetSettings()
+    target: TargetSettings = EmbeddedTargetSettings()
     """The compliance directory users are provisioned to."""
 
     @field_validator("domains")

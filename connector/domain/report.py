@@ -32,6 +32,7 @@ class RunReport:
     errors: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     planned_changes: list[str] = field(default_factory=list)
+    target_health: dict[str, Any] | None = None
 
     def add_decision(self, decision: Decision, *, now: datetime) -> None:
         """File one applied decision under created / aliases_added / skipped / deferred."""
@@ -107,4 +108,5 @@ class RunReport:
             "held": self.held,
             "errors": self.errors,
             "planned_changes": self.planned_changes,
+            "target_health": self.target_health,
         }

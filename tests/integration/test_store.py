@@ -39,7 +39,7 @@ def test_migrations_create_exactly_the_models(engine: Engine) -> None:
 def test_upgrade_twice_is_harmless(engine: Engine) -> None:
     upgrade(engine)
     with engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0001"
+        assert MigrationContext.configure(connection).get_current_revision() == "i5_targets"
 
 
 def test_times_come_back_timezone_aware_utc(engine: Engine) -> None:

@@ -1,0 +1,350 @@
+"""The SCIM 2.0 target: users into Groups (one per org) at a SCIM service provider.
+
+Never a duplicate: every create looks the user up by ``userName`` first; a 409
+means "already there" and is reconciled; a create whose answer was lost is
+looked up again before anything else is sent. An alias is added to the
+owner's ``emails`` (PATCH, or PUT where PATCH is not offered), never created.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+
+from connector.compliance.base import KnownSnapshot, NewUser
+from connector.compliance.scim_http import AmbiguousWriteError, ScimHttp
+from connector.compliance.scim_mapping import (
+    ServerFeatures,
+    add_emails_patch,
+    add_members_patch,
+    bulk_create_request,
+    email_filter,
+    emails_of,
+    error_detail,
+    filter_value,
+    group_filter,
+    group_payload,
+    parse_features,
+    replace_emails,
+    snapshot_of,
+    user_filter,
+    user_payload,
+)
+from connector.compliance.target_state import KnownStore, TargetHealth
+from connector.config.target import ScimTargetSettings
+from connector.errors import ConnectorError, RetriableError, SkippableError
+
+LOOKUP_CHUNK = 50  # userName eq ... or ... terms per search
+
+
+def _body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise RetriableError(f"{response.request.method} {response.url}: answer is not JSON") from exc
+
+
+class ScimComplianceDirectory:
+    """A ``ComplianceDirectory`` over SCIM 2.0; thread-safe for ``create_users``."""
+
+    def __init__(
+        self,
+        http: ScimHttp,
+        settings: ScimTargetSettings,
+        known: KnownStore,
+        health: TargetHealth,
+        clock: Callable[[], datetime],
+        log: logging.Logger,
+    ) -> None:
+        self._http = http
+        self._settings = settings
+        self._known = known
+        self._health = health
+        self._clock = clock
+        self._log = log
+        self._features: ServerFeatures | None = None
+        self._groups: dict[str, str] = {}  # org name -> group id
+        self._group_lock = threading.Lock()
+
+    def describe(self) -> str:
+        return f"SCIM 2.0 at {self._http.base_url}"
+
+    # -- reading ------------------------------------------------------------------
+
+    def features(self) -> ServerFeatures:
+        """The server's ServiceProviderConfig (read once)."""
+        if self._features is None:
+            response = self._http.request("GET", "/ServiceProviderConfig")
+            if response.status_code == 200:
+                self._features = parse_features(_body(response))
+            else:  # RFC 7644 requires it; assume the common subset
+                self._log.warning("no ServiceProviderConfig (%s); assuming PATCH and filter", response.status_code)
+                self._features = ServerFeatures(patch=True, filter=True)
+        return self._features
+
+    def _search(self, path: str, filter_text: str, attributes: str | None = None) -> list[dict[str, Any]]:
+        params = {"filter": filter_text}
+        if attributes:
+            params["attributes"] = attributes
+        response = self._http.request("GET", path, params=params)
+        if response.status_code != 200:
+            raise SkippableError(f"search {path} [{filter_text}] refused: {error_detail(_body(response))}")
+        return list(_body(response).get("Resources") or [])
+
+    def find_user(self, address: str) -> dict[str, Any] | None:
+        """The user whose ``userName`` is ``address`` (case-insensitive), or None."""
+        for resource in self._search("/Users", user_filter(address)):
+            if str(resource.get("userName", "")).lower() == address.lower():
+                return resource
+        return None
+
+    def _owner_of(self, address: str) -> dict[str, Any] | None:
+        for resource in self._search("/Users", email_filter(address), "userName,emails"):
+            if address.lower() in emails_of(resource):
+                return resource
+        return None
+
+    def _pages(self, path: str, attributes: str) -> Iterator[dict[str, Any]]:
+        start, size = 1, self._settings.page_size
+        while True:
+            params = {"startIndex": start, "count": size, "attributes": attributes}
+            response = self._http.request("GET", path, params=params)
+            if response.status_code != 200:
+                raise RetriableError(f"listing {path} failed: {error_detail(_body(response))}")
+            body = _body(response)
+            resources = body.get("Resources") or []
+            yield from resources
+            start += len(resources)
+            if not resources or start > int(body.get("totalResults", 0)):
+                return
+
+    def refresh_known(self) -> dict[str, int]:
+        """Page through all Users and Groups and store the addresses (jobs/refresh_known.py)."""
+        users, aliases = snapshot_of(self._pages("/Users", "userName,emails"))
+        groups = {str(g.get("displayName")): str(g["id"]) for g in self._pages("/Groups", "displayName")}
+        now = self._clock()
+        self._known.replace(users, aliases, now)
+        self._health.record_known_refresh(now)
+        with self._group_lock:
+            self._groups.update(groups)
+        self._log.info("known addresses pulled: %d users, %d aliases, %d groups", len(users), len(aliases), len(groups))
+        return {"users": len(users), "aliases": len(aliases), "groups": len(groups)}
+
+    def known_addresses(self) -> KnownSnapshot:
+        """The stored snapshot, pulled again first when it is missing or too old."""
+        refreshed_at = self._health.known_refreshed_at()
+        max_age = timedelta(minutes=self._settings.known_max_age_minutes)
+        if refreshed_at is None or self._clock() - refreshed_at > max_age:
+            try:
+                self.refresh_known()
+            except RetriableError:
+                if refreshed_at is None:
+                    raise
+                self._log.warning("cannot pull known addresses; using the copy from %s", refreshed_at.isoformat())
+        return self._known.load()
+
+    def counts(self) -> dict[str, int]:
+        """Users and groups on the server (``count=0`` asks for totals only)."""
+        result = {}
+        for path in ("/Users", "/Groups"):
+            response = self._http.request("GET", path, params={"count": 0, "startIndex": 1})
+            if response.status_code != 200:
+                raise SkippableError(f"listing {path} refused: {error_detail(_body(response))}")
+            result[path.strip("/").lower()] = int(_body(response).get("totalResults", 0))
+        return result
+
+    # -- writing ------------------------------------------------------------------
+
+    def _group_id(self, name: str) -> str:
+        with self._group_lock:
+            if name in self._groups:
+                return self._groups[name]
+            found = [
+                g for g in self._search("/Groups", group_filter(name), "displayName") if g.get("displayName") == name
+            ]
+            if not found:
+                try:
+                    response = self._http.request("POST", "/Groups", json=group_payload(name), idempotent=False)
+                except AmbiguousWriteError:
+                    response = None
+                if response is not None and response.status_code == 201:
+                    found = [_body(response)]
+                elif response is not None and response.status_code != 409:
+                    raise SkippableError(f"cannot create group {name!r}: {error_detail(_body(response))}")
+                else:  # 409 or a lost answer: it may be there now
+                    found = [
+                        g
+                        for g in self._search("/Groups", group_filter(name), "displayName")
+                        if g.get("displayName") == name
+                    ]
+                    if not found:
+                        raise RetriableError(f"group {name!r} could not be created or found")
+            self._groups[name] = str(found[0]["id"])
+            return self._groups[name]
+
+    def ensure_org(self, name: str) -> None:
+        self._group_id(name)
+
+    def _add_members(self, org: str, user_ids: Sequence[str]) -> None:
+        group_id = self._group_id(org)
+        response = self._http.request("PATCH", f"/Groups/{group_id}", json=add_members_patch(user_ids))
+        if response.status_code not in (200, 204):
+            raise SkippableError(f"cannot add members to group {org!r}: {error_detail(_body(response))}")
+
+    def _add_emails(self, resource: dict[str, Any], addresses: Sequence[str]) -> None:
+        path = f"/Users/{resource['id']}"
+        if self.features().patch:
+            response = self._http.request("PATCH", path, json=add_emails_patch(addresses))
+        else:
+            current = _body(self._http.request("GET", path))
+            headers = {}
+            version = (current.get("meta") or {}).get("version")
+            if self.features().etag and version:
+                headers["If-Match"] = version
+            response = self._http.request("PUT", path, json=replace_emails(current, addresses), headers=headers)
+        if response.status_code == 412:
+            raise RetriableError(f"user {resource.get('userName')} changed meanwhile (412); retried next run")
+        if response.status_code not in (200, 204):
+            raise SkippableError(f"cannot add aliases to {resource.get('userName')}: {error_detail(_body(response))}")
+
+    def _reconcile(self, resource: dict[str, Any], user: NewUser) -> None:
+        """Bring an existing user in line: missing aliases added, member of its org."""
+        have = emails_of(resource)
+        missing = [a for a in user.aliases if a.lower() not in have]
+        if missing:
+            self._add_emails(resource, missing)
+        group_id = self._group_id(user.org)
+        if not any(g.get("value") == group_id for g in resource.get("groups") or []):
+            self._add_members(user.org, [str(resource["id"])])
+
+    def _post_user(self, user: NewUser) -> tuple[dict[str, Any], bool]:
+        """POST the user; a 409 or a lost answer is resolved by looking it up."""
+        try:
+            response = self._http.request("POST", "/Users", json=user_payload(user), idempotent=False)
+        except AmbiguousWriteError:
+            found = self.find_user(user.primary_address)
+            if found is None:
+                raise
+            self._log.info("create of %s was applied although its answer was lost", user.primary_address)
+            return found, True
+        if response.status_code == 201:
+            return _body(response), True
+        if response.status_code == 409:
+            found = self.find_user(user.primary_address)
+            if found is None:
+                raise SkippableError(
+                    f"{user.primary_address}: 409 but no such userName ({error_detail(_body(response))})"
+                )
+            return found, False
+        raise SkippableError(f"server refused {user.primary_address}: {error_detail(_body(response))}")
+
+    def create_user(self, user: NewUser) -> bool:
+        existing = self.find_user(user.primary_address)
+        created = False
+        if existing is None:
+            owner = self._owner_of(user.primary_address)
+            if owner is not None and str(owner.get("userName", "")).lower() != user.primary_address.lower():
+                raise SkippableError(f"{user.primary_address} is already an address of {owner.get('userName')}")
+            existing, created = (owner, False) if owner is not None else self._post_user(user)
+        self._reconcile(existing, user)
+        self._known.add(user.primary_address, user.aliases, self._clock())
+        return created
+
+    def add_alias(self, primary_address: str, alias: str) -> bool:
+        user = self.find_user(primary_address)
+        if user is None:
+            raise SkippableError(f"no user {primary_address} to attach {alias} to")
+        if alias.lower() in emails_of(user):
+            return False
+        owner = self._owner_of(alias)
+        if owner is not None and owner.get("id") != user.get("id"):
+            raise SkippableError(f"{alias} is already an address of {owner.get('userName')}")
+        self._add_emails(user, [alias])
+        self._known.add(primary_address, [alias], self._clock())
+        return True
+
+    def flush(self) -> None:
+        """Nothing is buffered: every write is sent at once."""
+
+    # -- many at once -------------------------------------------------------------
+
+    def create_users(self, users: Sequence[NewUser]) -> list[bool | ConnectorError]:
+        """Create many users: batched lookups, then Bulk (when offered) or bounded concurrency.
+
+        One result per user, in order: True created, False already there, or the error.
+        """
+        existing: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(users), LOOKUP_CHUNK):
+            chunk = users[start : start + LOOKUP_CHUNK]
+            text = " or ".join(f"userName eq {filter_value(u.primary_address)}" for u in chunk)
+            for resource in self._search("/Users", text):
+                existing[str(resource.get("userName", "")).lower()] = resource
+        results: list[bool | ConnectorError] = [False] * len(users)
+        todo = [i for i, u in enumerate(users) if u.primary_address.lower() not in existing]
+        for i, user in enumerate(users):
+            if user.primary_address.lower() in existing:
+                results[i] = self._guard_reconcile(existing[user.primary_address.lower()], user)
+        features = self.features()
+        if self._settings.use_bulk and features.bulk and todo:
+            size = max(1, min(self._settings.bulk_max_operations, features.bulk_max_operations))
+            for start in range(0, len(todo), size):
+                self._bulk_create(users, todo[start : start + size], results)
+        elif todo:
+            with ThreadPoolExecutor(self._settings.concurrency) as pool:
+                for i, result in zip(todo, pool.map(lambda i: self._guard_create(users[i]), todo), strict=True):
+                    results[i] = result
+        return results
+
+    def _guard_reconcile(self, resource: dict[str, Any], user: NewUser) -> bool | ConnectorError:
+        try:
+            self._reconcile(resource, user)
+        except (RetriableError, SkippableError) as exc:
+            return exc
+        return False
+
+    def _guard_create(self, user: NewUser) -> bool | ConnectorError:
+        try:
+            return self.create_user(user)
+        except (RetriableError, SkippableError) as exc:
+            return exc
+
+    def _bulk_create(self, users: Sequence[NewUser], indexes: list[int], results: list[bool | ConnectorError]) -> None:
+        batch = [users[i] for i in indexes]
+        try:
+            response = self._http.request("POST", "/Bulk", json=bulk_create_request(batch), idempotent=False)
+        except AmbiguousWriteError:
+            for i in indexes:  # one by one: each looks itself up first
+                results[i] = self._guard_create(users[i])
+            return
+        if response.status_code != 200:
+            for i in indexes:
+                results[i] = self._guard_create(users[i])
+            return
+        new_ids: dict[str, list[str]] = {}
+        created: list[tuple[str, tuple[str, ...]]] = []
+        for operation in _body(response).get("Operations") or []:
+            position = int(str(operation.get("bulkId", "u-1"))[1:])
+            if not 0 <= position < len(batch):
+                continue
+            i, user = indexes[position], batch[position]
+            status = int(operation.get("status", 0))
+            if status == 201 and operation.get("location"):
+                new_ids.setdefault(user.org, []).append(str(operation["location"]).rstrip("/").rpartition("/")[2])
+                results[i] = True
+                created.append((user.primary_address, user.aliases))
+            else:  # 409 or anything else: the single path looks it up and reconciles
+                results[i] = self._guard_create(user)
+        self._known.add_many(created, self._clock())
+        for org, ids in new_ids.items():
+            try:
+                self._add_members(org, ids)
+            except (RetriableError, SkippableError) as exc:
+                for i in indexes:
+                    if users[i].org == org and results[i] is True:
+                        results[i] = exc
