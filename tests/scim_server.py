@@ -35,6 +35,7 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no delayed-ACK stalls
     server: _WsgiHttpServer
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -174,6 +175,7 @@ class FaultProxy:
         self.upstream_port = upstream_port
         self.faults: list[Fault] = []
         self.seen: list[tuple[str, str]] = []  # (method, path) of every request
+        self.latency = 0.0  # seconds added to every answer (a distant server)
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -236,6 +238,8 @@ class FaultProxy:
                     return  # the server has done the work; the client never hears of it
                 if fault is not None and fault.action == "slow":
                     time.sleep(fault.delay)
+                if self.latency:
+                    time.sleep(self.latency)
                 client.sendall(response[0] + response[1])
         except OSError:
             return
@@ -246,3 +250,15 @@ class FaultProxy:
     def close(self) -> None:
         self._closed = True
         self._listener.close()
+
+
+if __name__ == "__main__":
+    # A server in its own process (the benchmark): prints the port to use, serves until stdin closes.
+    # An argument adds that many milliseconds of latency to every answer, through a FaultProxy.
+    server = ScimTestServer()
+    latency_proxy = FaultProxy(server.port)
+    latency_proxy.latency = float(sys.argv[1]) / 1000 if len(sys.argv) > 1 else 0.0
+    print(latency_proxy.port if latency_proxy.latency else server.port, flush=True)
+    sys.stdin.read()
+    latency_proxy.close()
+    server.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +41,8 @@ from connector.config.target import ScimTargetSettings
 from connector.errors import ConnectorError, RetriableError, SkippableError
 
 LOOKUP_CHUNK = 50  # userName eq ... or ... terms per search
+LIST_FACTOR = 4  # list all users instead of filtering when the server has at most this many per new one
+MEMBERS_CHUNK = 1000  # members per PATCH of a group
 
 
 def _body(response: requests.Response) -> Any:
@@ -149,10 +151,10 @@ class ScimComplianceDirectory:
                 self._log.warning("cannot pull known addresses; using the copy from %s", refreshed_at.isoformat())
         return self._known.load()
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, paths: Sequence[str] = ("/Users", "/Groups")) -> dict[str, int]:
         """Users and groups on the server (``count=0`` asks for totals only)."""
         result = {}
-        for path in ("/Users", "/Groups"):
+        for path in paths:
             response = self._http.request("GET", path, params={"count": 0, "startIndex": 1})
             if response.status_code != 200:
                 raise SkippableError(f"listing {path} refused: {error_detail(_body(response))}")
@@ -275,31 +277,64 @@ class ScimComplianceDirectory:
     # -- many at once -------------------------------------------------------------
 
     def create_users(self, users: Sequence[NewUser]) -> list[bool | ConnectorError]:
-        """Create many users: batched lookups, then Bulk (when offered) or bounded concurrency.
+        """Create many users: one batched lookup, then Bulk (when offered) or bounded concurrency.
 
         One result per user, in order: True created, False already there, or the error.
+        Users found by the lookup are reconciled (aliases, membership), never created.
         """
-        existing: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(users), LOOKUP_CHUNK):
-            chunk = users[start : start + LOOKUP_CHUNK]
-            text = " or ".join(f"userName eq {filter_value(u.primary_address)}" for u in chunk)
-            for resource in self._search("/Users", text):
-                existing[str(resource.get("userName", "")).lower()] = resource
+        existing = self._lookup_many(users)
         results: list[bool | ConnectorError] = [False] * len(users)
-        todo = [i for i, u in enumerate(users) if u.primary_address.lower() not in existing]
+        todo: list[int] = []
         for i, user in enumerate(users):
             if user.primary_address.lower() in existing:
                 results[i] = self._guard_reconcile(existing[user.primary_address.lower()], user)
+            else:
+                todo.append(i)
+        if not todo:
+            return results
         features = self.features()
-        if self._settings.use_bulk and features.bulk and todo:
+        new_ids: dict[str, list[str]] = {}
+        if self._settings.use_bulk and features.bulk:
             size = max(1, min(self._settings.bulk_max_operations, features.bulk_max_operations))
-            for start in range(0, len(todo), size):
-                self._bulk_create(users, todo[start : start + size], results)
-        elif todo:
-            with ThreadPoolExecutor(self._settings.concurrency) as pool:
-                for i, result in zip(todo, pool.map(lambda i: self._guard_create(users[i]), todo), strict=True):
-                    results[i] = result
+            chunks = [todo[start : start + size] for start in range(0, len(todo), size)]
+            # Two Bulk requests in flight: the next body is built while the server works on this one.
+            with ThreadPoolExecutor(min(2, self._settings.concurrency)) as pool:
+                for found in pool.map(lambda chunk: self._bulk_create(users, chunk, results), chunks):
+                    for org, ids in found.items():
+                        new_ids.setdefault(org, []).extend(ids)
+        else:
+            new_ids = self._concurrent_create(users, todo, results)
+        created = [(users[i].primary_address, users[i].aliases) for i in todo if results[i] is True]
+        self._known.add_many(created, self._clock())
+        self._add_members_of(users, todo, new_ids, results)
         return results
+
+    def _lookup_many(self, users: Sequence[NewUser]) -> dict[str, dict[str, Any]]:
+        """Which of ``users`` exist (lower-cased userName -> resource), looked up right now.
+
+        OR-ed ``userName eq`` filters; or, when the server holds few users compared
+        with the batch, one listing of them all, which costs the server less.
+        """
+        wanted = {u.primary_address.lower() for u in users}
+        existing: dict[str, dict[str, Any]] = {}
+        if self.counts(("/Users",))["users"] <= LIST_FACTOR * len(users):
+            resources: Iterable[dict[str, Any]] = self._pages("/Users", "userName,emails,groups")
+        else:
+            resources = (
+                resource
+                for start in range(0, len(users), LOOKUP_CHUNK)
+                for resource in self._search(
+                    "/Users",
+                    " or ".join(
+                        f"userName eq {filter_value(u.primary_address)}" for u in users[start : start + LOOKUP_CHUNK]
+                    ),
+                )
+            )
+        for resource in resources:
+            name = str(resource.get("userName", "")).lower()
+            if name in wanted:
+                existing[name] = resource
+        return existing
 
     def _guard_reconcile(self, resource: dict[str, Any], user: NewUser) -> bool | ConnectorError:
         try:
@@ -314,37 +349,74 @@ class ScimComplianceDirectory:
         except (RetriableError, SkippableError) as exc:
             return exc
 
-    def _bulk_create(self, users: Sequence[NewUser], indexes: list[int], results: list[bool | ConnectorError]) -> None:
-        batch = [users[i] for i in indexes]
-        try:
-            response = self._http.request("POST", "/Bulk", json=bulk_create_request(batch), idempotent=False)
-        except AmbiguousWriteError:
-            for i in indexes:  # one by one: each looks itself up first
-                results[i] = self._guard_create(users[i])
-            return
-        if response.status_code != 200:
-            for i in indexes:
-                results[i] = self._guard_create(users[i])
-            return
+    def _concurrent_create(
+        self, users: Sequence[NewUser], indexes: list[int], results: list[bool | ConnectorError]
+    ) -> dict[str, list[str]]:
+        """POST the users the lookup did not find, ``concurrency`` at a time; org -> new user ids."""
+
+        def post(i: int) -> tuple[dict[str, Any], bool] | ConnectorError:
+            try:
+                return self._post_user(users[i])
+            except (RetriableError, SkippableError) as exc:
+                return exc
+
+        with ThreadPoolExecutor(self._settings.concurrency) as pool:
+            answers = list(pool.map(post, indexes))
         new_ids: dict[str, list[str]] = {}
-        created: list[tuple[str, tuple[str, ...]]] = []
-        for operation in _body(response).get("Operations") or []:
-            position = int(str(operation.get("bulkId", "u-1"))[1:])
-            if not 0 <= position < len(batch):
-                continue
-            i, user = indexes[position], batch[position]
-            status = int(operation.get("status", 0))
-            if status == 201 and operation.get("location"):
-                new_ids.setdefault(user.org, []).append(str(operation["location"]).rstrip("/").rpartition("/")[2])
+        for i, answer in zip(indexes, answers, strict=True):
+            if isinstance(answer, ConnectorError):
+                results[i] = answer
+            elif answer[1]:
+                new_ids.setdefault(users[i].org, []).append(str(answer[0]["id"]))
                 results[i] = True
-                created.append((user.primary_address, user.aliases))
-            else:  # 409 or anything else: the single path looks it up and reconciles
-                results[i] = self._guard_create(user)
-        self._known.add_many(created, self._clock())
+            else:  # it existed after all (409): bring it in line
+                results[i] = self._guard_reconcile(answer[0], users[i])
+        return new_ids
+
+    def _add_members_of(
+        self,
+        users: Sequence[NewUser],
+        indexes: list[int],
+        new_ids: dict[str, list[str]],
+        results: list[bool | ConnectorError],
+    ) -> None:
         for org, ids in new_ids.items():
             try:
-                self._add_members(org, ids)
+                for start in range(0, len(ids), MEMBERS_CHUNK):
+                    self._add_members(org, ids[start : start + MEMBERS_CHUNK])
             except (RetriableError, SkippableError) as exc:
                 for i in indexes:
                     if users[i].org == org and results[i] is True:
                         results[i] = exc
+
+    def _bulk_create(
+        self, users: Sequence[NewUser], indexes: list[int], results: list[bool | ConnectorError]
+    ) -> dict[str, list[str]]:
+        """One Bulk request; org -> ids of the users it created. Anything unclear goes the single way."""
+        batch = [users[i] for i in indexes]
+        try:
+            response = self._http.request("POST", "/Bulk", json=bulk_create_request(batch), idempotent=False)
+        except AmbiguousWriteError:
+            response = None
+        if response is None or response.status_code != 200:
+            for i in indexes:  # one by one: each looks itself up first
+                results[i] = self._guard_create(users[i])
+            return {}
+        new_ids: dict[str, list[str]] = {}
+        answered: set[int] = set()
+        for operation in _body(response).get("Operations") or []:
+            bulk_id = str(operation.get("bulkId", ""))
+            position = int(bulk_id[1:]) if bulk_id[1:].isdigit() else -1
+            if not 0 <= position < len(batch):
+                continue
+            answered.add(position)
+            if int(operation.get("status", 0)) == 201 and operation.get("location"):
+                new_ids.setdefault(batch[position].org, []).append(
+                    str(operation["location"]).rstrip("/").rpartition("/")[2]
+                )
+                results[indexes[position]] = True
+            else:  # 409 or anything else: the single path looks it up and reconciles
+                results[indexes[position]] = self._guard_create(batch[position])
+        for position in set(range(len(batch))) - answered:  # the server skipped it (failOnErrors)
+            results[indexes[position]] = self._guard_create(batch[position])
+        return new_ids
