@@ -118,7 +118,7 @@ class ScimTestServer:
         self._server = _WsgiHttpServer(("127.0.0.1", 0), _Handler)
         self._server.app = app
         self._server.lock = threading.Lock()
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     @property

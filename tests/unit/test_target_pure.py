@@ -110,3 +110,20 @@ def test_target_config_defaults_and_paths() -> None:
     assert target.retry.attempts == 4 and target.quarantine.after_failures == 3
     assert parse_settings(BASE, Path("/etc/connector")).target.type == "embedded"
     assert "token" not in str(settings.redacted()["target"]["bearer_token"].get("env"))
+
+
+def test_the_commented_target_examples_in_example_yaml_are_valid() -> None:
+    import re
+
+    import yaml
+
+    from connector.config.target import BatchFileTargetSettings, ScimTargetSettings
+
+    text = (Path(__file__).resolve().parents[2] / "config" / "example.yaml").read_text()
+    blocks = re.findall(r"^# target:\n((?:#.*\n)+)", text, re.M)
+    kinds = []
+    for block in blocks:
+        data = yaml.safe_load("target:\n" + "\n".join(line[1:] for line in block.splitlines()))["target"]
+        model = ScimTargetSettings if data["type"] == "scim" else BatchFileTargetSettings
+        kinds.append(model.model_validate(data).type)
+    assert kinds == ["scim", "batch_file"]
