@@ -196,6 +196,11 @@ class ScimComplianceDirectory:
     def _add_members(self, org: str, user_ids: Sequence[str]) -> None:
         group_id = self._group_id(org)
         response = self._http.request("PATCH", f"/Groups/{group_id}", json=add_members_patch(user_ids))
+        if response.status_code == 404:  # deleted by an admin since we cached its id: find or create it again
+            with self._group_lock:
+                self._groups.pop(org, None)
+            group_id = self._group_id(org)
+            response = self._http.request("PATCH", f"/Groups/{group_id}", json=add_members_patch(user_ids))
         if response.status_code not in (200, 204):
             raise SkippableError(f"cannot add members to group {org!r}: {error_detail(_body(response))}")
 
@@ -233,7 +238,7 @@ class ScimComplianceDirectory:
             found = self.find_user(user.primary_address)
             if found is None:
                 raise
-            self._log.info("create of %s was applied although its answer was lost", user.primary_address)
+            self._log.debug("create of %s was applied although its answer was lost", user.primary_address)
             return found, True
         if response.status_code == 201:
             return _body(response), True

@@ -307,3 +307,15 @@ def test_create_users_in_bulk_and_concurrently(tmp_path: Path, server: ScimTestS
     assert harness.target(use_bulk=False, concurrency=4).create_users(more + users[:2]) == [True] * 10 + [False] * 2
     assert proxy.count("POST", "/Users") == 10
     assert scim_get(server, "/Users")["totalResults"] == 50
+
+
+def test_a_group_deleted_by_an_admin_is_created_again(tmp_path: Path, server: ScimTestServer) -> None:
+    target = Harness(tmp_path, server.url).target()
+    target.create_user(NewUser("bob@acme.com", "Acme Corp"))
+    [group] = scim_get(server, "/Groups")["Resources"]
+    response = requests.delete(
+        f"{server.url}/Groups/{group['id']}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
+    )
+    assert response.status_code == 204
+    assert target.create_user(NewUser("eve@acme.com", "Acme Corp")) is True
+    assert group_members(server, "Acme Corp") == {"eve@acme.com"}
