@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from connector.app import Connector
-from connector.compliance.base import ComplianceDirectory, NewUser
+from connector.compliance.base import BatchCreate, ComplianceDirectory, NewUser
 from connector.compliance.dry_run import DryRunComplianceDirectory
 from connector.directory.base import Directory
 from connector.domain.decisions import Decision, Outcome, Reason
@@ -70,22 +71,75 @@ def _lookup_all(
     return answers
 
 
-def _apply(decision: Decision, target: ComplianceDirectory, known: KnownAddresses, report: RunReport) -> Decision:
+def _new_user(decision: Decision) -> NewUser:
+    assert decision.user_address is not None and decision.org is not None
+    return NewUser(
+        primary_address=decision.user_address,
+        org=decision.org,
+        aliases=decision.aliases,
+        display_name=decision.display_name,
+        external_id=decision.external_id,
+    )
+
+
+def _create_in_batch(
+    address_map: AddressMap,
+    target: ComplianceDirectory,
+    to_check: Sequence[AddressEvidence],
+    answers: Mapping[str, DirectoryAnswer | RetriableError],
+    known: KnownAddresses,
+    now: datetime,
+) -> dict[str, bool | ConnectorError]:
+    """Create at once the users this run will create, where the target offers it (SCIM Bulk).
+
+    A trial pass decides every candidate as if each creation succeeded; the real
+    pass then takes each creation's result from here. Where the passes differ
+    (a creation failed), the real pass falls back to creating one at a time.
+    """
+    if not isinstance(target, BatchCreate):
+        return {}
+    trial = copy.deepcopy(known)
+    users: list[NewUser] = []
+    for evidence in to_check:
+        rule, answer = _rule(address_map, evidence), answers[evidence.address]
+        if rule is None or isinstance(answer, RetriableError):
+            continue
+        decision = assess(evidence.address, rule, evidence, trial, now) or resolve(
+            evidence.address, rule, evidence, answer, trial, address_map
+        )
+        if decision.outcome is Outcome.CREATE_USER:
+            users.append(_new_user(decision))
+            trial.add_user(users[-1].primary_address, users[-1].aliases)
+        elif decision.outcome is Outcome.ADD_ALIAS and decision.user_address is not None:
+            trial.add_alias(decision.address, decision.user_address)
+    if len(users) < 2:
+        return {}
+    try:
+        results = target.create_users(users)
+    except ConnectorError as exc:  # e.g. the batched lookup failed: one at a time, as usual
+        log.warning("batch creation unavailable, creating one at a time: %s", exc)
+        return {}
+    return {user.primary_address: result for user, result in zip(users, results, strict=True)}
+
+
+def _apply(
+    decision: Decision,
+    target: ComplianceDirectory,
+    known: KnownAddresses,
+    report: RunReport,
+    batch: Mapping[str, bool | ConnectorError] | None = None,
+) -> Decision:
     """Make the change a decision asks for; a failure turns it into defer/skip."""
     try:
         if decision.outcome is Outcome.CREATE_USER:
-            assert decision.user_address is not None and decision.org is not None
-            target.ensure_org(decision.org)
-            target.create_user(
-                NewUser(
-                    primary_address=decision.user_address,
-                    org=decision.org,
-                    aliases=decision.aliases,
-                    display_name=decision.display_name,
-                    external_id=decision.external_id,
-                )
-            )
-            known.add_user(decision.user_address, decision.aliases)
+            user = _new_user(decision)
+            result = (batch or {}).get(user.primary_address)
+            if isinstance(result, ConnectorError):
+                raise result
+            if result is None:  # not created in the batch: one at a time
+                target.ensure_org(user.org)
+                target.create_user(user)
+            known.add_user(user.primary_address, user.aliases)
         elif decision.outcome is Outcome.ADD_ALIAS:
             assert decision.user_address is not None
             target.add_alias(decision.user_address, decision.address)
@@ -143,6 +197,9 @@ def decide_and_sync(
             decisions.append((decision, evidence))
         to_check = []
     answers = _lookup_all(connector.directory, [e.address for e in to_check], report)
+    if commit:
+        session.commit()  # hold no write lock while the target writes
+    batch = _create_in_batch(address_map, target, to_check, answers, known, now)
     for evidence in to_check:
         rule = _rule(address_map, evidence)
         assert rule is not None
@@ -164,7 +221,7 @@ def decide_and_sync(
             if decision.outcome in (Outcome.CREATE_USER, Outcome.ADD_ALIAS):
                 if commit:
                     session.commit()  # hold no write lock while the target writes
-                decision = _apply(decision, target, known, report)
+                decision = _apply(decision, target, known, report, batch)
         decisions.append((decision, evidence))
     # Assessed last, so that users created above (e.g. from their alias) count as known.
     for evidence in settled_later:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from connector.errors import ConnectorError
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +50,12 @@ class ComplianceDirectory(Protocol):
         ...
 
     def describe(self) -> str: ...
+
+
+@runtime_checkable
+class BatchCreate(Protocol):
+    """Optional: a target that creates many users faster at once (SCIM Bulk, concurrency)."""
+
+    def create_users(self, users: Sequence[NewUser]) -> list[bool | ConnectorError]:
+        """One result per user, in order: True created, False already there, or the error."""
+        ...

@@ -81,11 +81,25 @@ def test_cycle_provisions_users_and_orgs_and_hand_made_users_are_not_created_aga
     }
     assert group_members(server, "Acme Corp") == {"bob@acme.com", "erin@acme.com", "frank@acme.com"}
     assert group_members(server, "Globex") == {"gina@globex.com", "hank@globex.com"}
-    assert proxy.count("POST", "/Users") == 5
+    assert proxy.count("POST", "/Bulk") == 1 and proxy.count("POST", "/Users") == 0  # created in one Bulk
     assert report.to_json()["target_health"]["consecutive_failures"] == 0
 
     report = run_cycle(build_connector(load_settings(config), {"SCIM_TOKEN": TOKEN}), clock=utc_now)
-    assert report.created == [] and proxy.count("POST", "/Users") == 5
+    assert report.created == [] and proxy.count("POST", "/Bulk") == 1 and proxy.count("POST", "/Users") == 0
+
+
+def test_a_bulk_whose_answer_is_lost_falls_back_to_one_at_a_time_without_duplicates(
+    demo_config: Path, server: ScimTestServer, proxy: FaultProxy
+) -> None:
+    config = use_target(demo_config, scim_target(proxy.url()))
+    proxy.add(Fault("POST", "/Bulk", "drop_after_commit"))
+    report = run_cycle(build_connector(load_settings(config), {"SCIM_TOKEN": TOKEN}), clock=utc_now)
+    assert report.status == "ok", report.errors
+    assert len(report.created) == 6
+    assert all_users(server)["bob@acme.com"] == ["robert@acme.com"]
+    assert scim_get(server, "/Users")["totalResults"] == 6  # the Bulk was applied; nothing created twice
+    assert proxy.count("POST", "/Users") == 0  # each lookup found its user
+    assert group_members(server, "Globex") == {"gina@globex.com", "hank@globex.com"}
 
 
 def test_target_outage_defers_everything_and_the_next_run_catches_up(
