@@ -13,12 +13,14 @@ import base64
 import io
 import json
 import socket
+import ssl
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -109,7 +111,8 @@ class _WsgiHttpServer(ThreadingHTTPServer):
 class ScimTestServer:
     """scim2-server in this process on a free loopback port; ``url`` ends in ``/v2``."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: (certificate, key) PEM files to serve HTTPS with."""
         provider = load_default_provider()
         self.storage = InMemoryStorage()
         app = BearerTokenApplication(
@@ -118,6 +121,12 @@ class ScimTestServer:
         self._server = _WsgiHttpServer(("127.0.0.1", 0), _Handler)
         self._server.app = app
         self._server.lock = threading.Lock()
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
@@ -127,7 +136,7 @@ class ScimTestServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v2"
+        return f"{self.scheme}://127.0.0.1:{self.port}/v2"
 
     @property
     def tokens_issued(self) -> int:

@@ -111,6 +111,7 @@ class ClientCredentialsToken:
                 data=data,
                 auth=(self._settings.client_id, self._secret),
                 timeout=self._timeout,
+                verify=self._session.verify,
             )
         except requests.RequestException as exc:
             raise RetriableError(f"OAuth token endpoint unreachable: {exc}") from exc
@@ -151,6 +152,7 @@ class ScimHttp:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.verify = verify
+        self._verify = verify  # also passed per request: REQUESTS_CA_BUNDLE would override session.verify
         self.session.headers.update({"Accept": SCIM_JSON, "User-Agent": "mailflow-connector"})
         self._bearer = bearer_token
         self._oauth = ClientCredentialsToken(oauth[0], oauth[1], self.session, timeout) if oauth else None
@@ -203,7 +205,10 @@ class ScimHttp:
                     json=json,
                     headers={**all_headers, **self._auth_header()},
                     timeout=self._timeout,
+                    verify=self._verify,
                 )
+            except requests.exceptions.SSLError as exc:  # a wrong CA or name: a person must fix it
+                raise FatalError(f"{method} {path}: TLS verification failed (see ca_file): {exc}") from exc
             except requests.ConnectionError as exc:
                 error = f"{method} {path}: connection failed: {exc.__class__.__name__}"
                 if not idempotent and not isinstance(exc, requests.exceptions.ConnectTimeout):

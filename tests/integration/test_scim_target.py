@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from connector.compliance.scim import ScimComplianceDirectory
 from connector.compliance.scim_http import RateLimiter, ScimHttp
 from connector.compliance.target_state import KnownStore, TargetHealth
 from connector.config.target import ScimTargetSettings
-from connector.errors import RetriableError, SkippableError
+from connector.errors import FatalError, RetriableError, SkippableError
 from connector.store.database import make_engine, make_sessionmaker, upgrade
 from tests.conftest import utc
 from tests.scim_server import TOKEN, Fault, FaultProxy, ScimTestServer
@@ -319,3 +320,26 @@ def test_a_group_deleted_by_an_admin_is_created_again(tmp_path: Path, server: Sc
     assert response.status_code == 204
     assert target.create_user(NewUser("eve@acme.com", "Acme Corp")) is True
     assert group_members(server, "Acme Corp") == {"eve@acme.com"}
+
+
+def test_tls_is_verified_against_ca_file(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
+            *("-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = ScimTestServer(tls=(cert, key))
+    try:
+        assert server.url.startswith("https://")
+        harness = Harness(tmp_path, server.url)
+        trusted = ScimHttp(server.url, bearer_token=TOKEN, verify=str(cert))
+        assert trusted.request("GET", "/ServiceProviderConfig").status_code == 200
+        with pytest.raises(FatalError, match="TLS verification failed"):
+            harness.target().find_user("bob@acme.com")  # system CAs only: refused, not retried
+    finally:
+        server.close()
