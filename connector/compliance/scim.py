@@ -72,6 +72,7 @@ class ScimComplianceDirectory:
         self._log = log
         self._features: ServerFeatures | None = None
         self._groups: dict[str, str] = {}  # org name -> group id
+        self._pulled_groups = 0
         self._group_lock = threading.Lock()
 
     def describe(self) -> str:
@@ -126,8 +127,8 @@ class ScimComplianceDirectory:
             if not resources or start > int(body.get("totalResults", 0)):
                 return
 
-    def refresh_known(self) -> dict[str, int]:
-        """Page through all Users and Groups and store the addresses (jobs/refresh_known.py)."""
+    def _pull(self) -> KnownSnapshot:
+        """Page through all Users and Groups; store the addresses, cache the group ids."""
         users, aliases = snapshot_of(self._pages("/Users", "userName,emails"))
         groups = {str(g.get("displayName")): str(g["id"]) for g in self._pages("/Groups", "displayName")}
         now = self._clock()
@@ -136,7 +137,13 @@ class ScimComplianceDirectory:
         with self._group_lock:
             self._groups.update(groups)
         self._log.info("known addresses pulled: %d users, %d aliases, %d groups", len(users), len(aliases), len(groups))
-        return {"users": len(users), "aliases": len(aliases), "groups": len(groups)}
+        self._pulled_groups = len(groups)
+        return KnownSnapshot(users=tuple(sorted(users)), aliases=aliases)
+
+    def refresh_known(self) -> dict[str, int]:
+        """Pull the target's addresses into the state database (jobs/refresh_known.py)."""
+        snapshot = self._pull()
+        return {"users": len(snapshot.users), "aliases": len(snapshot.aliases), "groups": self._pulled_groups}
 
     def known_addresses(self) -> KnownSnapshot:
         """The stored snapshot, pulled again first when it is missing or too old."""
@@ -144,12 +151,19 @@ class ScimComplianceDirectory:
         max_age = timedelta(minutes=self._settings.known_max_age_minutes)
         if refreshed_at is None or self._clock() - refreshed_at > max_age:
             try:
-                self.refresh_known()
+                return self._pull()
             except RetriableError:
                 if refreshed_at is None:
                     raise
                 self._log.warning("cannot pull known addresses; using the copy from %s", refreshed_at.isoformat())
         return self._known.load()
+
+    def read_only(self) -> ScimComplianceDirectory:
+        """For dry runs: reads the target and the stored state, writes neither state nor (via the wrapper) target."""
+        health = self._health.read_only()
+        return ScimComplianceDirectory(
+            self._http.with_health(health), self._settings, self._known.read_only(), health, self._clock, self._log
+        )
 
     def counts(self, paths: Sequence[str] = ("/Users", "/Groups")) -> dict[str, int]:
         """Users and groups on the server (``count=0`` asks for totals only)."""

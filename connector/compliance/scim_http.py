@@ -11,6 +11,7 @@ caller to look first.
 
 from __future__ import annotations
 
+import copy
 import email.utils
 import logging
 import random
@@ -252,6 +253,12 @@ class ScimHttp:
             self._sleep(delay)
         self._fail(error)
         raise RetriableError(f"{error} (after {self._retry.attempts} tries)")
+
+    def with_health(self, health: TargetHealth) -> ScimHttp:
+        """The same session and settings, reporting to another ``TargetHealth``."""
+        other = copy.copy(self)
+        other._health = health
+        return other
 
     def _fail(self, error: str) -> None:
         if self._health is not None:

@@ -49,11 +49,14 @@ class TargetHealth:
         target_key: str,
         settings: QuarantineSettings,
         clock: Callable[[], datetime],
+        *,
+        persist: bool = True,
     ) -> None:
         self._sessions = sessions
         self._key = target_key
         self._settings = settings
         self._clock = clock
+        self._persist = persist
         self._lock = threading.Lock()
         self._row: TargetStateRow | None = None
         self.retries = 0
@@ -77,8 +80,13 @@ class TargetHealth:
         for name, value in changes.items():
             setattr(row, name, value)
         row.updated_at = self._clock()
-        with self._sessions.begin() as session:
-            session.merge(row)
+        if self._persist:
+            with self._sessions.begin() as session:
+                session.merge(row)
+
+    def read_only(self) -> TargetHealth:
+        """A copy that starts from the stored state and never writes it (dry runs)."""
+        return TargetHealth(self._sessions, self._key, self._settings, self._clock, persist=False)
 
     def check(self) -> None:
         """Raise ``RetriableError`` while the target is quarantined."""
@@ -135,12 +143,19 @@ class TargetHealth:
 class KnownStore:
     """The target's addresses as last pulled: users' primaries and alias -> primary."""
 
-    def __init__(self, sessions: sessionmaker[Session], target_key: str) -> None:
+    def __init__(self, sessions: sessionmaker[Session], target_key: str, *, persist: bool = True) -> None:
         self._sessions = sessions
         self._key = target_key
+        self._persist = persist
+
+    def read_only(self) -> KnownStore:
+        """A copy that reads the stored snapshot and never writes it (dry runs)."""
+        return KnownStore(self._sessions, self._key, persist=False)
 
     def replace(self, users: Iterable[str], aliases: dict[str, str], now: datetime) -> None:
         """Swap in a complete new snapshot in one transaction."""
+        if not self._persist:
+            return
         with self._sessions.begin() as session:
             session.execute(delete(TargetKnownRow).where(TargetKnownRow.target == self._key))
             rows: dict[str, str | None] = dict.fromkeys(users)
@@ -156,6 +171,8 @@ class KnownStore:
 
     def add_many(self, users: Iterable[tuple[str, Iterable[str]]], now: datetime) -> None:
         """Record several users (primary, aliases) in one transaction."""
+        if not self._persist:
+            return
         with self._sessions.begin() as session:
             for primary, aliases in users:
                 for address, owner in [(primary, None), *((a, primary) for a in aliases)]:

@@ -162,3 +162,11 @@ def test_target_check_fails_cleanly_when_the_server_is_down(
     proxy.faults.clear()
     assert main(["target", "check", "-c", str(config)]) == 3
     assert "refused the credentials (401)" in capsys.readouterr().err
+
+
+def test_dry_run_sends_no_write(demo_config: Path, server: ScimTestServer, proxy: FaultProxy) -> None:
+    config = use_target(demo_config, scim_target(proxy.url()))
+    report = run_cycle(build_connector(load_settings(config), {"SCIM_TOKEN": TOKEN}), clock=utc_now, dry_run=True)
+    assert len(report.created) == 6 and "create bob@acme.com in Acme Corp" in report.planned_changes
+    assert {method for method, _ in proxy.seen} == {"GET"}
+    assert scim_get(server, "/Users")["totalResults"] == 0
