@@ -227,7 +227,7 @@ class ScimHttp:
                 status = response.status_code
                 if status in (401, 403):
                     if status == 401 and self._oauth is not None and not renewed:
-                        renewed = True
+                        renewed, error = True, f"{method} {path}: HTTP 401 with a fresh token"
                         self._auth_header(renew=True)
                         continue
                     raise FatalError(f"{method} {path}: the SCIM server refused the credentials ({status})")

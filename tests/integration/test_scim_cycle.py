@@ -12,6 +12,7 @@ import yaml
 from connector.app import build_connector, utc_now
 from connector.cli import main
 from connector.config import load_settings
+from connector.reporting.text import render_text
 from jobs.cycle import run_cycle
 from jobs.refresh_known import refresh_known
 from tests.integration.test_scim_target import group_members, post_by_hand, scim_get, users_named
@@ -114,6 +115,7 @@ def test_target_outage_defers_everything_and_the_next_run_catches_up(
     assert {d["reason"] for d in deferred.values()} == {"target_unavailable"}
     health = report.to_json()["target_health"]
     assert health["quarantined"] and health["quarantined_until"] and "503" in health["last_error"]
+    assert "WARNING: target quarantined until" in render_text(report.to_json())
 
     # Still quarantined: the next run sends nothing at all and defers again.
     sent = len(proxy.seen)
