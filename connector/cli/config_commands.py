@@ -10,6 +10,7 @@ import yaml
 
 from connector.app import build_connector
 from connector.cli.common import EXIT_CONFIG, EXIT_OK, load_args_settings
+from connector.config.target import check_target_secrets
 from connector.errors import ConfigError
 
 
@@ -23,6 +24,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         warnings.append(f"directory.path: {settings.directory.path} does not exist")
     try:
         settings.state.resolved_url(os.environ)
+        check_target_secrets(settings.target, os.environ)
     except ConfigError as exc:
         for key, message in exc.problems:
             print(f"problem: {key}: {message}", file=sys.stderr)

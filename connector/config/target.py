@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, HttpUrl, ValidationInfo, field_validator, model_validator
 
-from connector.config.base import SecretRef, StrictModel, resolve_path
+from connector.config.base import SecretRef, StrictModel, resolve_path, resolve_secret
 
 
 class EmbeddedTargetSettings(StrictModel):
@@ -105,6 +106,17 @@ class BatchFileTargetSettings(StrictModel):
     @classmethod
     def _relative_directory(cls, value: Path, info: ValidationInfo) -> Path:
         return resolve_path(value, info)
+
+
+def check_target_secrets(
+    target: EmbeddedTargetSettings | ScimTargetSettings | BatchFileTargetSettings, environ: Mapping[str, str]
+) -> None:
+    """Resolve the target's secrets once, so ``config check`` reports a missing one (``ConfigError``)."""
+    if isinstance(target, ScimTargetSettings):
+        if target.bearer_token is not None:
+            resolve_secret(target.bearer_token, environ, "target.bearer_token")
+        if target.oauth is not None:
+            resolve_secret(target.oauth.client_secret, environ, "target.oauth.client_secret")
 
 
 TargetSettings = Annotated[

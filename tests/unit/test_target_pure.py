@@ -127,3 +127,14 @@ def test_the_commented_target_examples_in_example_yaml_are_valid() -> None:
         model = ScimTargetSettings if data["type"] == "scim" else BatchFileTargetSettings
         kinds.append(model.model_validate(data).type)
     assert kinds == ["scim", "batch_file"]
+
+
+def test_config_check_resolves_the_target_secret() -> None:
+    from connector.config.target import ScimTargetSettings, check_target_secrets
+
+    target = ScimTargetSettings.model_validate(
+        {"type": "scim", "url": "https://x.example/v2", "bearer_token": {"env": "SCIM_TOKEN"}}
+    )
+    with pytest.raises(ConfigError, match=r"target\.bearer_token: environment variable SCIM_TOKEN is not set"):
+        check_target_secrets(target, {})
+    check_target_secrets(target, {"SCIM_TOKEN": "t"})
