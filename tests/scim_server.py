@@ -24,10 +24,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from scim2_models import ScimProvider
 from scim2_server.memory import InMemoryStorage
 from scim2_server.service import ScimService
 from scim2_server.testserver.application import BearerTokenApplication
-from scim2_server.utils import load_default_provider
+from scim2_server.utils import (
+    load_default_provider,
+    load_default_resource_types,
+    load_default_schemas,
+    load_default_service_provider_config,
+)
 
 TOKEN = "test-token"
 CLIENT_ID, CLIENT_SECRET = "connector", "client-secret"
@@ -111,9 +117,16 @@ class _WsgiHttpServer(ThreadingHTTPServer):
 class ScimTestServer:
     """scim2-server in this process on a free loopback port; ``url`` ends in ``/v2``."""
 
-    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
-        """``tls``: (certificate, key) PEM files to serve HTTPS with."""
+    def __init__(self, tls: tuple[Path, Path] | None = None, features: dict[str, bool] | None = None) -> None:
+        """``tls``: (certificate, key) PEM files to serve HTTPS with; ``features``: e.g. {"patch": False}."""
         provider = load_default_provider()
+        if features:
+            config = load_default_service_provider_config()
+            for name, supported in features.items():
+                getattr(config, name).supported = supported
+            provider = ScimProvider.from_discovery(
+                load_default_schemas().values(), load_default_resource_types().values(), config=config
+            )
         self.storage = InMemoryStorage()
         app = BearerTokenApplication(
             self.storage, provider, ScimService(provider, secret="tests"), bearer_tokens=[TOKEN]

@@ -32,6 +32,7 @@ from connector.compliance.scim_mapping import (
     group_payload,
     parse_features,
     replace_emails,
+    replace_members,
     snapshot_of,
     user_filter,
     user_payload,
@@ -92,6 +93,12 @@ class ScimComplianceDirectory:
         return self._features
 
     def _search(self, path: str, filter_text: str, attributes: str | None = None) -> list[dict[str, Any]]:
+        """Resources matching ``filter_text``; callers check each match exactly.
+
+        A server without filtering is listed in full instead (slow, but never a duplicate).
+        """
+        if not self.features().filter:
+            return list(self._pages(path, attributes))
         params = {"filter": filter_text}
         if attributes:
             params["attributes"] = attributes
@@ -113,10 +120,12 @@ class ScimComplianceDirectory:
                 return resource
         return None
 
-    def _pages(self, path: str, attributes: str) -> Iterator[dict[str, Any]]:
+    def _pages(self, path: str, attributes: str | None) -> Iterator[dict[str, Any]]:
         start, size = 1, self._settings.page_size
         while True:
-            params = {"startIndex": start, "count": size, "attributes": attributes}
+            params: dict[str, Any] = {"startIndex": start, "count": size}
+            if attributes:
+                params["attributes"] = attributes
             response = self._http.request("GET", path, params=params)
             if response.status_code != 200:
                 raise RetriableError(f"listing {path} failed: {error_detail(_body(response))}")
@@ -207,14 +216,28 @@ class ScimComplianceDirectory:
     def ensure_org(self, name: str) -> None:
         self._group_id(name)
 
+    def _send_members(self, group_id: str, user_ids: Sequence[str]) -> requests.Response:
+        path = f"/Groups/{group_id}"
+        if self.features().patch:
+            return self._http.request("PATCH", path, json=add_members_patch(user_ids))
+        response = self._http.request("GET", path)
+        if response.status_code != 200:
+            return response
+        current = _body(response)
+        return self._http.request("PUT", path, json=replace_members(current, user_ids), headers=self._if_match(current))
+
+    def _if_match(self, resource: dict[str, Any]) -> dict[str, str]:
+        version = (resource.get("meta") or {}).get("version")
+        return {"If-Match": str(version)} if self.features().etag and version else {}
+
     def _add_members(self, org: str, user_ids: Sequence[str]) -> None:
-        group_id = self._group_id(org)
-        response = self._http.request("PATCH", f"/Groups/{group_id}", json=add_members_patch(user_ids))
+        response = self._send_members(self._group_id(org), user_ids)
         if response.status_code == 404:  # deleted by an admin since we cached its id: find or create it again
             with self._group_lock:
                 self._groups.pop(org, None)
-            group_id = self._group_id(org)
-            response = self._http.request("PATCH", f"/Groups/{group_id}", json=add_members_patch(user_ids))
+            response = self._send_members(self._group_id(org), user_ids)
+        if response.status_code == 412:
+            raise RetriableError(f"group {org!r} changed meanwhile (412); retried next run")
         if response.status_code not in (200, 204):
             raise SkippableError(f"cannot add members to group {org!r}: {error_detail(_body(response))}")
 
@@ -224,11 +247,9 @@ class ScimComplianceDirectory:
             response = self._http.request("PATCH", path, json=add_emails_patch(addresses))
         else:
             current = _body(self._http.request("GET", path))
-            headers = {}
-            version = (current.get("meta") or {}).get("version")
-            if self.features().etag and version:
-                headers["If-Match"] = version
-            response = self._http.request("PUT", path, json=replace_emails(current, addresses), headers=headers)
+            response = self._http.request(
+                "PUT", path, json=replace_emails(current, addresses), headers=self._if_match(current)
+            )
         if response.status_code == 412:
             raise RetriableError(f"user {resource.get('userName')} changed meanwhile (412); retried next run")
         if response.status_code not in (200, 204):

@@ -231,7 +231,7 @@ class ScimHttp:
                         self._auth_header(renew=True)
                         continue
                     raise FatalError(f"{method} {path}: the SCIM server refused the credentials ({status})")
-                if status not in RETRY_STATUSES and status < 500:
+                if status not in RETRY_STATUSES:  # 501 and the like will not heal by waiting
                     if self._health is not None:
                         self._health.record_success()
                     return response

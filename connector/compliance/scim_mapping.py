@@ -130,6 +130,18 @@ def replace_emails(resource: dict[str, Any], addresses: Sequence[str]) -> dict[s
     return body
 
 
+def replace_members(resource: dict[str, Any], user_ids: Sequence[str]) -> dict[str, Any]:
+    """PUT /Groups/{id} body for servers without PATCH: the group as read, plus members."""
+    body = {k: v for k, v in resource.items() if k != "meta"}
+    present = {m.get("value") for m in resource.get("members") or []}
+    body["members"] = [
+        *({"value": m["value"]} for m in resource.get("members") or [] if m.get("value")),
+        *({"value": uid} for uid in user_ids if uid not in present),
+    ]
+    Group.model_validate(body, scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
+    return body
+
+
 def bulk_create_request(users: Sequence[NewUser]) -> dict[str, Any]:
     """One Bulk request that creates ``users``; ``bulkId`` is the position in ``users``."""
     return {

@@ -343,3 +343,28 @@ def test_tls_is_verified_against_ca_file(tmp_path: Path) -> None:
             harness.target().find_user("bob@acme.com")  # system CAs only: refused, not retried
     finally:
         server.close()
+
+
+def test_a_server_without_patch_filter_and_bulk(tmp_path: Path) -> None:
+    """Aliases by GET + PUT with If-Match; lookups by listing; batches one at a time."""
+    server = ScimTestServer(features={"patch": False, "filter": False, "bulk": False})
+    proxy = FaultProxy(server.port)
+    try:
+        target = Harness(tmp_path, proxy.url()).target(page_size=2)
+        assert not target.features().patch and not target.features().filter
+        assert target.create_users([NewUser(f"u{i}@acme.com", "Acme Corp") for i in range(3)]) == [True] * 3
+        assert target.create_user(NewUser("u1@acme.com", "Acme Corp")) is False
+        assert target.add_alias("u1@acme.com", "one@acme.com") is True
+        users = {u["userName"]: u for u in scim_get(server, "/Users")["Resources"]}
+        assert sorted(users) == ["u0@acme.com", "u1@acme.com", "u2@acme.com"]
+        assert [e["value"] for e in users["u1@acme.com"]["emails"]] == ["u1@acme.com", "one@acme.com"]
+        assert proxy.count("PUT", "/Users") == 0 and any(m == "PUT" for m, _ in proxy.seen)
+        assert not any("filter=" in p for _, p in proxy.seen)
+        assert not any(m == "PATCH" and p.startswith("/Users") for m, p in proxy.seen)
+        assert proxy.count("POST", "/Bulk") == 0 and proxy.count("POST", "/Users") == 3
+        [group] = scim_get(server, "/Groups")["Resources"]
+        ids = {users[name]["id"] for name in users}
+        assert group["displayName"] == "Acme Corp" and {m["value"] for m in group["members"]} == ids
+    finally:
+        proxy.close()
+        server.close()
