@@ -172,3 +172,19 @@ def test_dry_run_sends_no_write(demo_config: Path, server: ScimTestServer, proxy
     assert len(report.created) == 6 and "create bob@acme.com in Acme Corp" in report.planned_changes
     assert {method for method, _ in proxy.seen} == {"GET"}
     assert scim_get(server, "/Users")["totalResults"] == 0
+
+
+def test_target_refresh_command_and_check_of_a_local_target(
+    demo_config: Path, server: ScimTestServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["target", "check", "-c", str(demo_config)]) == 0
+    out = capsys.readouterr().out
+    assert "embedded compliance directory" in out and "users: 0, aliases: 0" in out
+    assert main(["target", "refresh", "-c", str(demo_config)]) == 0
+    assert "nothing to pull" in capsys.readouterr().out
+
+    post_by_hand(server, {"userName": "alice@acme.com", "emails": [{"value": "a.archer@acme.com"}]})
+    config = use_target(demo_config, scim_target(server.url))
+    monkeypatch.setenv("SCIM_TOKEN", TOKEN)
+    assert main(["target", "refresh", "-c", str(config)]) == 0
+    assert "{'users': 1, 'aliases': 1, 'groups': 0}" in capsys.readouterr().out
