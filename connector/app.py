@@ -14,9 +14,14 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from connector.compliance.base import ComplianceDirectory
+from connector.compliance.batch_file import BatchFileComplianceDirectory
 from connector.compliance.embedded import EmbeddedComplianceDirectory
+from connector.compliance.scim import ScimComplianceDirectory
+from connector.compliance.scim_http import RateLimiter, ScimHttp
+from connector.compliance.target_state import KnownStore, TargetHealth
 from connector.config import Settings, resolve_secret
 from connector.config.directory import CustomMappingSettings, GraphDirectorySettings, LdapDirectorySettings
+from connector.config.target import BatchFileTargetSettings, ScimTargetSettings
 from connector.directory.base import Directory
 from connector.directory.graph import GraphDirectory, GraphOptions
 from connector.directory.ldap import LdapDirectory, LdapOptions
@@ -63,6 +68,7 @@ class Connector:
     mailer: Mailer | None = None
     probe: CatchAllProbe | None = None
     org_rules: tuple[OrgRule, ...] = ()
+    target_health: TargetHealth | None = None
 
 
 def build_sources(settings: Settings) -> list[LogSource]:
@@ -176,13 +182,73 @@ def build_graph_directory(directory: GraphDirectorySettings, environ: Mapping[st
     return GraphDirectory(options, logging.getLogger("connector.directory.graph"))
 
 
+def build_target_health(
+    settings: Settings, sessions: sessionmaker[Session], clock: Callable[[], datetime]
+) -> TargetHealth | None:
+    """Failure counts and quarantine of a remote target (None for local ones)."""
+    target = settings.target
+    if isinstance(target, ScimTargetSettings):
+        return TargetHealth(sessions, str(target.url), target.quarantine, clock)
+    return None
+
+
+def build_scim_target(
+    target: ScimTargetSettings,
+    environ: Mapping[str, str],
+    sessions: sessionmaker[Session],
+    clock: Callable[[], datetime],
+    health: TargetHealth,
+) -> ScimComplianceDirectory:
+    """The SCIM 2.0 adapter; secrets resolved here, at the edge."""
+    bearer = (
+        resolve_secret(target.bearer_token, environ, "target.bearer_token").get_secret_value()
+        if target.bearer_token
+        else None
+    )
+    oauth = (
+        (
+            target.oauth,
+            resolve_secret(target.oauth.client_secret, environ, "target.oauth.client_secret").get_secret_value(),
+        )
+        if target.oauth
+        else None
+    )
+    http = ScimHttp(
+        str(target.url),
+        bearer_token=bearer,
+        oauth=oauth,
+        verify=str(target.ca_file) if target.ca_file else True,
+        timeout=target.timeout_seconds,
+        rate=RateLimiter(target.requests_per_second),
+        retry=target.retry,
+        health=health,
+        pool_size=target.concurrency,
+        clock=clock,
+    )
+    known = KnownStore(sessions, str(target.url))
+    return ScimComplianceDirectory(http, target, known, health, clock, logging.getLogger("connector.compliance.scim"))
+
+
 def build_target(
     settings: Settings,
     environ: Mapping[str, str],
     sessions: sessionmaker[Session],
     clock: Callable[[], datetime],
+    health: TargetHealth | None = None,
 ) -> ComplianceDirectory:
     """The compliance directory adapter users are provisioned to."""
+    target = settings.target
+    if isinstance(target, ScimTargetSettings):
+        return build_scim_target(
+            target,
+            environ,
+            sessions,
+            clock,
+            health or TargetHealth(sessions, str(target.url), target.quarantine, clock),
+        )
+    if isinstance(target, BatchFileTargetSettings):
+        log = logging.getLogger("connector.compliance.batch_file")
+        return BatchFileComplianceDirectory(sessions, target.directory, clock, log)
     return EmbeddedComplianceDirectory(sessions, clock)
 
 
@@ -232,6 +298,7 @@ def build_connector(
     if migrate:
         upgrade(engine)
     sessions = make_sessionmaker(engine)
+    target_health = build_target_health(settings, sessions, clock)
     return Connector(
         settings=settings,
         engine=engine,
@@ -240,7 +307,8 @@ def build_connector(
         rule_fingerprints={d: settings.rule_fingerprint(d) for d in settings.domains},
         sources=build_sources(settings),
         directory=build_directory(settings, environ, sessions=sessions, clock=clock),
-        target=build_target(settings, environ, sessions, clock),
+        target=build_target(settings, environ, sessions, clock, target_health),
+        target_health=target_health,
         report_pages=build_report_pages(settings),
         mailer=build_mailer(settings, environ),
         probe=build_probe(settings),

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from connector.app import Connector
-from connector.compliance.base import ComplianceDirectory, NewUser
+from connector.compliance.base import BatchCreate, ComplianceDirectory, NewUser
 from connector.compliance.dry_run import DryRunComplianceDirectory
 from connector.compliance.known import load_known
 from connector.directory.lookup import lookup_candidates
@@ -33,23 +34,55 @@ def _rule(address_map: AddressMap, evidence: AddressEvidence) -> DomainRule | No
     return address_map.rule_for(evidence.address.rpartition("@")[2])
 
 
-def _apply(decision: Decision, target: ComplianceDirectory, known: KnownAddresses, report: RunReport) -> Decision:
+def _new_user(decision: Decision) -> NewUser:
+    assert decision.user_address is not None and decision.org is not None
+    return NewUser(
+        primary_address=decision.user_address,
+        org=decision.org,
+        aliases=decision.aliases,
+        display_name=decision.display_name,
+        external_id=decision.external_id,
+    )
+
+
+def _create_in_batch(target: ComplianceDirectory, decisions: Sequence[Decision]) -> dict[str, bool | ConnectorError]:
+    """Create at once the users this run decided to create, where the target offers it (SCIM Bulk).
+
+    Only decisions that already passed every guard come here. A user missing from
+    the result is created one at a time by ``_apply``, as without a batch.
+    """
+    users = [_new_user(d) for d in decisions if d.outcome is Outcome.CREATE_USER]
+    if not isinstance(target, BatchCreate) or len(users) < 2:
+        return {}
+    try:
+        results = target.create_users(users)
+    except ConnectorError as exc:  # e.g. the batched lookup failed: one at a time, as usual
+        log.warning("batch creation unavailable, creating one at a time: %s", exc)
+        return {}
+    return {user.primary_address: result for user, result in zip(users, results, strict=True)}
+
+
+def _apply(
+    decision: Decision,
+    target: ComplianceDirectory,
+    known: KnownAddresses,
+    report: RunReport,
+    batch: Mapping[str, bool | ConnectorError] | None = None,
+) -> Decision:
     """Make the change a decision asks for; a failure turns it into defer/skip."""
     try:
         if decision.outcome is Outcome.CREATE_USER:
-            assert decision.user_address is not None and decision.org is not None
-            target.ensure_org(decision.org)
-            new_user = NewUser(
-                primary_address=decision.user_address,
-                org=decision.org,
-                aliases=decision.aliases,
-                display_name=decision.display_name,
-                external_id=decision.external_id,
-            )
-            if not target.create_user(new_user):
+            user = _new_user(decision)
+            result = (batch or {}).get(user.primary_address)
+            if isinstance(result, ConnectorError):
+                raise result
+            if result is None:  # not created in the batch: one at a time
+                target.ensure_org(user.org)
+                result = target.create_user(user)
+            if not result:
                 # Created outside this connector since the known-address snapshot was taken.
-                known.add_user(decision.user_address, decision.aliases)
-                detail = f"{decision.user_address} already exists in the compliance directory"
+                known.add_user(user.primary_address, user.aliases)
+                detail = f"{user.primary_address} already exists in the compliance directory"
                 return Decision(
                     decision.address,
                     Outcome.SKIP,
@@ -58,8 +91,8 @@ def _apply(decision: Decision, target: ComplianceDirectory, known: KnownAddresse
                     org=decision.org,
                     method=decision.method,
                 )
-            via = f" via {decision.address}" if decision.address != decision.user_address else ""
-            known.add_user(decision.user_address, decision.aliases, origin=f"created in this run{via}")
+            via = f" via {decision.address}" if decision.address != user.primary_address else ""
+            known.add_user(user.primary_address, user.aliases, origin=f"created in this run{via}")
         elif decision.outcome is Outcome.ADD_ALIAS:
             assert decision.user_address is not None
             target.add_alias(decision.user_address, decision.address)
@@ -80,6 +113,19 @@ def _apply(decision: Decision, target: ComplianceDirectory, known: KnownAddresse
             decision.address, Outcome.SKIP, Reason.TARGET_REJECTED, str(exc), org=decision.org, method=decision.method
         )
     return decision
+
+
+def _depends_on_a_failed_creation(decision: Decision, known: KnownAddresses) -> bool:
+    """Phase 1 counted on a user that phase 2 could not create: this decision must wait too.
+
+    Without this, an alias skipped as ``alias_of`` a user that never came to be
+    would be lost (its evidence does not change, so it is not decided again).
+    """
+    if decision.reason in (Reason.ALIAS_OF, Reason.ALREADY_KNOWN) and decision.outcome is Outcome.SKIP:
+        return known.owner_of(decision.address) is None
+    if decision.outcome is Outcome.ADD_ALIAS and decision.user_address is not None:
+        return known.owner_of(decision.user_address) is None
+    return False
 
 
 def decide_and_sync(
@@ -130,6 +176,11 @@ def decide_and_sync(
     failures = {str(a) for a in answers.values() if isinstance(a, RetriableError)}
     for failure in sorted(failures):
         report.errors.append({"stage": "directory", "error": failure})
+
+    # Phase 1: decide, with every guard, as if each creation succeeds (a tentative
+    # copy of the known addresses), so that the creations can go out in one batch.
+    tentative = copy.deepcopy(known)
+    planned: list[tuple[Decision, AddressEvidence]] = []
     for evidence in to_check:
         if connector.stop.is_set():
             # Shutdown: what is decided so far is saved below; the rest has no new decision and stays due.
@@ -149,14 +200,35 @@ def decide_and_sync(
             )
         else:
             # Re-assess first: an earlier creation in this run may already cover this address.
-            decision = assess(evidence.address, rule, evidence, known, now) or resolve(
-                evidence.address, rule, evidence, answer, known, address_map, connector.org_rules
+            decision = assess(evidence.address, rule, evidence, tentative, now) or resolve(
+                evidence.address, rule, evidence, answer, tentative, address_map, connector.org_rules
             )
             decision = safety.gate(decision)
-            if decision.outcome in (Outcome.CREATE_USER, Outcome.ADD_ALIAS):
-                if commit:
-                    session.commit()  # hold no write lock while the target writes
-                decision = _apply(decision, target, known, report)
+            if decision.outcome is Outcome.CREATE_USER and decision.user_address is not None:
+                via = f" via {decision.address}" if decision.address != decision.user_address else ""
+                tentative.add_user(decision.user_address, decision.aliases, origin=f"created in this run{via}")
+            elif decision.outcome is Outcome.ADD_ALIAS and decision.user_address is not None:
+                tentative.add_alias(decision.address, decision.user_address)
+        planned.append((decision, evidence))
+
+    # Phase 2: apply in order with the real results; ``known`` learns only what worked.
+    if commit:
+        session.commit()  # hold no write lock while the target writes
+    batch = _create_in_batch(target, [d for d, _ in planned])
+    for decision, evidence in planned:
+        if _depends_on_a_failed_creation(decision, known):
+            decision = Decision(
+                decision.address,
+                Outcome.DEFER,
+                Reason.TARGET_UNAVAILABLE,
+                f"its user {decision.user_address or decision.address} could not be created in this run",
+                org=decision.org,
+                method=decision.method,
+            )
+        elif decision.outcome in (Outcome.CREATE_USER, Outcome.ADD_ALIAS):
+            if commit:
+                session.commit()
+            decision = _apply(decision, target, known, report, batch)
         decisions.append((decision, evidence))
     # Assessed last, so that users created above (e.g. from their alias) count as known.
     for evidence in settled_later:
@@ -179,6 +251,10 @@ def decide_and_sync(
     safety.finish(decisions)
     if commit:
         session.commit()
+        try:
+            target.flush()
+        except RetriableError as exc:  # the changes stay recorded; the next run writes them
+            report.errors.append({"stage": "target", "error": f"flush failed: {exc}"})
     else:
         session.flush()
     if isinstance(target, DryRunComplianceDirectory):
@@ -260,6 +336,8 @@ def run_cycle(
             report.errors.append({"stage": "cycle", "error": str(exc)})
         finally:
             session.rollback()  # dry run: discard; real run: nothing is pending any more
+            if connector.target_health is not None:
+                report.target_health = connector.target_health.take_summary()
             report.status = status
             report.finished_at = clock()
             repository.finish_run(session, run_id, report.finished_at, status, report.to_json())

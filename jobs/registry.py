@@ -29,6 +29,7 @@ from jobs.digest import send_digest
 from jobs.directory_mirror import refresh_directory_mirror
 from jobs.housekeeping import housekeeping
 from jobs.ingest import IngestResult, ingest_logs
+from jobs.refresh_known import refresh_known
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -80,6 +81,13 @@ JOBS: dict[str, Job] = {
         ("directory_mirror",),
         JobSchedule(cron="*/30 * * * *"),
         "refresh the directory mirror (when one is configured)",
+    ),
+    "refresh_known": Job(
+        lambda connector, clock: refresh_known(connector),
+        Role.DECIDE,
+        (CYCLE_LOCK,),
+        JobSchedule(cron="15 * * * *"),
+        "page the target's users and groups into the known-address copy (SCIM)",
     ),
     "digest": Job(
         lambda connector, clock: send_digest(connector, now=clock()),

@@ -16,6 +16,7 @@ def sample_report(**changes: Any) -> dict[str, Any]:
         "status": "ok",
         "directory": "LDIF file d.ldif",
         "target": "embedded",
+        "target_health": None,
         "simulated": False,
         "warnings": [],
         "guards": [],

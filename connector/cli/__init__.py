@@ -22,6 +22,7 @@ from connector.cli import (
     run_commands,
     safety_commands,
     service_commands,
+    target_commands,
 )
 from connector.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_NOT_FOUND, StateNotFound
 from connector.errors import ConfigError, ConnectorError
@@ -33,6 +34,7 @@ COMMAND_MODULES = (
     safety_commands,
     directory_commands,
     service_commands,
+    target_commands,
 )
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from connector.errors import ConnectorError
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,4 +45,17 @@ class ComplianceDirectory(Protocol):
         """Attach ``alias`` to an existing user; False if it was already attached."""
         ...
 
+    def flush(self) -> None:
+        """End of a cycle: write out what was buffered (the batch file); most targets have nothing."""
+        ...
+
     def describe(self) -> str: ...
+
+
+@runtime_checkable
+class BatchCreate(Protocol):
+    """Optional: a target that creates many users faster at once (SCIM Bulk, concurrency)."""
+
+    def create_users(self, users: Sequence[NewUser]) -> list[bool | ConnectorError]:
+        """One result per user, in order: True created, False already there, or the error."""
+        ...

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 from connector.compliance.base import ComplianceDirectory, KnownSnapshot, NewUser
+
+
+@runtime_checkable
+class ReadOnlyView(Protocol):
+    """Optional: a target that can hand out a view which writes no state of its own."""
+
+    def read_only(self) -> ComplianceDirectory: ...
 
 
 class DryRunComplianceDirectory:
     """Reads from the real target, records the writes it would make."""
 
     def __init__(self, inner: ComplianceDirectory) -> None:
-        self._inner = inner
+        # A target that keeps state of its own (SCIM: known addresses, health) must not write it either.
+        self._inner = inner.read_only() if isinstance(inner, ReadOnlyView) else inner
         self.planned: list[str] = []
 
     def describe(self) -> str:
@@ -29,3 +39,6 @@ class DryRunComplianceDirectory:
     def add_alias(self, primary_address: str, alias: str) -> bool:
         self.planned.append(f"add alias {alias} to {primary_address}")
         return True
+
+    def flush(self) -> None:
+        """Nothing was written, so nothing is flushed."""

@@ -102,6 +102,9 @@ class EmbeddedComplianceDirectory:
             session.add(TargetAliasRow(address=alias, user_id=user.id, created_at=self._clock()))
             return True
 
+    def flush(self) -> None:
+        """Every write commits on its own: nothing to do."""
+
     def users_by_org(self) -> dict[str, list[tuple[str, list[str]]]]:
         """Org name -> [(primary, aliases)], for the CLI and tests."""
         with self._sessions() as session:

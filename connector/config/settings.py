@@ -23,7 +23,7 @@ from connector.config.runtime import MonitoringSettings, RetentionSettings, Role
 from connector.config.safety import SafetySettings
 from connector.config.sources import SourceSettings
 from connector.config.state import StateSettings
-from connector.config.target import EmbeddedTargetSettings
+from connector.config.target import EmbeddedTargetSettings, TargetSettings
 from connector.errors import ConfigError
 from connector.policy.addresses import AddressMap, DomainRule, InvalidAddress, normalise_domain
 from connector.policy.org_rules import OrgRule, make_rule
@@ -44,7 +44,7 @@ class Settings(StrictModel):
     """The mail server's directory, for the cross-check (``type``: ldif, ldap or graph)."""
     org_rules: list[OrgRuleSettings] = []
     """Ordered rules on directory attributes that place a user in another org (first match wins)."""
-    target: EmbeddedTargetSettings = EmbeddedTargetSettings()
+    target: TargetSettings = EmbeddedTargetSettings()
     """The compliance directory users are provisioned to."""
     reports: ReportsSettings = Field(default_factory=dict, validate_default=True)
     """Report files, their retention and the daily digest."""

@@ -50,6 +50,7 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)
     guards: list[dict[str, Any]] = field(default_factory=list)  # catch-all status, attacks, limits (docs/safety.md)
     planned_changes: list[str] = field(default_factory=list)
+    target_health: dict[str, Any] | None = None
 
     def add_decision(self, decision: Decision, *, now: datetime) -> None:
         """File one applied decision under created / aliases_added / skipped / deferred."""
@@ -138,4 +139,5 @@ class RunReport:
             "held": self.held,
             "errors": self.errors,
             "planned_changes": self.planned_changes,
+            "target_health": self.target_health,
         }

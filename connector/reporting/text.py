@@ -32,6 +32,11 @@ def render_text(report: dict[str, Any]) -> str:
         f"  started {report['started_at']}, finished {report['finished_at']}",
         f"  directory: {report.get('directory')}; target: {report.get('target')}",
     ]
+    health = report.get("target_health") or {}
+    if health.get("quarantined"):
+        out.append(f"  WARNING: target quarantined until {health.get('quarantined_until')}: {health.get('last_error')}")
+    if health.get("retries"):
+        out.append(f"  target: {health['retries']} request(s) retried")
     for warning in report.get("warnings", []):
         out.append(f"  WARNING: {warning}")
     for source in report["sources"]:

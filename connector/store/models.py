@@ -2,8 +2,9 @@
 
 Owners: ``evidence`` and ``checkpoints`` are written by ingest; ``candidates``
 by the decide/sync cycle; ``runs`` by every cycle; ``job_status`` by the job
-runner (jobs/registry.py); ``target_*`` belong to the
-embedded compliance directory only.
+runner (jobs/registry.py); ``target_orgs/users/aliases`` belong to the
+embedded compliance directory only; ``target_known`` and ``target_state`` to the SCIM
+target (and jobs/refresh_known.py); ``target_exports`` to the batch-file target.
 """
 
 from __future__ import annotations
@@ -240,3 +241,44 @@ class JobStatusRow(Base):
     last_success_at: Mapped[datetime | None]
     last_status: Mapped[str] = mapped_column(String(16), default="")
     last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class TargetKnownRow(Base):
+    """Addresses a remote target (SCIM) holds, pulled on a schedule by jobs/refresh_known.py."""
+
+    __tablename__ = "target_known"
+
+    target: Mapped[str] = mapped_column(String(255), primary_key=True)  # the target's key, e.g. its URL
+    address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    owner: Mapped[str | None] = mapped_column(ADDRESS)  # None: a user's primary; else the primary of this alias
+    refreshed_at: Mapped[datetime]
+
+
+class TargetStateRow(Base):
+    """Health of a remote target: consecutive failures, quarantine, last pull of known addresses."""
+
+    __tablename__ = "target_state"
+
+    target: Mapped[str] = mapped_column(String(255), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    quarantined_until: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    known_refreshed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class TargetExportRow(Base):
+    """A change for the batch-file target; ``file`` is set once it is assigned to a file, never twice."""
+
+    __tablename__ = "target_exports"
+
+    target: Mapped[str] = mapped_column(String(255), primary_key=True)
+    change: Mapped[str] = mapped_column(String(16), primary_key=True)  # add_user | add_alias
+    address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    user_address: Mapped[str] = mapped_column(ADDRESS)
+    org: Mapped[str | None] = mapped_column(String(255))
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    recorded_at: Mapped[datetime]
+    file: Mapped[str | None] = mapped_column(String(255), index=True)
+    written_at: Mapped[datetime | None]

@@ -112,3 +112,4 @@ def test_mirror_and_digest_jobs_do_nothing_when_not_configured(connector: Connec
     """The demo-like config has an LDIF directory and no digest: both jobs succeed without work."""
     assert run_job(connector, "directory_mirror", lambda: T0).status == "ok"
     assert run_job(connector, "digest", lambda: T0).status == "ok"
+    assert run_job(connector, "refresh_known", lambda: T0).status == "ok"  # embedded target: nothing to pull

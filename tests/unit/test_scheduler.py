@@ -57,7 +57,7 @@ scheduler:
 
 
 def test_roles_choose_the_jobs(tmp_path: Path) -> None:
-    decider_jobs = {"decide", "housekeeping", "directory_mirror", "digest"}
+    decider_jobs = {"decide", "housekeeping", "directory_mirror", "refresh_known", "digest"}
     assert set(schedules(connector_for(tmp_path))) == {"ingest"} | decider_jobs
     assert set(schedules(connector_for(tmp_path, "roles: [ingest]"))) == {"ingest"}
     assert set(schedules(connector_for(tmp_path, "roles: [decide]"))) == decider_jobs
