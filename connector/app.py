@@ -14,11 +14,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from connector.compliance.base import ComplianceDirectory
 from connector.compliance.embedded import EmbeddedComplianceDirectory
 from connector.config import Settings
+from connector.config.sources import SourceSettings
 from connector.directory.base import Directory
 from connector.directory.ldif import LdifDirectory
 from connector.directory.mapping import PRESETS
 from connector.policy.addresses import AddressMap
 from connector.sources.base import LogSource
+from connector.sources.exchange import ExchangeTrackingLogSource
+from connector.sources.exim import EximLogSource
+from connector.sources.jsonl import JsonLinesLogSource
 from connector.sources.postfix import PostfixLogSource
 from connector.store.database import make_engine, make_sessionmaker, upgrade
 
@@ -42,12 +46,21 @@ class Connector:
     target: ComplianceDirectory
 
 
+def build_source(source: SourceSettings) -> LogSource:
+    """The reader for one configured log stream, by its format."""
+    patterns, zone, batch = source.patterns(), ZoneInfo(source.timezone), source.batch_lines
+    if source.format == "exim":
+        return EximLogSource(source.name, patterns, timezone=zone, batch_lines=batch)
+    if source.format == "exchange":
+        return ExchangeTrackingLogSource(source.name, patterns, batch_lines=batch)
+    if source.format == "jsonl":
+        return JsonLinesLogSource(source.name, patterns, batch_lines=batch)
+    return PostfixLogSource(source.name, patterns, timezone=zone, batch_lines=batch)
+
+
 def build_sources(settings: Settings) -> list[LogSource]:
     """One reader per configured log source."""
-    return [
-        PostfixLogSource(s.name, s.path, timezone=ZoneInfo(s.timezone), batch_lines=s.batch_lines)
-        for s in settings.sources
-    ]
+    return [build_source(s) for s in settings.sources]
 
 
 def build_directory(settings: Settings, environ: Mapping[str, str]) -> Directory:

@@ -17,8 +17,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     settings = load_args_settings(args)
     warnings = []
     for source in settings.sources:
-        if not source.path.exists():
-            warnings.append(f"sources[{source.name}].path: {source.path} does not exist (yet)")
+        if not source.matching_files():
+            warnings.append(f"sources[{source.name}]: no file matches {', '.join(source.patterns())} (yet)")
     if not settings.directory.path.exists():
         warnings.append(f"directory.path: {settings.directory.path} does not exist")
     try:

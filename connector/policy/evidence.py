@@ -12,6 +12,9 @@ What counts:
   accept first and bounce later (Exchange, Qmail) the bounce is the only sign
   that the address does not exist.
 - A ``deferred`` attempt proves nothing either way.
+- The gateway's own non-delivery notification (``event.ndr_for`` set) is
+  never evidence for its recipient, the original sender, not even an accept.
+- An address-verification probe proves an SMTP accept, not a message.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ def record_event(
 ) -> AddressEvidence:
     """Return ``evidence`` updated with ``event`` (which is for ``evidence.address``)."""
     updated = _touch(evidence, event, seen_as)
+    if event.is_notification:
+        return updated
     status = event.status
     if status is DeliveryStatus.SENT:
         if event.reply_class == 2 and (updated.accepted_at is None or event.at >= updated.accepted_at):
@@ -44,7 +49,7 @@ def record_event(
                 accepted_reply=event.reply,
                 accepted_message_key=event.message_key,
             )
-        if not event.null_sender:
+        if not event.null_sender and not event.probe:
             updated = add_delivery(updated, Delivery(event.message_key, event.at), threshold, window)
     elif status in (DeliveryStatus.BOUNCED, DeliveryStatus.EXPIRED, DeliveryStatus.REJECTED):
         reply = event.reply or f"dsn={event.dsn} status={status.value}"

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from connector.domain.events import DeliveryStatus
+from connector.domain.events import DeliveryEvent, DeliveryStatus
 from connector.sources.postfix import MalformedLine, PostfixJoiner, PostfixLogSource, YearInference, parse_line
 from tests.conftest import DATA, utc
 
@@ -88,8 +88,9 @@ def test_any_delivery_agent_name(program: str) -> None:
         years,
     )
     assert line is not None
-    event = PostfixJoiner("gw").feed(line)
-    assert event is not None
+    out: list[DeliveryEvent] = []
+    PostfixJoiner("gw").feed(line, out)
+    [event] = out
     assert (event.recipient, event.orig_recipient, event.reply) == ("A@Acme.com", "a@acme.net", "250 2.0.0 Ok")
 
 
@@ -102,8 +103,9 @@ def test_noqueue_reject_is_a_rcpt_stage_rejection() -> None:
         years,
     )
     assert line is not None
-    event = PostfixJoiner("gw").feed(line)
-    assert event is not None
+    out: list[DeliveryEvent] = []
+    PostfixJoiner("gw").feed(line, out)
+    [event] = out
     assert event.status is DeliveryStatus.REJECTED and event.rcpt_stage
     assert event.recipient == "zz@acme.com" and event.dsn == "5.1.1"
 
@@ -113,4 +115,4 @@ def test_truncated_delivery_line_is_malformed() -> None:
     line = parse_line("Nov 27 10:00:00 mx1 postfix/smtp[9]: 4F3A2B1C9D: to=<broken@acme.com>, relay=", years)
     assert line is not None
     with pytest.raises(MalformedLine):
-        PostfixJoiner("gw").feed(line)
+        PostfixJoiner("gw").feed(line, [])
