@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,7 +19,7 @@ from connector.domain.events import DeliveryEvent
 from connector.domain.evidence import AddressEvidence
 from connector.policy.addresses import AddressMap, InvalidAddress, MappedAddress
 from connector.policy.evidence import record_event
-from connector.sources.base import LogSource, SourceStats
+from connector.sources.base import LogSource, SourceBatch, SourceStats
 from connector.store import repository
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,9 @@ def _merge(total: SourceStats, batch: SourceStats) -> None:
         if len(total.bad_line_examples) < 5:
             total.bad_line_examples.append(bad)
     total.bad_lines += batch.bad_lines
-    total.restarted = total.restarted or batch.restarted
+    if batch.restarted:
+        total.note(batch.restarted)
+    total.files_read.extend(f for f in batch.files_read if f not in total.files_read)
 
 
 def apply_events(
@@ -103,8 +105,12 @@ def ingest(
     *,
     now: datetime,
     commit: bool = True,
+    on_batch: Callable[[str, SourceBatch], None] | None = None,
 ) -> IngestResult:
-    """Read every source from its checkpoint. With ``commit=False`` (dry run) only flush."""
+    """Read every source from its checkpoint. With ``commit=False`` (dry run) only flush.
+
+    ``on_batch(source_name, batch)`` is called after each batch is committed (progress display).
+    """
     result = IngestResult()
     for source in sources:
         total = SourceStats()
@@ -118,7 +124,10 @@ def ingest(
                     session.commit()
                 else:
                     session.flush()
+                log.debug("source %s: batch committed, %d lines", source.name, batch.stats.lines_read)
                 _merge(total, batch.stats)
+                if on_batch is not None:
+                    on_batch(source.name, batch)
         except OSError as exc:
             if commit:
                 session.rollback()  # the failed batch only; earlier batches are committed
@@ -135,6 +144,7 @@ def ingest(
                 "bad_line_examples": [b.to_json() for b in total.bad_line_examples],
                 "events": total.events,
                 "restarted": total.restarted,
+                "files_read": total.files_read,
             }
         )
     return result

@@ -15,11 +15,11 @@ import sys
 from collections.abc import Sequence
 
 from connector import __version__
-from connector.cli import config_commands, run_commands
+from connector.cli import config_commands, ingest_commands, run_commands
 from connector.cli.common import EXIT_CONFIG, EXIT_FAILED
 from connector.errors import ConfigError, ConnectorError
 
-COMMAND_MODULES = (run_commands, config_commands)
+COMMAND_MODULES = (run_commands, config_commands, ingest_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:

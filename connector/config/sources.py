@@ -30,7 +30,7 @@ class SourceSettings(StrictModel):
     (``.gz`` rotations are read too). Each file is read exactly once."""
     timezone: str = "UTC"
     """Time zone of traditional ``Mon DD HH:MM:SS`` stamps (RFC 3339 stamps carry their own)."""
-    batch_lines: int = Field(50_000, ge=100, le=10_000_000)
+    batch_lines: int = Field(50_000, ge=10, le=10_000_000)
     """Lines per transaction: evidence and checkpoint are committed together after each batch."""
 
     @field_validator("path")
