@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from connector.domain.events import DeliveryEvent
 from connector.domain.evidence import AddressEvidence
 from connector.policy.addresses import AddressMap, InvalidAddress, MappedAddress
-from connector.policy.evidence import record_event
+from connector.policy.evidence import record_events
 from connector.sources.base import LogSource, SourceBatch, SourceStats
 from connector.store import repository
 
@@ -56,6 +56,11 @@ def _merge(total: SourceStats, batch: SourceStats) -> None:
     total.files_read.extend(f for f in batch.files_read if f not in total.files_read)
 
 
+def _seen_as(recipient: str, address: str) -> str | None:
+    lowered = recipient.lower()
+    return lowered if lowered != address else None
+
+
 def apply_events(
     session: Session,
     events: Sequence[DeliveryEvent],
@@ -87,14 +92,15 @@ def apply_events(
         per_address[mapped.address].append((event, mapped))
 
     stored = repository.load_evidence(session, per_address)
+    changed = []
     for address, items in per_address.items():
+        rule = items[0][1].rule
+        assert rule is not None
         evidence = stored.get(address) or AddressEvidence(address=address)
-        for event, mapped in items:
-            rule = mapped.rule
-            assert rule is not None
-            seen_as = event.recipient.lower() if event.recipient.lower() != address else None
-            evidence = record_event(evidence, event, threshold=rule.threshold, window=rule.window, seen_as=seen_as)
-        repository.save_evidence(session, evidence, items[0][1].domain)
+        seen = [(event, _seen_as(event.recipient, address)) for event, _ in items]
+        evidence = record_events(evidence, seen, threshold=rule.threshold, window=rule.window)
+        changed.append((evidence, items[0][1].domain))
+    repository.save_evidence_many(session, changed, existing=set(stored))
     return len(per_address)
 
 

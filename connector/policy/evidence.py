@@ -20,6 +20,7 @@ What counts:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from connector.domain.events import DeliveryEvent, DeliveryStatus
@@ -37,41 +38,71 @@ def record_event(
     seen_as: str | None = None,
 ) -> AddressEvidence:
     """Return ``evidence`` updated with ``event`` (which is for ``evidence.address``)."""
-    updated = _touch(evidence, event, seen_as)
-    if event.is_notification:
-        return updated
-    status = event.status
-    if status is DeliveryStatus.SENT:
-        if event.reply_class == 2 and (updated.accepted_at is None or event.at >= updated.accepted_at):
-            updated = dataclasses.replace(
-                updated,
-                accepted_at=event.at,
-                accepted_reply=event.reply,
-                accepted_message_key=event.message_key,
-            )
-        if not event.null_sender and not event.probe:
-            updated = add_delivery(updated, Delivery(event.message_key, event.at), threshold, window)
-    elif status in (DeliveryStatus.BOUNCED, DeliveryStatus.EXPIRED, DeliveryStatus.REJECTED):
-        reply = event.reply or f"dsn={event.dsn} status={status.value}"
-        if event.rcpt_stage and (updated.rejected_at is None or event.at >= updated.rejected_at):
-            updated = dataclasses.replace(updated, rejected_at=event.at, rejected_reply=reply)
-        updated = invalidate(updated, event.at, reply, threshold, window)
+    return record_events(evidence, [(event, seen_as)], threshold=threshold, window=window)
+
+
+def record_events(
+    evidence: AddressEvidence,
+    events: Sequence[tuple[DeliveryEvent, str | None]],
+    *,
+    threshold: int,
+    window: timedelta,
+) -> AddressEvidence:
+    """``record_event`` for each ``(event, seen_as)`` in order, in one pass.
+
+    The same result as folding ``record_event`` (ingest's hot path: the
+    bookkeeping and the latest accept/refusal are computed once per batch).
+    """
+    updated = _touch(evidence, events)
+    accepted_at, accepted_reply, accepted_key = updated.accepted_at, updated.accepted_reply, None
+    rejected_at, rejected_reply = updated.rejected_at, updated.rejected_reply
+    for event, _ in events:
+        if event.is_notification:
+            continue
+        status = event.status
+        if status is DeliveryStatus.SENT:
+            if event.reply_class == 2 and (accepted_at is None or event.at >= accepted_at):
+                accepted_at, accepted_reply, accepted_key = event.at, event.reply, event.message_key
+            if not event.null_sender and not event.probe:
+                updated = add_delivery(updated, Delivery(event.message_key, event.at), threshold, window)
+        elif status in _INVALIDATING:
+            reply = event.reply or f"dsn={event.dsn} status={status.value}"
+            if event.rcpt_stage and (rejected_at is None or event.at >= rejected_at):
+                rejected_at, rejected_reply = event.at, reply
+            updated = invalidate(updated, event.at, reply, threshold, window)
+    if accepted_key is not None or (rejected_at, rejected_reply) != (updated.rejected_at, updated.rejected_reply):
+        updated = dataclasses.replace(
+            updated,
+            accepted_at=accepted_at,
+            accepted_reply=accepted_reply,
+            accepted_message_key=accepted_key if accepted_key is not None else updated.accepted_message_key,
+            rejected_at=rejected_at,
+            rejected_reply=rejected_reply,
+        )
     return updated
 
 
-def _touch(evidence: AddressEvidence, event: DeliveryEvent, seen_as: str | None) -> AddressEvidence:
+_INVALIDATING = frozenset({DeliveryStatus.BOUNCED, DeliveryStatus.EXPIRED, DeliveryStatus.REJECTED})
+
+
+def _touch(evidence: AddressEvidence, events: Sequence[tuple[DeliveryEvent, str | None]]) -> AddressEvidence:
     first = evidence.first_seen_at
     last = evidence.last_seen_at
     names = evidence.seen_as
-    if seen_as and seen_as != evidence.address and seen_as not in names and len(names) < SEEN_AS_LIMIT:
-        names = (*names, seen_as)
+    for event, seen_as in events:
+        if seen_as and seen_as != evidence.address and seen_as not in names and len(names) < SEEN_AS_LIMIT:
+            names = (*names, seen_as)
+        if first is None or event.at < first:
+            first = event.at
+        if last is None or event.at > last:
+            last = event.at
     return dataclasses.replace(
         evidence,
-        first_seen_at=event.at if first is None or event.at < first else first,
-        last_seen_at=event.at if last is None or event.at > last else last,
-        events_seen=evidence.events_seen + 1,
+        first_seen_at=first,
+        last_seen_at=last,
+        events_seen=evidence.events_seen + len(events),
         seen_as=names,
-        revision=evidence.revision + 1,
+        revision=evidence.revision + len(events),
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from connector.domain.decisions import CandidateState, Decision
@@ -73,10 +73,35 @@ def _chunks(items: list[str]) -> Iterator[list[str]]:
 def load_evidence(session: Session, addresses: Iterable[str]) -> dict[str, AddressEvidence]:
     """Evidence for the given canonical addresses (missing ones are absent)."""
     found: dict[str, AddressEvidence] = {}
+    columns = (EvidenceRow.address, EvidenceRow.data, EvidenceRow.revision, EvidenceRow.last_seen_at)
     for chunk in _chunks(sorted(set(addresses))):
-        for row in session.scalars(select(EvidenceRow).where(EvidenceRow.address.in_(chunk))):
-            found[row.address] = evidence_from_row(row)
+        # Plain rows, not ORM instances: ingest loads thousands per batch.
+        for address, data, revision, last_seen_at in session.execute(
+            select(*columns).where(EvidenceRow.address.in_(chunk))
+        ):
+            found[address] = evidence_from_row(
+                EvidenceRow(address=address, data=data, revision=revision, last_seen_at=last_seen_at)
+            )
     return found
+
+
+def save_evidence_many(session: Session, items: Iterable[tuple[AddressEvidence, str]], existing: set[str]) -> None:
+    """Store many ``(evidence, domain)`` at once: one UPDATE for the ``existing`` addresses,
+    one INSERT for the others (executemany; ingest writes thousands per batch)."""
+    updates, inserts = [], []
+    for evidence, domain in items:
+        row = {
+            "address": evidence.address,
+            "domain": domain,
+            "data": evidence_to_json(evidence),
+            "revision": evidence.revision,
+            "last_seen_at": evidence.last_seen_at,
+        }
+        (updates if evidence.address in existing else inserts).append(row)
+    if updates:
+        session.execute(update(EvidenceRow), updates)
+    if inserts:
+        session.execute(insert(EvidenceRow), inserts)
 
 
 def save_evidence(session: Session, evidence: AddressEvidence, domain: str) -> None:
