@@ -265,7 +265,6 @@ class _Run:
             handle.seek(start)
         offset = start
         self.positions[index] = file.position(offset)
-        decoder, events, stats = self.decoder, self.events, self.stats
         batch_lines = self.source._batch_lines
         pending = b""
         dropped = 0  # bytes of an over-long line not kept in memory
@@ -280,39 +279,48 @@ class _Run:
                     dropped += len(pending) - MAX_LINE_BYTES
                     pending = pending[:MAX_LINE_BYTES]
                 continue
-            lines = (pending + chunk[:cut]).split(b"\n") if pending else chunk[:cut].split(b"\n")
+            block = pending + chunk[: cut + 1] if pending else chunk[: cut + 1]
             pending = chunk[cut + 1 :]
-            for raw in lines:
-                offset += len(raw) + 1 + dropped
-                self.line_no += 1
-                self.lines_in_batch += 1
-                stats.lines_read += 1
-                if dropped or len(raw) > MAX_LINE_BYTES:
-                    dropped = 0
-                    stats.add_bad_line(self.line_no, raw[:300].decode("utf-8", "replace"), "line over 64 KiB")
-                else:
-                    self._feed(raw, decoder, events, stats)
+            while block:
+                # At most the lines the batch has room for; the rest waits for the next batch.
+                lines = block.split(b"\n", batch_lines - self.lines_in_batch)
+                rest = lines.pop()
+                offset += len(block) - len(rest) + dropped
+                block = rest
+                self._feed_lines(lines, first_too_long=dropped > 0)
+                dropped = 0
                 if self.lines_in_batch >= batch_lines:
                     self.positions[index] = file.position(offset)
                     yield self._batch()
-                    events, stats = self.events, self.stats
         # The last line without a newline is still being written, unless the file is a finished .gz.
         if file.compressed:
             if pending:
                 offset += len(pending) + dropped
-                self.line_no += 1
-                stats.lines_read += 1
-                self._feed(pending, decoder, events, stats)
+                self._feed_lines([pending], first_too_long=dropped > 0)
             self.positions[index] = file.position(offset, complete=True)
         else:
             self.positions[index] = file.position(offset)
 
-    def _feed(self, raw: bytes, decoder: LineDecoder, events: list[DeliveryEvent], stats: SourceStats) -> None:
-        text = raw.decode("utf-8", "replace")
-        if text.endswith("\r"):
-            text = text[:-1]
-        try:
-            if not decoder.feed(text, events):
-                stats.ignored_lines += 1
-        except SkippableError as exc:
-            stats.add_bad_line(self.line_no, text, str(exc))
+    def _feed_lines(self, lines: list[bytes], first_too_long: bool = False) -> None:
+        """Decode and feed complete lines (the hot loop: keep it lean)."""
+        feed, events, stats = self.decoder.feed, self.events, self.stats
+        line_no = self.line_no
+        ignored = 0
+        for raw in lines:
+            line_no += 1
+            if len(raw) > MAX_LINE_BYTES or first_too_long:
+                first_too_long = False
+                stats.add_bad_line(line_no, raw[:300].decode("utf-8", "replace"), "line over 64 KiB")
+                continue
+            text = raw.decode("utf-8", "replace")
+            if text[-1:] == "\r":
+                text = text[:-1]
+            try:
+                if not feed(text, events):
+                    ignored += 1
+            except SkippableError as exc:
+                stats.add_bad_line(line_no, text, str(exc))
+        self.line_no = line_no
+        self.lines_in_batch += len(lines)
+        stats.lines_read += len(lines)
+        stats.ignored_lines += ignored

@@ -90,23 +90,44 @@ class YearInference:
         self._tz = tz
         self._limit = reference.astimezone(tz) + timedelta(days=1)
         self._cache: dict[str, datetime] = {}
+        self._minutes: dict[str, datetime] = {}
 
     def stamp(self, text: str) -> datetime:
-        """UTC time of a ``Mon DD HH:MM:SS`` stamp (cached: a busy log repeats each second)."""
+        """UTC time of a ``Mon DD HH:MM:SS`` stamp.
+
+        Cached per second, and per minute below that: a busy log repeats both,
+        and the zone's offset is resolved once a minute, not once a line.
+        """
         cached = self._cache.get(text)
         if cached is not None:
             return cached
-        month = MONTHS.get(text[:3])
-        if month is None:
-            raise MalformedLine(f"bad month {text[:3]!r}")
-        result = self.resolve(month, int(text[4:6]), text[7:15])
+        minute = self._minutes.get(text[:12])
+        if minute is None:
+            month = MONTHS.get(text[:3])
+            if month is None:
+                raise MalformedLine(f"bad month {text[:3]!r}")
+            try:
+                day = int(text[4:6])
+            except ValueError as exc:
+                raise MalformedLine(f"bad day in {text!r}") from exc
+            minute = self.resolve(month, day, f"{text[7:12]}:00")
+            if len(self._minutes) > 100_000:
+                self._minutes.clear()
+            self._minutes[text[:12]] = minute
+        seconds = text[13:15]
+        if text[12:13] != ":" or not seconds.isdigit() or int(seconds) > 60:
+            raise MalformedLine(f"bad time in {text!r}")
+        result = minute + timedelta(seconds=int(seconds))
         if len(self._cache) > 100_000:
             self._cache.clear()
         self._cache[text] = result
         return result
 
     def resolve(self, month: int, day: int, hms: str) -> datetime:
-        hour, minute, second = (int(x) for x in hms.split(":"))
+        try:
+            hour, minute, second = (int(x) for x in hms.split(":"))
+        except ValueError as exc:
+            raise MalformedLine(f"bad time {hms!r}") from exc
         for year in (self._limit.year, self._limit.year - 1, self._limit.year - 2, self._limit.year - 3):
             try:
                 local = datetime(year, month, day, hour, minute, second, tzinfo=self._tz)
@@ -237,40 +258,40 @@ class PostfixJoiner:
             return
         split = _queue_id(message)
         if split is not None:
-            self.feed_queue_line(split[0], split[1], line, out)
+            self.feed_queue_line(split[0], split[1], line.at, line.host, out)
 
-    def feed_queue_line(self, qid: str, rest: str, line: PostfixLine, out: list[DeliveryEvent]) -> None:
+    def feed_queue_line(self, qid: str, rest: str, at: datetime, host: str, out: list[DeliveryEvent]) -> None:
         """Join one ``QID: rest`` line (the hot path: most lines are these)."""
         if rest.startswith("to=<"):
-            out.append(self._delivery(line, qid, rest))
+            out.append(self._delivery(at, host, qid, rest))
         elif rest == "removed":
             self._queue.pop(qid, None)
         elif rest.startswith("message-id="):
             mid = rest[11:].strip()
             if mid.startswith("<") and mid.endswith(">"):
                 mid = mid[1:-1]
-            self._entry(qid, line.at).message_id = mid or None
+            self._entry(qid, at).message_id = mid or None
         elif rest.startswith("from=<"):
             end = rest.find(">", 6)
             if end < 0:
                 raise MalformedLine("from=< without >")
-            entry = self._entry(qid, line.at)
+            entry = self._entry(qid, at)
             entry.sender = rest[6:end]
             if rest.startswith(", status=expired", end + 1):
-                out.extend(self._expired(line, qid, entry))
+                out.extend(self._expired(at, host, qid, entry))
         elif rest.startswith(_NDR):
             ndr_qid = rest[len(_NDR) :].strip()
-            failed = self._entry(qid, line.at).failed
-            ndr = self._entry(ndr_qid, line.at)
+            failed = self._entry(qid, at).failed
+            ndr = self._entry(ndr_qid, at)
             ndr.sender = ""  # the gateway's own mail: null sender
             ndr.ndr_for, ndr.ndr_recipients = qid, list(failed)
 
-    def _expired(self, line: PostfixLine, qid: str, entry: QueueEntry) -> list[DeliveryEvent]:
+    def _expired(self, at: datetime, host: str, qid: str, entry: QueueEntry) -> list[DeliveryEvent]:
         """The queue gave up on the message: its still-deferred recipients failed."""
         events = [
             DeliveryEvent(
-                at=line.at,
-                host=line.host,
+                at=at,
+                host=host,
                 queue_id=qid,
                 message_id=entry.message_id,
                 sender=entry.sender,
@@ -289,7 +310,7 @@ class PostfixJoiner:
         entry.deferred.clear()
         return events
 
-    def _delivery(self, line: PostfixLine, qid: str, rest: str) -> DeliveryEvent:
+    def _delivery(self, at: datetime, host: str, qid: str, rest: str) -> DeliveryEvent:
         match = _DELIVERY.match(rest)
         if match is None:
             raise MalformedLine("delivery line without to/relay/dsn/status")
@@ -299,7 +320,7 @@ class PostfixJoiner:
         status, probe = known
         reply, rcpt_stage = _split_reply(match.group("text"))
         recipient = match.group("to")
-        entry = self._entry(qid, line.at)
+        entry = self._entry(qid, at)
         if status is DeliveryStatus.DEFERRED:
             if recipient not in entry.deferred:
                 entry.deferred.append(recipient)
@@ -309,8 +330,8 @@ class PostfixJoiner:
             if status is not DeliveryStatus.SENT:
                 entry.failed.append(recipient)
         return DeliveryEvent(
-            at=line.at,
-            host=line.host,
+            at=at,
+            host=host,
             queue_id=qid,
             message_id=entry.message_id,
             sender=entry.sender,
@@ -369,32 +390,41 @@ class PostfixDecoder:
         return {"joiner": self._joiner.state()}
 
     def feed(self, line: str, out: list[DeliveryEvent]) -> bool:
+        # Fast path: a traditional stamp and a postfix program, found with str.find
+        # (most lines of a gateway's log); everything else takes the regular expressions.
+        if line[15:16] == " " and not line[:1].isdigit():
+            host_end = line.find(" ", 16)
+            if host_end > 16 and line.startswith("postfix", host_end + 1):
+                colon = line.find(": ", host_end)
+                if colon > 0 and line.find(" ", host_end + 1, colon) < 0:
+                    return self._message(line, colon + 2, line[:15], line[16:host_end], out)
         if not line or line.isspace():
             return False
         match = _header(line)
-        program = match.group(3)
-        if not program.startswith("postfix"):
+        if not match.group(3).startswith("postfix"):
             return False
-        message = line[match.end() :]
-        # Most Postfix lines (connect, disconnect, client=, statistics) carry no outcome:
-        # the timestamp is only parsed for the ones that do.
-        if message.startswith("NOQUEUE: "):
-            if not message.startswith("NOQUEUE: reject: RCPT"):
-                return True
-            split = None
-        else:
-            split = _queue_id(message)
-            if split is None or split[1].startswith("client="):
-                return True
-        if self._years is None:
+        return self._message(line, match.end(), match.group(1), match.group(2), out)
+
+    def _message(self, line: str, start: int, stamp: str, host: str, out: list[DeliveryEvent]) -> bool:
+        """The message part of a Postfix line, from ``start``."""
+        years = self._years
+        if years is None:
             raise RuntimeError("begin_file() must be called before feed()")
-        at = _stamp(match.group(1), self._years)
-        self._latest = at
-        parsed = PostfixLine(at, match.group(2), program, message)
-        if split is None:
-            self._joiner.feed(parsed, out)
-        else:
-            self._joiner.feed_queue_line(split[0], split[1], parsed, out)
+        if line.startswith("NOQUEUE: ", start):
+            if line.startswith("reject: RCPT", start + 9):
+                at = self._latest = _stamp(stamp, years)
+                self._joiner.feed(PostfixLine(at, host, "postfix", line[start:]), out)
+            return True
+        # Most Postfix lines (connect, disconnect, client=, statistics) carry no outcome:
+        # the time stamp is parsed only for the ones that do.
+        end = line.find(": ", start, start + 22)
+        if end < start + 5 or line.startswith("client=", end + 2):
+            return True
+        qid = line[start:end]
+        if not qid.isalnum():
+            return True
+        at = self._latest = _stamp(stamp, years)
+        self._joiner.feed_queue_line(qid, line[end + 2 :], at, host, out)
         return True
 
 
