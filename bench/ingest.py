@@ -111,8 +111,16 @@ def main() -> int:
     if not log.exists():
         print(f"generating {log} ...", file=sys.stderr)
         subprocess.run(
-            [sys.executable, str(args.generator), "--messages", str(args.messages), "--seed", str(args.seed)]
-            + ["--out", str(log)],
+            [
+                sys.executable,
+                str(args.generator),
+                "--messages",
+                str(args.messages),
+                "--seed",
+                str(args.seed),
+                "--out",
+                str(log),
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
         )

@@ -11,7 +11,6 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from connector.config.base import StrictModel, resolve_path
 
-
 LogFormat = Literal["postfix", "exim", "exchange", "jsonl"]
 
 

@@ -30,13 +30,38 @@ from connector.errors import SkippableError
 from connector.sources.files import FileLogSource
 
 # Exchange 2013-2019 column order, used until a file's own #Fields line is read.
-DEFAULT_FIELDS = (
-    "date-time,client-ip,client-hostname,server-ip,server-hostname,source-context,connector-id,source,"
-    "event-id,internal-message-id,message-id,network-message-id,recipient-address,recipient-status,"
-    "total-bytes,recipient-count,related-recipient-address,reference,message-subject,sender-address,"
-    "return-path,message-info,directionality,tenant-id,original-client-ip,original-server-ip,custom-data,"
-    "transport-traffic-type,log-id,schema-version"
-).split(",")
+DEFAULT_FIELDS = [
+    "date-time",
+    "client-ip",
+    "client-hostname",
+    "server-ip",
+    "server-hostname",
+    "source-context",
+    "connector-id",
+    "source",
+    "event-id",
+    "internal-message-id",
+    "message-id",
+    "network-message-id",
+    "recipient-address",
+    "recipient-status",
+    "total-bytes",
+    "recipient-count",
+    "related-recipient-address",
+    "reference",
+    "message-subject",
+    "sender-address",
+    "return-path",
+    "message-info",
+    "directionality",
+    "tenant-id",
+    "original-client-ip",
+    "original-server-ip",
+    "custom-data",
+    "transport-traffic-type",
+    "log-id",
+    "schema-version",
+]
 NDR_TTL = timedelta(days=3)
 _STATUS_START = re.compile(r"^\s*\d{3}\b")
 _DSN_IN_STATUS = re.compile(r"^\s*\d{3} (\d\.\d{1,3}\.\d{1,3})")

@@ -36,8 +36,10 @@ _LINE = re.compile(
     r"(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{3})?)(?: (?P<tz>[+-]\d{4}))?(?: \[\d+\])? "
     r"(?:(?P<id>[0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4}) )?(?P<rest>.*)"
 )
-_ARRIVAL = re.compile(r"<= (?P<sender><>|\S*)(?P<fields>.*)")
-_DELIVERY = re.compile(r"(?P<flag>=>|->|\*\*|==) (?P<to>\S+)(?: <(?P<orig>[^>]*)>)?(?P<fields>.*)")
+_ARRIVAL = re.compile(r'<= (?P<sender><>|"[^"]*"@\S+|\S*)(?P<fields>.*)')
+_DELIVERY = re.compile(
+    r'(?P<flag>=>|->|\*\*|==) (?P<to>"[^"]*"@[^\s:]+|\S+?):?(?= |$)(?: <(?P<orig>[^>]*)>)?(?P<fields>.*)'
+)
 _FIELD_R = re.compile(r" R=(\S+)")
 _FIELD_ID = re.compile(r" id=<?([^\s>]+)>?")
 _FIELD_HOST = re.compile(r" H=(\S+(?: \[[^\]]+\])?)")
@@ -142,7 +144,7 @@ class EximDecoder:
                 reply = error.group("reply")
                 rcpt_stage = "RCPT TO" in error.group("stage").upper()
             else:
-                reply = fields.rpartition(": ")[2] or None
+                reply = fields.rpartition(": ")[2].strip() or None
         host = _FIELD_HOST.search(fields)
         router = _FIELD_R.search(fields)
         ndr_for = entry[3] if entry else None
@@ -197,5 +199,9 @@ class EximLogSource(FileLogSource):
         batch_lines: int = 50_000,
     ) -> None:
         super().__init__(
-            name, patterns, lambda state: EximDecoder(name, timezone, state), format_name="exim", batch_lines=batch_lines
+            name,
+            patterns,
+            lambda state: EximDecoder(name, timezone, state),
+            format_name="exim",
+            batch_lines=batch_lines,
         )

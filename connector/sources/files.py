@@ -22,14 +22,14 @@ import glob
 import gzip
 import hashlib
 import logging
-import os
 import re
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from io import BufferedIOBase
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from connector.domain.events import DeliveryEvent
 from connector.errors import SkippableError
@@ -74,10 +74,10 @@ class LogFile:
         match = _ROTATION_NUMBER.search(self.path.name)
         return (self.modified_at.timestamp(), -int(match.group(1)) if match else 0, str(self.path))
 
-    def open(self) -> IO[bytes]:
+    def open(self) -> BufferedIOBase:
         if self.compressed:
             return gzip.open(self.path, "rb")
-        return open(self.path, "rb")  # noqa: SIM115 - the caller closes it
+        return open(self.path, "rb")
 
     def position(self, offset: int, complete: bool = False) -> FilePosition:
         return FilePosition(str(self.path), self.device, self.inode, fingerprint(self.head), offset, complete)
@@ -260,7 +260,7 @@ class _Run:
                 if file.compressed:
                     self.positions[index] = file.position(self.positions[index].offset, complete=True)
 
-    def _read_lines(self, index: int, file: LogFile, handle: IO[bytes], start: int) -> Iterator[SourceBatch]:
+    def _read_lines(self, index: int, file: LogFile, handle: BufferedIOBase, start: int) -> Iterator[SourceBatch]:
         if start:
             handle.seek(start)
         offset = start

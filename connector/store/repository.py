@@ -88,7 +88,8 @@ def load_evidence(session: Session, addresses: Iterable[str]) -> dict[str, Addre
 def save_evidence_many(session: Session, items: Iterable[tuple[AddressEvidence, str]], existing: set[str]) -> None:
     """Store many ``(evidence, domain)`` at once: one UPDATE for the ``existing`` addresses,
     one INSERT for the others (executemany; ingest writes thousands per batch)."""
-    updates, inserts = [], []
+    updates: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
     for evidence, domain in items:
         row = {
             "address": evidence.address,

@@ -54,7 +54,7 @@ def test_rename_rotation_reads_the_rest_of_the_old_file_then_the_new_one(tmp_pat
     os.utime(live, (1_100, 1_100))
     live.rename(tmp_path / "mail.log.1")
     write(live, LINES[split:], 1_200)
-    rest, checkpoint, batches = read(tmp_path / "mail.log*", checkpoint)
+    rest, checkpoint, _batches = read(tmp_path / "mail.log*", checkpoint)
     assert keys(first + rest) == WHOLE
     again, _, _ = read(tmp_path / "mail.log*", checkpoint)
     assert again == []
