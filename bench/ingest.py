@@ -102,12 +102,13 @@ def main() -> int:
     parser.add_argument("--generator", type=Path, default=GENERATOR, help="gen_postfix_log.py")
     parser.add_argument("--workdir", type=Path, help="where the log and state go (default: a temp dir)")
     parser.add_argument("--batch-lines", type=int, default=50_000)
+    parser.add_argument("--log", type=Path, help="measure this Postfix log instead of generating one")
     parser.add_argument("--skip-pflogsumm", action="store_true", help="for a quick run")
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    log = workdir / f"postfix-{args.messages}-{args.seed}.log"
+    log = args.log or workdir / f"postfix-{args.messages}-{args.seed}.log"
     if not log.exists():
         print(f"generating {log} ...", file=sys.stderr)
         subprocess.run(
