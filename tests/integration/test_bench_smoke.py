@@ -10,17 +10,10 @@ from tests.conftest import DATA, ROOT
 
 
 def test_bench_ingest_smoke(tmp_path: Path) -> None:
+    bench = ROOT / "bench" / "ingest.py"
+    log = DATA / "postfix" / "generated-300.log"
     result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "ingest.py"),
-            "--workdir",
-            str(tmp_path),
-            "--batch-lines",
-            "500",
-            "--log",
-            str(DATA / "postfix" / "generated-300.log"),
-        ],
+        [sys.executable, str(bench), "--workdir", str(tmp_path), "--batch-lines", "500", "--log", str(log)],
         capture_output=True,
         text=True,
         check=True,
