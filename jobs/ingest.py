@@ -24,6 +24,7 @@ from connector.store import repository
 
 log = logging.getLogger(__name__)
 EXAMPLES = 3
+MAPPED_CACHE_LIMIT = 20_000
 
 
 @dataclass
@@ -66,9 +67,16 @@ def apply_events(
     events: Sequence[DeliveryEvent],
     address_map: AddressMap,
     result: IngestResult,
+    mapped_cache: dict[str, MappedAddress | None] | None = None,
 ) -> int:
-    """Fold ``events`` into stored evidence; returns how many addresses changed."""
-    mapped_cache: dict[str, MappedAddress | None] = {}
+    """Fold ``events`` into stored evidence; returns how many addresses changed.
+
+    ``mapped_cache`` (recipient as logged -> mapped address) may be shared between batches.
+    """
+    if mapped_cache is None:
+        mapped_cache = {}
+    elif len(mapped_cache) > MAPPED_CACHE_LIMIT:
+        mapped_cache.clear()
     per_address: dict[str, list[tuple[DeliveryEvent, MappedAddress]]] = defaultdict(list)
     for event in events:
         recipient = event.recipient
@@ -118,13 +126,14 @@ def ingest(
     ``on_batch(source_name, batch)`` is called after each batch is committed (progress display).
     """
     result = IngestResult()
+    mapped_cache: dict[str, MappedAddress | None] = {}
     for source in sources:
         total = SourceStats()
         checkpoint = repository.load_checkpoint(session, source.name)
         try:
             for batch in source.read(checkpoint):
                 total.path = batch.stats.path
-                apply_events(session, batch.events, address_map, result)
+                apply_events(session, batch.events, address_map, result, mapped_cache)
                 repository.save_checkpoint(session, source.name, batch.checkpoint, now)
                 if commit:
                     session.commit()

@@ -20,6 +20,7 @@ What counts:
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -53,57 +54,54 @@ def record_events(
     The same result as folding ``record_event`` (ingest's hot path: the
     bookkeeping and the latest accept/refusal are computed once per batch).
     """
-    updated = _touch(evidence, events)
-    accepted_at, accepted_reply, accepted_key = updated.accepted_at, updated.accepted_reply, None
-    rejected_at, rejected_reply = updated.rejected_at, updated.rejected_reply
-    for event, _ in events:
+    first, last, names = evidence.first_seen_at, evidence.last_seen_at, evidence.seen_as
+    accepted_at, accepted_reply = evidence.accepted_at, evidence.accepted_reply
+    accepted_key = evidence.accepted_message_key
+    rejected_at, rejected_reply = evidence.rejected_at, evidence.rejected_reply
+    work = _Deliveries.of(evidence)
+    for event, seen_as in events:
+        at = event.at
+        if seen_as and seen_as != evidence.address and seen_as not in names and len(names) < SEEN_AS_LIMIT:
+            names = (*names, seen_as)
+        if first is None or at < first:
+            first = at
+        if last is None or at > last:
+            last = at
         if event.is_notification:
             continue
         status = event.status
         if status is DeliveryStatus.SENT:
-            if event.reply_class == 2 and (accepted_at is None or event.at >= accepted_at):
-                accepted_at, accepted_reply, accepted_key = event.at, event.reply, event.message_key
+            if event.reply_class == 2 and (accepted_at is None or at >= accepted_at):
+                accepted_at, accepted_reply, accepted_key = at, event.reply, event.message_key
             if not event.null_sender and not event.probe:
-                updated = add_delivery(updated, Delivery(event.message_key, event.at), threshold, window)
+                work.add(Delivery(event.message_key, at), threshold, window)
         elif status in _INVALIDATING:
             reply = event.reply or f"dsn={event.dsn} status={status.value}"
-            if event.rcpt_stage and (rejected_at is None or event.at >= rejected_at):
-                rejected_at, rejected_reply = event.at, reply
-            updated = invalidate(updated, event.at, reply, threshold, window)
-    if accepted_key is not None or (rejected_at, rejected_reply) != (updated.rejected_at, updated.rejected_reply):
-        updated = dataclasses.replace(
-            updated,
-            accepted_at=accepted_at,
-            accepted_reply=accepted_reply,
-            accepted_message_key=accepted_key if accepted_key is not None else updated.accepted_message_key,
-            rejected_at=rejected_at,
-            rejected_reply=rejected_reply,
-        )
-    return updated
-
-
-_INVALIDATING = frozenset({DeliveryStatus.BOUNCED, DeliveryStatus.EXPIRED, DeliveryStatus.REJECTED})
-
-
-def _touch(evidence: AddressEvidence, events: Sequence[tuple[DeliveryEvent, str | None]]) -> AddressEvidence:
-    first = evidence.first_seen_at
-    last = evidence.last_seen_at
-    names = evidence.seen_as
-    for event, seen_as in events:
-        if seen_as and seen_as != evidence.address and seen_as not in names and len(names) < SEEN_AS_LIMIT:
-            names = (*names, seen_as)
-        if first is None or event.at < first:
-            first = event.at
-        if last is None or event.at > last:
-            last = event.at
+            if event.rcpt_stage and (rejected_at is None or at >= rejected_at):
+                rejected_at, rejected_reply = at, reply
+            work.void(at, reply, threshold, window)
+    # One copy per address and batch: copies cost more than the fold itself here.
     return dataclasses.replace(
         evidence,
+        recent=work.recent,
+        qualified_at=work.qualified_at,
+        qualifying=work.qualifying,
+        accepted_at=accepted_at,
+        accepted_reply=accepted_reply,
+        accepted_message_key=accepted_key,
+        rejected_at=rejected_at,
+        rejected_reply=rejected_reply,
+        invalidated_at=work.invalidated_at,
+        invalidated_reply=work.invalidated_reply,
         first_seen_at=first,
         last_seen_at=last,
         events_seen=evidence.events_seen + len(events),
         seen_as=names,
         revision=evidence.revision + len(events),
     )
+
+
+_INVALIDATING = frozenset({DeliveryStatus.BOUNCED, DeliveryStatus.EXPIRED, DeliveryStatus.REJECTED})
 
 
 def first_qualifying_window(
@@ -121,37 +119,75 @@ def first_qualifying_window(
     return None
 
 
+@dataclass(slots=True)
+class _Deliveries:
+    """The delivery-related part of the evidence, changed in place while one batch is folded."""
+
+    recent: tuple[Delivery, ...]
+    qualified_at: datetime | None
+    qualifying: tuple[Delivery, ...]
+    invalidated_at: datetime | None
+    invalidated_reply: str | None
+
+    @classmethod
+    def of(cls, evidence: AddressEvidence) -> _Deliveries:
+        return cls(
+            evidence.recent,
+            evidence.qualified_at,
+            evidence.qualifying,
+            evidence.invalidated_at,
+            evidence.invalidated_reply,
+        )
+
+    def unchanged(self, evidence: AddressEvidence) -> bool:
+        return self == _Deliveries.of(evidence)
+
+    def applied_to(self, evidence: AddressEvidence) -> AddressEvidence:
+        return dataclasses.replace(
+            evidence,
+            recent=self.recent,
+            qualified_at=self.qualified_at,
+            qualifying=self.qualifying,
+            invalidated_at=self.invalidated_at,
+            invalidated_reply=self.invalidated_reply,
+        )
+
+    def add(self, delivery: Delivery, threshold: int, window: timedelta) -> None:
+        if self.invalidated_at is not None and delivery.at <= self.invalidated_at:
+            return  # older than a bounce that already voided it (out-of-order input)
+        key = delivery.message_key
+        if any(d.message_key == key for d in self.recent) or any(d.message_key == key for d in self.qualifying):
+            return
+        merged = tuple(sorted((*self.recent, delivery), key=lambda d: d.at))
+        if self.qualified_at is None:
+            run = first_qualifying_window(merged, threshold, window)
+            if run is not None:
+                self.qualified_at, self.qualifying = run[-1].at, run
+        self.recent = merged[-threshold:]
+
+    def void(self, at: datetime, reply: str, threshold: int, window: timedelta) -> None:
+        self.recent = tuple(d for d in self.recent if d.at > at)
+        if self.qualifying and any(d.at <= at for d in self.qualifying):
+            run = first_qualifying_window(self.recent, threshold, window)
+            self.qualified_at, self.qualifying = (run[-1].at, run) if run else (None, ())
+        latest = self.invalidated_at
+        if latest is None or at >= latest:
+            self.invalidated_reply = reply
+        if latest is None or at > latest:
+            self.invalidated_at = at
+
+
 def add_delivery(evidence: AddressEvidence, delivery: Delivery, threshold: int, window: timedelta) -> AddressEvidence:
     """Add one valid message, keeping only the last ``threshold`` distinct ones."""
-    if evidence.invalidated_at is not None and delivery.at <= evidence.invalidated_at:
-        return evidence  # older than a bounce that already voided it (out-of-order input)
-    known_keys = {d.message_key for d in evidence.recent} | {d.message_key for d in evidence.qualifying}
-    if delivery.message_key in known_keys:
-        return evidence
-    merged = tuple(sorted((*evidence.recent, delivery), key=lambda d: d.at))
-    qualified_at, qualifying = evidence.qualified_at, evidence.qualifying
-    if qualified_at is None:
-        run = first_qualifying_window(merged, threshold, window)
-        if run is not None:
-            qualified_at, qualifying = run[-1].at, run
-    return dataclasses.replace(evidence, recent=merged[-threshold:], qualified_at=qualified_at, qualifying=qualifying)
+    work = _Deliveries.of(evidence)
+    work.add(delivery, threshold, window)
+    return evidence if work.unchanged(evidence) else work.applied_to(evidence)
 
 
 def invalidate(
     evidence: AddressEvidence, at: datetime, reply: str, threshold: int, window: timedelta
 ) -> AddressEvidence:
     """Void every valid message up to ``at`` (a permanent failure for this address)."""
-    recent = tuple(d for d in evidence.recent if d.at > at)
-    qualified_at, qualifying = evidence.qualified_at, evidence.qualifying
-    if qualifying and any(d.at <= at for d in qualifying):
-        run = first_qualifying_window(recent, threshold, window)
-        qualified_at, qualifying = (run[-1].at, run) if run else (None, ())
-    latest = evidence.invalidated_at
-    return dataclasses.replace(
-        evidence,
-        recent=recent,
-        qualified_at=qualified_at,
-        qualifying=qualifying,
-        invalidated_at=at if latest is None or at > latest else latest,
-        invalidated_reply=reply if latest is None or at >= latest else evidence.invalidated_reply,
-    )
+    work = _Deliveries.of(evidence)
+    work.void(at, reply, threshold, window)
+    return work.applied_to(evidence)

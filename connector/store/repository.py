@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from connector.domain.decisions import CandidateState, Decision
@@ -44,9 +44,12 @@ def evidence_to_json(evidence: AddressEvidence) -> dict[str, Any]:
 
 
 def evidence_from_row(row: EvidenceRow) -> AddressEvidence:
-    data = row.data
+    return _evidence(row.address, row.data, row.revision, row.last_seen_at)
+
+
+def _evidence(address: str, data: dict[str, Any], revision: int, last_seen_at: datetime | None) -> AddressEvidence:
     return AddressEvidence(
-        address=row.address,
+        address=address,
         recent=tuple(Delivery.from_json(d) for d in data.get("recent", [])),
         qualified_at=_dt(data.get("qualified_at")),
         qualifying=tuple(Delivery.from_json(d) for d in data.get("qualifying", [])),
@@ -58,10 +61,10 @@ def evidence_from_row(row: EvidenceRow) -> AddressEvidence:
         invalidated_at=_dt(data.get("invalidated_at")),
         invalidated_reply=data.get("invalidated_reply"),
         first_seen_at=_dt(data.get("first_seen_at")),
-        last_seen_at=row.last_seen_at,
+        last_seen_at=last_seen_at,
         events_seen=int(data.get("events_seen", 0)),
         seen_as=tuple(data.get("seen_as", [])),
-        revision=row.revision,
+        revision=revision,
     )
 
 
@@ -79,9 +82,7 @@ def load_evidence(session: Session, addresses: Iterable[str]) -> dict[str, Addre
         for address, data, revision, last_seen_at in session.execute(
             select(*columns).where(EvidenceRow.address.in_(chunk))
         ):
-            found[address] = evidence_from_row(
-                EvidenceRow(address=address, data=data, revision=revision, last_seen_at=last_seen_at)
-            )
+            found[address] = _evidence(address, data, revision, last_seen_at)
     return found
 
 
@@ -99,10 +100,15 @@ def save_evidence_many(session: Session, items: Iterable[tuple[AddressEvidence, 
             "last_seen_at": evidence.last_seen_at,
         }
         (updates if evidence.address in existing else inserts).append(row)
+    table = cast(Table, EvidenceRow.__table__)
     if updates:
-        session.execute(update(EvidenceRow), updates)
+        # Core executemany: the ORM's bulk machinery costs more than SQLite's work here.
+        for row in updates:
+            row["key"] = row["address"]
+        statement = update(table).where(table.c.address == bindparam("key"))
+        session.execute(statement, updates)
     if inserts:
-        session.execute(insert(EvidenceRow), inserts)
+        session.execute(insert(table), inserts)
 
 
 def save_evidence(session: Session, evidence: AddressEvidence, domain: str) -> None:
