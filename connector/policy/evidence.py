@@ -20,8 +20,8 @@ What counts:
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from connector.domain.events import DeliveryEvent, DeliveryStatus
