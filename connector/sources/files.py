@@ -161,8 +161,8 @@ class FileLogSource:
             patterns = [patterns]
         self.patterns = [str(p) for p in patterns]
         self.format_name = format_name
-        self._decoder_factory = decoder_factory
-        self._batch_lines = batch_lines
+        self.decoder_factory = decoder_factory
+        self.batch_lines = batch_lines
 
     def describe(self) -> str:
         return f"{self.format_name} log {', '.join(self.patterns)}"
@@ -201,7 +201,7 @@ class _Run:
         # Index -> position; files met for the first time have none until read.
         self.positions: dict[int, FilePosition] = dict(claimed)
         self.forgotten = unclaimed
-        self.decoder = source._decoder_factory(parser_state.get("decoder") or {})
+        self.decoder = source.decoder_factory(parser_state.get("decoder") or {})
         self.line_no = int(parser_state.get("line_no", 0))
         self.stats = stats
         self.events: list[DeliveryEvent] = []
@@ -265,7 +265,7 @@ class _Run:
             handle.seek(start)
         offset = start
         self.positions[index] = file.position(offset)
-        batch_lines = self.source._batch_lines
+        batch_lines = self.source.batch_lines
         pending = b""
         dropped = 0  # bytes of an over-long line not kept in memory
         while True:
