@@ -21,6 +21,7 @@ from connector.compliance.scim_http import RateLimiter, ScimHttp
 from connector.compliance.target_state import KnownStore, TargetHealth
 from connector.config import Settings, resolve_secret
 from connector.config.directory import CustomMappingSettings, GraphDirectorySettings, LdapDirectorySettings
+from connector.config.sources import SourceSettings
 from connector.config.target import BatchFileTargetSettings, ScimTargetSettings
 from connector.directory.base import Directory
 from connector.directory.graph import GraphDirectory, GraphOptions
@@ -36,6 +37,9 @@ from connector.probe.base import CatchAllProbe
 from connector.probe.smtp import SmtpCatchAllProbe
 from connector.reporting.files import HtmlReportDirectory
 from connector.sources.base import LogSource
+from connector.sources.exchange import ExchangeTrackingLogSource
+from connector.sources.exim import EximLogSource
+from connector.sources.jsonl import JsonLinesLogSource
 from connector.sources.postfix import PostfixLogSource
 from connector.store.database import make_engine, make_sessionmaker, upgrade
 from connector.store.locks import JobLocks, make_job_locks
@@ -71,12 +75,21 @@ class Connector:
     target_health: TargetHealth | None = None
 
 
+def build_source(source: SourceSettings) -> LogSource:
+    """The reader for one configured log stream, by its format."""
+    patterns, zone, batch = source.patterns(), ZoneInfo(source.timezone), source.batch_lines
+    if source.format == "exim":
+        return EximLogSource(source.name, patterns, timezone=zone, batch_lines=batch)
+    if source.format == "exchange":
+        return ExchangeTrackingLogSource(source.name, patterns, batch_lines=batch)
+    if source.format == "jsonl":
+        return JsonLinesLogSource(source.name, patterns, batch_lines=batch)
+    return PostfixLogSource(source.name, patterns, timezone=zone, batch_lines=batch)
+
+
 def build_sources(settings: Settings) -> list[LogSource]:
     """One reader per configured log source."""
-    return [
-        PostfixLogSource(s.name, s.path, timezone=ZoneInfo(s.timezone), batch_lines=s.batch_lines)
-        for s in settings.sources
-    ]
+    return [build_source(s) for s in settings.sources]
 
 
 def build_directory(

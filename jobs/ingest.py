@@ -20,13 +20,14 @@ from connector.app import Connector
 from connector.domain.events import DeliveryEvent
 from connector.domain.evidence import AddressEvidence
 from connector.policy.addresses import AddressMap, InvalidAddress, MappedAddress
-from connector.policy.evidence import record_event
-from connector.sources.base import LogSource, SourceStats
+from connector.policy.evidence import record_events
+from connector.sources.base import LogSource, SourceBatch, SourceStats
 from connector.store import repository
 from connector.store import safety as safety_store
 
 log = logging.getLogger(__name__)
 EXAMPLES = 3
+MAPPED_CACHE_LIMIT = 20_000
 
 
 @dataclass
@@ -56,8 +57,15 @@ def _merge(total: SourceStats, batch: SourceStats) -> None:
         if len(total.bad_line_examples) < 5:
             total.bad_line_examples.append(bad)
     total.bad_lines += batch.bad_lines
-    total.restarted = total.restarted or batch.restarted
     total.error = total.error or batch.error
+    if batch.restarted:
+        total.note(batch.restarted)
+    total.files_read.extend(f for f in batch.files_read if f not in total.files_read)
+
+
+def _seen_as(recipient: str, address: str) -> str | None:
+    lowered = recipient.lower()
+    return lowered if lowered != address else None
 
 
 def apply_events(
@@ -65,9 +73,16 @@ def apply_events(
     events: Sequence[DeliveryEvent],
     address_map: AddressMap,
     result: IngestResult,
+    mapped_cache: dict[str, MappedAddress | None] | None = None,
 ) -> int:
-    """Fold ``events`` into stored evidence; returns how many addresses changed."""
-    mapped_cache: dict[str, MappedAddress | None] = {}
+    """Fold ``events`` into stored evidence; returns how many addresses changed.
+
+    ``mapped_cache`` (recipient as logged -> mapped address) may be shared between batches.
+    """
+    if mapped_cache is None:
+        mapped_cache = {}
+    elif len(mapped_cache) > MAPPED_CACHE_LIMIT:
+        mapped_cache.clear()
     per_address: dict[str, list[tuple[DeliveryEvent, MappedAddress]]] = defaultdict(list)
     for event in events:
         recipient = event.recipient
@@ -92,14 +107,15 @@ def apply_events(
 
     stored = repository.load_evidence(session, per_address)
     safety_store.log_events(session, [(address, event) for address, items in per_address.items() for event, _ in items])
+    changed = []
     for address, items in per_address.items():
+        rule = items[0][1].rule
+        assert rule is not None
         evidence = stored.get(address) or AddressEvidence(address=address)
-        for event, mapped in items:
-            rule = mapped.rule
-            assert rule is not None
-            seen_as = event.recipient.lower() if event.recipient.lower() != address else None
-            evidence = record_event(evidence, event, threshold=rule.threshold, window=rule.window, seen_as=seen_as)
-        repository.save_evidence(session, evidence, items[0][1].domain)
+        seen = [(event, _seen_as(event.recipient, address)) for event, _ in items]
+        evidence = record_events(evidence, seen, threshold=rule.threshold, window=rule.window)
+        changed.append((evidence, items[0][1].domain))
+    repository.save_evidence_many(session, changed, existing=set(stored))
     return len(per_address)
 
 
@@ -111,12 +127,15 @@ def ingest(
     now: datetime,
     commit: bool = True,
     stop: threading.Event | None = None,
+    on_batch: Callable[[str, SourceBatch], None] | None = None,
 ) -> IngestResult:
     """Read every source from its checkpoint. With ``commit=False`` (dry run) only flush.
 
     When ``stop`` is set, reading ends after the batch in progress is committed.
+    ``on_batch(source_name, batch)`` is called after each batch is committed (progress display).
     """
     result = IngestResult()
+    mapped_cache: dict[str, MappedAddress | None] = {}
     for source in sources:
         if stop is not None and stop.is_set():
             result.interrupted = True
@@ -126,13 +145,16 @@ def ingest(
         try:
             for batch in source.read(checkpoint):
                 total.path = batch.stats.path
-                apply_events(session, batch.events, address_map, result)
+                apply_events(session, batch.events, address_map, result, mapped_cache)
                 repository.save_checkpoint(session, source.name, batch.checkpoint, now)
                 if commit:
                     session.commit()
                 else:
                     session.flush()
+                log.debug("source %s: batch committed, %d lines", source.name, batch.stats.lines_read)
                 _merge(total, batch.stats)
+                if on_batch is not None:
+                    on_batch(source.name, batch)
                 if stop is not None and stop.is_set():
                     result.interrupted = True
                     break
@@ -155,6 +177,7 @@ def ingest(
                 "bad_line_examples": [b.to_json() for b in total.bad_line_examples],
                 "events": total.events,
                 "restarted": total.restarted,
+                "files_read": total.files_read,
             }
         )
     return result

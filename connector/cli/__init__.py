@@ -18,6 +18,7 @@ from connector import __version__
 from connector.cli import (
     config_commands,
     directory_commands,
+    ingest_commands,
     report_commands,
     run_commands,
     safety_commands,
@@ -35,6 +36,7 @@ COMMAND_MODULES = (
     directory_commands,
     service_commands,
     target_commands,
+    ingest_commands,
 )
 
 

@@ -19,8 +19,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     settings = load_args_settings(args)
     warnings = []
     for source in settings.sources:
-        if not source.path.exists():
-            warnings.append(f"sources[{source.name}].path: {source.path} does not exist (yet)")
+        if not source.matching_files():
+            warnings.append(f"sources[{source.name}]: no file matches {', '.join(source.patterns())} (yet)")
     directory = settings.directory
     if isinstance(directory, LdifDirectorySettings) and not directory.path.exists():
         warnings.append(f"directory.path: {directory.path} does not exist")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -27,6 +27,12 @@ class DeliveryEvent:
     ``recipient`` is the address as logged (``to=``); canonicalisation is policy's job.
     ``reply`` is the downstream server's text, e.g. ``250 2.0.0 Ok: queued as X``.
     ``rcpt_stage`` is true when a rejection came "in reply to RCPT TO".
+    ``ndr_for`` is set on the delivery of a non-delivery notification the gateway
+    itself wrote: the queue id (or message-id) of the message that failed, and
+    ``ndr_recipients`` the recipients that failed. Such a delivery is never
+    evidence for its recipient (the original sender).
+    ``probe`` marks an address-verification probe (Postfix verify(8)): it shows
+    whether the downstream accepts the address, but it is not a message.
     """
 
     at: datetime
@@ -42,7 +48,10 @@ class DeliveryEvent:
     reply: str | None
     rcpt_stage: bool
     source: str = ""
-    location: str = ""  # where the event was read: "file:line" (shown by explain)
+    location: str = field(default="", compare=False)  # where it was read, "file:line" (for explain only)
+    ndr_for: str | None = None
+    ndr_recipients: tuple[str, ...] = ()
+    probe: bool = False
 
     @property
     def message_key(self) -> str:
@@ -58,6 +67,11 @@ class DeliveryEvent:
             return None
         match = _REPLY_CODE.match(self.reply)
         return int(match.group(1)) if match else None
+
+    @property
+    def is_notification(self) -> bool:
+        """The gateway's own non-delivery notification (linked to the failed message)."""
+        return self.ndr_for is not None
 
     @property
     def null_sender(self) -> bool:

@@ -17,18 +17,96 @@ What counts:
   (greylisting), ``expired`` (the server was unreachable), and permanent
   failures about something else (5.2.2 mailbox full, 5.7.1 content or policy,
   a rejected client): they neither count nor void.
+- The gateway's own non-delivery notification (``event.ndr_for`` set) is
+  never evidence for its recipient, the original sender, not even an accept.
+- An address-verification probe proves an SMTP accept, not a message.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from connector.domain.events import DeliveryEvent, DeliveryStatus
 from connector.domain.evidence import AddressEvidence, Delivery
 
 SEEN_AS_LIMIT = 5
+
+
+def record_event(
+    evidence: AddressEvidence,
+    event: DeliveryEvent,
+    *,
+    threshold: int,
+    window: timedelta,
+    seen_as: str | None = None,
+) -> AddressEvidence:
+    """Return ``evidence`` updated with ``event`` (which is for ``evidence.address``)."""
+    return record_events(evidence, [(event, seen_as)], threshold=threshold, window=window)
+
+
+def record_events(
+    evidence: AddressEvidence,
+    events: Sequence[tuple[DeliveryEvent, str | None]],
+    *,
+    threshold: int,
+    window: timedelta,
+) -> AddressEvidence:
+    """``record_event`` for each ``(event, seen_as)`` in order, in one pass.
+
+    The same result as folding ``record_event`` (ingest's hot path: the
+    bookkeeping and the latest accept/refusal are computed once per batch).
+    """
+    first, last, names = evidence.first_seen_at, evidence.last_seen_at, evidence.seen_as
+    accepted_at, accepted_reply = evidence.accepted_at, evidence.accepted_reply
+    accepted_key = evidence.accepted_message_key
+    rejected_at, rejected_reply = evidence.rejected_at, evidence.rejected_reply
+    work = _Deliveries.of(evidence)
+    for event, seen_as in events:
+        at = event.at
+        if seen_as and seen_as != evidence.address and seen_as not in names and len(names) < SEEN_AS_LIMIT:
+            names = (*names, seen_as)
+        if first is None or at < first:
+            first = at
+        if last is None or at > last:
+            last = at
+        if event.is_notification:
+            continue
+        status = event.status
+        if status is DeliveryStatus.SENT:
+            if event.reply_class == 2 and (accepted_at is None or at >= accepted_at):
+                accepted_at, accepted_reply, accepted_key = at, event.reply, event.message_key
+            if not event.null_sender and not event.probe:
+                work.add(Delivery(event.message_key, at), threshold, window)
+        elif is_address_failure(event):
+            reply = event.reply or f"dsn={event.dsn} status={status.value}"
+            if event.rcpt_stage and (rejected_at is None or at >= rejected_at):
+                rejected_at, rejected_reply = at, reply
+            work.void(at, reply, threshold, window)
+    # One copy per address and batch: copies cost more than the fold itself here.
+    return dataclasses.replace(
+        evidence,
+        recent=work.recent,
+        qualified_at=work.qualified_at,
+        qualifying=work.qualifying,
+        accepted_at=accepted_at,
+        accepted_reply=accepted_reply,
+        accepted_message_key=accepted_key,
+        rejected_at=rejected_at,
+        rejected_reply=rejected_reply,
+        invalidated_at=work.invalidated_at,
+        invalidated_reply=work.invalidated_reply,
+        first_seen_at=first,
+        last_seen_at=last,
+        events_seen=evidence.events_seen + len(events),
+        seen_as=names,
+        revision=evidence.revision + len(events),
+    )
+
+
 _UNKNOWN_USER = re.compile(
     r"user unknown|unknown user|no such (?:user|mailbox|recipient)|does not exist|invalid recipient|"
     r"recipient not found|mailbox unavailable",
@@ -48,51 +126,6 @@ def is_address_failure(event: DeliveryEvent) -> bool:
     return bool(event.reply and _UNKNOWN_USER.search(event.reply))
 
 
-def record_event(
-    evidence: AddressEvidence,
-    event: DeliveryEvent,
-    *,
-    threshold: int,
-    window: timedelta,
-    seen_as: str | None = None,
-) -> AddressEvidence:
-    """Return ``evidence`` updated with ``event`` (which is for ``evidence.address``)."""
-    updated = _touch(evidence, event, seen_as)
-    status = event.status
-    if status is DeliveryStatus.SENT:
-        if event.reply_class == 2 and (updated.accepted_at is None or event.at >= updated.accepted_at):
-            updated = dataclasses.replace(
-                updated,
-                accepted_at=event.at,
-                accepted_reply=event.reply,
-                accepted_message_key=event.message_key,
-            )
-        if not event.null_sender:
-            updated = add_delivery(updated, Delivery(event.message_key, event.at), threshold, window)
-    elif is_address_failure(event):
-        reply = event.reply or f"dsn={event.dsn} status={status.value}"
-        if event.rcpt_stage and (updated.rejected_at is None or event.at >= updated.rejected_at):
-            updated = dataclasses.replace(updated, rejected_at=event.at, rejected_reply=reply)
-        updated = invalidate(updated, event.at, reply, threshold, window)
-    return updated
-
-
-def _touch(evidence: AddressEvidence, event: DeliveryEvent, seen_as: str | None) -> AddressEvidence:
-    first = evidence.first_seen_at
-    last = evidence.last_seen_at
-    names = evidence.seen_as
-    if seen_as and seen_as != evidence.address and seen_as not in names and len(names) < SEEN_AS_LIMIT:
-        names = (*names, seen_as)
-    return dataclasses.replace(
-        evidence,
-        first_seen_at=event.at if first is None or event.at < first else first,
-        last_seen_at=event.at if last is None or event.at > last else last,
-        events_seen=evidence.events_seen + 1,
-        seen_as=names,
-        revision=evidence.revision + 1,
-    )
-
-
 def first_qualifying_window(
     deliveries: tuple[Delivery, ...], threshold: int, window: timedelta
 ) -> tuple[Delivery, ...] | None:
@@ -108,37 +141,75 @@ def first_qualifying_window(
     return None
 
 
+@dataclass(slots=True)
+class _Deliveries:
+    """The delivery-related part of the evidence, changed in place while one batch is folded."""
+
+    recent: tuple[Delivery, ...]
+    qualified_at: datetime | None
+    qualifying: tuple[Delivery, ...]
+    invalidated_at: datetime | None
+    invalidated_reply: str | None
+
+    @classmethod
+    def of(cls, evidence: AddressEvidence) -> _Deliveries:
+        return cls(
+            evidence.recent,
+            evidence.qualified_at,
+            evidence.qualifying,
+            evidence.invalidated_at,
+            evidence.invalidated_reply,
+        )
+
+    def unchanged(self, evidence: AddressEvidence) -> bool:
+        return self == _Deliveries.of(evidence)
+
+    def applied_to(self, evidence: AddressEvidence) -> AddressEvidence:
+        return dataclasses.replace(
+            evidence,
+            recent=self.recent,
+            qualified_at=self.qualified_at,
+            qualifying=self.qualifying,
+            invalidated_at=self.invalidated_at,
+            invalidated_reply=self.invalidated_reply,
+        )
+
+    def add(self, delivery: Delivery, threshold: int, window: timedelta) -> None:
+        if self.invalidated_at is not None and delivery.at <= self.invalidated_at:
+            return  # older than a bounce that already voided it (out-of-order input)
+        key = delivery.message_key
+        if any(d.message_key == key for d in self.recent) or any(d.message_key == key for d in self.qualifying):
+            return
+        merged = tuple(sorted((*self.recent, delivery), key=lambda d: d.at))
+        if self.qualified_at is None:
+            run = first_qualifying_window(merged, threshold, window)
+            if run is not None:
+                self.qualified_at, self.qualifying = run[-1].at, run
+        self.recent = merged[-threshold:]
+
+    def void(self, at: datetime, reply: str, threshold: int, window: timedelta) -> None:
+        self.recent = tuple(d for d in self.recent if d.at > at)
+        if self.qualifying and any(d.at <= at for d in self.qualifying):
+            run = first_qualifying_window(self.recent, threshold, window)
+            self.qualified_at, self.qualifying = (run[-1].at, run) if run else (None, ())
+        latest = self.invalidated_at
+        if latest is None or at >= latest:
+            self.invalidated_reply = reply
+        if latest is None or at > latest:
+            self.invalidated_at = at
+
+
 def add_delivery(evidence: AddressEvidence, delivery: Delivery, threshold: int, window: timedelta) -> AddressEvidence:
     """Add one valid message, keeping only the last ``threshold`` distinct ones."""
-    if evidence.invalidated_at is not None and delivery.at <= evidence.invalidated_at:
-        return evidence  # older than a bounce that already voided it (out-of-order input)
-    known_keys = {d.message_key for d in evidence.recent} | {d.message_key for d in evidence.qualifying}
-    if delivery.message_key in known_keys:
-        return evidence
-    merged = tuple(sorted((*evidence.recent, delivery), key=lambda d: d.at))
-    qualified_at, qualifying = evidence.qualified_at, evidence.qualifying
-    if qualified_at is None:
-        run = first_qualifying_window(merged, threshold, window)
-        if run is not None:
-            qualified_at, qualifying = run[-1].at, run
-    return dataclasses.replace(evidence, recent=merged[-threshold:], qualified_at=qualified_at, qualifying=qualifying)
+    work = _Deliveries.of(evidence)
+    work.add(delivery, threshold, window)
+    return evidence if work.unchanged(evidence) else work.applied_to(evidence)
 
 
 def invalidate(
     evidence: AddressEvidence, at: datetime, reply: str, threshold: int, window: timedelta
 ) -> AddressEvidence:
     """Void every valid message up to ``at`` (a permanent failure for this address)."""
-    recent = tuple(d for d in evidence.recent if d.at > at)
-    qualified_at, qualifying = evidence.qualified_at, evidence.qualifying
-    if qualifying and any(d.at <= at for d in qualifying):
-        run = first_qualifying_window(recent, threshold, window)
-        qualified_at, qualifying = (run[-1].at, run) if run else (None, ())
-    latest = evidence.invalidated_at
-    return dataclasses.replace(
-        evidence,
-        recent=recent,
-        qualified_at=qualified_at,
-        qualifying=qualifying,
-        invalidated_at=at if latest is None or at > latest else latest,
-        invalidated_reply=reply if latest is None or at >= latest else evidence.invalidated_reply,
-    )
+    work = _Deliveries.of(evidence)
+    work.void(at, reply, threshold, window)
+    return work.applied_to(evidence)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from connector.domain.events import DeliveryEvent
@@ -13,13 +14,21 @@ BAD_LINE_EXAMPLES = 5
 
 @dataclass(frozen=True, slots=True)
 class FilePosition:
-    """Where reading stopped: file identity (device, inode, first-bytes fingerprint) and offset."""
+    """Where reading of one file stopped: its identity and the offset of the next unread byte.
+
+    Identity is the device and inode plus a fingerprint of the first bytes of the
+    (decompressed) content: the fingerprint follows a file through renames and
+    compression, the inode tells a truncated file from its rotated copy.
+    ``offset`` counts decompressed bytes; ``complete`` marks a compressed file
+    read to its end (it never grows again).
+    """
 
     path: str
     device: int
     inode: int
     fingerprint: str
     offset: int
+    complete: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -28,6 +37,7 @@ class FilePosition:
             "inode": self.inode,
             "fingerprint": self.fingerprint,
             "offset": self.offset,
+            "complete": self.complete,
         }
 
     @classmethod
@@ -37,25 +47,26 @@ class FilePosition:
 
 @dataclass(frozen=True, slots=True)
 class SourceCheckpoint:
-    """Everything needed to resume: the file position and the parser's open state
-    (e.g. Postfix queue ids whose lines straddle the checkpoint)."""
+    """Everything needed to resume: where each known file of the source stopped and the
+    parser's open state (e.g. Postfix queue ids whose lines straddle the checkpoint)."""
 
-    position: FilePosition | None
+    files: tuple[FilePosition, ...] = ()
     parser_state: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def position(self) -> FilePosition | None:
+        """The file read last (the live log, normally)."""
+        return self.files[-1] if self.files else None
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "position": self.position.to_json() if self.position else None,
-            "parser_state": self.parser_state,
-        }
+        return {"files": [f.to_json() for f in self.files], "parser_state": self.parser_state}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SourceCheckpoint:
-        position = data.get("position")
-        return cls(
-            position=FilePosition.from_json(position) if position else None,
-            parser_state=data.get("parser_state") or {},
-        )
+        files = [FilePosition.from_json(f) for f in data.get("files") or []]
+        if not files and data.get("position"):  # the walking skeleton's one-file checkpoint
+            files = [FilePosition.from_json(data["position"])]
+        return cls(files=tuple(files), parser_state=data.get("parser_state") or {})
 
 
 @dataclass(slots=True)
@@ -82,6 +93,11 @@ class SourceStats:
     bad_line_examples: list[BadLine] = field(default_factory=list)
     restarted: str | None = None  # why reading restarted at offset 0, if it did
     error: str | None = None  # why the source could not be read at all
+    files_read: list[str] = field(default_factory=list)
+
+    def note(self, message: str) -> None:
+        """Add a remark on how reading went (rotation, truncation, a missing file)."""
+        self.restarted = f"{self.restarted}; {message}" if self.restarted else message
 
     def add_bad_line(self, line_no: int, text: str, error: str) -> None:
         self.bad_lines += 1
@@ -107,3 +123,20 @@ class LogSource(Protocol):
     name: str
 
     def read(self, checkpoint: SourceCheckpoint | None) -> Iterator[SourceBatch]: ...
+
+    def describe(self) -> str: ...
+
+
+class LineDecoder(Protocol):
+    """Turns the lines of one log format into events; pure, its state is JSON.
+
+    ``feed`` appends the line's events to ``out`` and returns False for a line
+    that is not ours (another program's), True otherwise; it raises
+    ``SkippableError`` for a line of ours it cannot read.
+    """
+
+    def begin_file(self, modified_at: datetime) -> None: ...
+
+    def feed(self, line: str, out: list[DeliveryEvent]) -> bool: ...
+
+    def state(self) -> dict[str, Any]: ...

@@ -5,59 +5,61 @@ Three layers, so the pure parts test without files:
 - ``parse_line`` turns one syslog line into a ``PostfixLine`` (pure).
 - ``PostfixJoiner`` joins lines by queue id (message-id and sender come from
   earlier lines than the delivery) and emits events; its open queue entries are
-  saved in the checkpoint, so a message whose lines straddle two runs still
-  joins (pure, state in and out).
-- ``PostfixLogSource`` reads a file from a checkpoint in batches (thin I/O).
+  saved in the checkpoint, so a message whose lines straddle two runs or a
+  rotation still joins (pure, state in and out).
+- ``PostfixDecoder`` is the ``LineDecoder`` the file reader drives;
+  ``PostfixLogSource`` is that reader set up for Postfix.
+
+Both timestamp forms are read: traditional ``Nov 27 08:59:21`` (no year: see
+``YearInference``) and RFC 3339. Any program whose syslog name starts with
+``postfix`` is Postfix (``postfix/smtp``, ``postfix/relay/smtp``,
+``postfix-out/lmtp`` ...); lines of other programs are ignored.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
-import os
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
 from connector.domain.events import DeliveryEvent, DeliveryStatus
 from connector.errors import SkippableError
-from connector.sources.base import FilePosition, SourceBatch, SourceCheckpoint, SourceStats
+from connector.sources.files import FileLogSource
 
 log = logging.getLogger(__name__)
 
 MONTHS = {
     m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)
 }
-FINGERPRINT_BYTES = 512
 # Postfix keeps a message at most 5 days (maximal_queue_lifetime); older open entries are stale.
 QUEUE_ENTRY_TTL = timedelta(days=7)
 
-_TRADITIONAL = re.compile(
-    r"(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) (?P<hms>\d\d:\d\d:\d\d) "
-    r"(?P<host>\S+) (?P<prog>[^\s\[:]+)(?:\[\d+\])?: (?P<msg>.*)"
-)
-_RFC3339 = re.compile(
-    r"(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)) "
-    r"(?P<host>\S+) (?P<prog>[^\s\[:]+)(?:\[\d+\])?: (?P<msg>.*)"
-)
-_QUEUE_LINE = re.compile(r"(?P<qid>[0-9A-Za-z]{5,20}): (?P<rest>.*)")
+# The syslog header only; the message is the rest of the line.
+_TRADITIONAL = re.compile(r"([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) (\S+) ([^\s\[:]+)(?:\[\d+\])?: ")
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)) (\S+) ([^\s\[:]+)(?:\[\d+\])?: ")
 _DELIVERY = re.compile(
     r"to=<(?P<to>[^>]*)>, (?:orig_to=<(?P<orig>[^>]*)>, )?relay=(?P<relay>[^,]*), "
     r".*?dsn=(?P<dsn>\d\.\d{1,3}\.\d{1,3}), status=(?P<status>[a-z]+)(?: \((?P<text>.*)\))?$"
 )
-_MESSAGE_ID = re.compile(r"message-id=<?(?P<mid>[^>]*)>?")
-_FROM = re.compile(r"from=<(?P<from>[^>]*)>")
-_NDR = re.compile(r"sender non-delivery notification: (?P<ndr>[0-9A-Za-z]{5,20})")
 _NOQUEUE_RCPT = re.compile(
     r"NOQUEUE: reject: RCPT from (?P<client>\S+): (?P<reply>\d{3} .*?); "
     r"from=<(?P<from>[^>]*)> to=<(?P<to>[^>]*)>"
 )
 _SAID = re.compile(r"said: (?P<reply>.*?)(?: \(in reply to (?P<stage>[^)]*)\))?$")
-_STATUSES = {s.value: s for s in DeliveryStatus}
+_NDR = "sender non-delivery notification: "
+_STATUSES = {
+    "sent": (DeliveryStatus.SENT, False),
+    "bounced": (DeliveryStatus.BOUNCED, False),
+    "deferred": (DeliveryStatus.DEFERRED, False),
+    "expired": (DeliveryStatus.EXPIRED, False),
+    # verify(8) address probes: the downstream's answer, not a message
+    "deliverable": (DeliveryStatus.SENT, True),
+    "undeliverable": (DeliveryStatus.BOUNCED, True),
+}
 
 
 class MalformedLine(SkippableError):
@@ -86,25 +88,68 @@ class YearInference:
         self._tz = tz
         self._limit = reference.astimezone(tz) + timedelta(days=1)
         self._cache: dict[str, datetime] = {}
+        self._minutes: dict[str, datetime] = {}
 
-    def resolve(self, month: int, day: int, hms: str) -> datetime:
-        key = f"{month} {day} {hms}"
-        cached = self._cache.get(key)
+    def stamp(self, text: str) -> datetime:
+        """UTC time of a ``Mon DD HH:MM:SS`` stamp.
+
+        Cached per second, and per minute below that: a busy log repeats both,
+        and the zone's offset is resolved once a minute, not once a line.
+        """
+        cached = self._cache.get(text)
         if cached is not None:
             return cached
-        hour, minute, second = (int(x) for x in hms.split(":"))
+        minute = self._minutes.get(text[:12])
+        if minute is None:
+            month = MONTHS.get(text[:3])
+            if month is None:
+                raise MalformedLine(f"bad month {text[:3]!r}")
+            try:
+                day = int(text[4:6])
+            except ValueError as exc:
+                raise MalformedLine(f"bad day in {text!r}") from exc
+            minute = self.resolve(month, day, f"{text[7:12]}:00")
+            if len(self._minutes) > 100_000:
+                self._minutes.clear()
+            self._minutes[text[:12]] = minute
+        seconds = text[13:15]
+        if text[12:13] != ":" or not seconds.isdigit() or int(seconds) > 60:
+            raise MalformedLine(f"bad time in {text!r}")
+        result = minute + timedelta(seconds=int(seconds))
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[text] = result
+        return result
+
+    def resolve(self, month: int, day: int, hms: str) -> datetime:
+        try:
+            hour, minute, second = (int(x) for x in hms.split(":"))
+        except ValueError as exc:
+            raise MalformedLine(f"bad time {hms!r}") from exc
         for year in (self._limit.year, self._limit.year - 1, self._limit.year - 2, self._limit.year - 3):
             try:
                 local = datetime(year, month, day, hour, minute, second, tzinfo=self._tz)
             except ValueError:  # Feb 29 in a common year, or a bad day
                 continue
             if local <= self._limit:
-                if len(self._cache) > 50_000:
-                    self._cache.clear()
-                result = local.astimezone(UTC)
-                self._cache[key] = result
-                return result
+                return local.astimezone(UTC)
         raise MalformedLine(f"impossible date {month}/{day} {hms}")
+
+
+def _header(line: str) -> re.Match[str]:
+    match = (_RFC3339 if line[:1].isdigit() else _TRADITIONAL).match(line)
+    if match is None:
+        raise MalformedLine("not a syslog line")
+    return match
+
+
+def _stamp(text: str, years: YearInference) -> datetime:
+    if text[:1].isdigit():
+        try:
+            return datetime.fromisoformat(text).astimezone(UTC)
+        except ValueError as exc:
+            raise MalformedLine(f"bad timestamp: {exc}") from exc
+    return years.stamp(text)
 
 
 def parse_line(line: str, years: YearInference) -> PostfixLine | None:
@@ -113,27 +158,11 @@ def parse_line(line: str, years: YearInference) -> PostfixLine | None:
     Raises ``MalformedLine`` for a Postfix line with an impossible timestamp and
     for text that is not a syslog line at all.
     """
-    if line[:1].isdigit():
-        match = _RFC3339.match(line)
-        if match is None:
-            raise MalformedLine("not a syslog line")
-        if not match.group("prog").startswith("postfix"):
-            return None
-        try:
-            at = datetime.fromisoformat(match.group("ts")).astimezone(UTC)
-        except ValueError as exc:
-            raise MalformedLine(f"bad timestamp: {exc}") from exc
-    else:
-        match = _TRADITIONAL.match(line)
-        if match is None:
-            raise MalformedLine("not a syslog line")
-        if not match.group("prog").startswith("postfix"):
-            return None
-        month = MONTHS.get(match.group("mon"))
-        if month is None:
-            raise MalformedLine(f"bad month {match.group('mon')!r}")
-        at = years.resolve(month, int(match.group("day")), match.group("hms"))
-    return PostfixLine(at, match.group("host"), match.group("prog"), match.group("msg"))
+    match = _header(line)
+    program = match.group(3)
+    if not program.startswith("postfix"):
+        return None
+    return PostfixLine(_stamp(match.group(1), years), match.group(2), program, line[match.end() :])
 
 
 def _split_reply(text: str | None) -> tuple[str | None, bool]:
@@ -147,8 +176,48 @@ def _split_reply(text: str | None) -> tuple[str | None, bool]:
     return text, False
 
 
+def _queue_id(message: str) -> tuple[str, str] | None:
+    """``(queue id, rest)`` of a ``QID: rest`` message; None for other messages."""
+    colon = message.find(": ")
+    if colon < 5 or colon > 20:
+        return None
+    qid = message[:colon]
+    if not qid.isalnum() or not qid.isascii():
+        return None
+    return qid, message[colon + 2 :]
+
+
+@dataclass(slots=True)
+class QueueEntry:
+    """What the joiner knows about one message in the queue."""
+
+    last_seen_at: datetime
+    message_id: str | None = None
+    sender: str | None = None
+    failed: list[str] = field(default_factory=list)  # recipients that bounced: for the NDR link
+    deferred: list[str] = field(default_factory=list)  # recipients waiting: they fail if it expires
+    ndr_for: str | None = None  # this message is the gateway's NDR for that queue id ...
+    ndr_recipients: list[str] = field(default_factory=list)  # ... about these recipients
+
+    def to_json(self) -> list[Any]:
+        return [
+            self.last_seen_at.isoformat(),
+            self.message_id,
+            self.sender,
+            self.failed,
+            self.deferred,
+            self.ndr_for,
+            self.ndr_recipients,
+        ]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> QueueEntry:
+        seen, mid, sender, failed, deferred, ndr_for, ndr_recipients = data
+        return cls(datetime.fromisoformat(seen), mid, sender, list(failed), list(deferred), ndr_for, ndr_recipients)
+
+
 class PostfixJoiner:
-    """Joins Postfix lines by queue id and emits one event per delivery line.
+    """Joins Postfix lines by queue id and emits one event per recipient outcome.
 
     Only open queue entries are kept: memory grows with messages in flight,
     not with the log's size.
@@ -156,71 +225,115 @@ class PostfixJoiner:
 
     def __init__(self, source: str, state: dict[str, Any] | None = None) -> None:
         self._source = source
-        # qid -> [message_id, sender, last_seen_iso]
-        self._queue: dict[str, list[Any]] = dict((state or {}).get("queue", {}))
+        queue = (state or {}).get("queue", {})
+        self._queue: dict[str, QueueEntry] = {qid: QueueEntry.from_json(entry) for qid, entry in queue.items()}
 
     def state(self) -> dict[str, Any]:
         """JSON-ready open queue entries, for the checkpoint."""
-        return {"queue": {qid: list(entry) for qid, entry in self._queue.items()}}
+        return {"queue": {qid: entry.to_json() for qid, entry in self._queue.items()}}
 
     def evict_stale(self, now_in_log: datetime) -> int:
         """Forget entries not seen for longer than Postfix keeps a message."""
-        limit = (now_in_log - QUEUE_ENTRY_TTL).isoformat()
-        stale = [qid for qid, entry in self._queue.items() if entry[2] < limit]
+        limit = now_in_log - QUEUE_ENTRY_TTL
+        stale = [qid for qid, entry in self._queue.items() if entry.last_seen_at < limit]
         for qid in stale:
             del self._queue[qid]
         return len(stale)
 
-    def feed(self, line: PostfixLine) -> DeliveryEvent | None:
-        message = line.message
-        if message.startswith("NOQUEUE: reject: RCPT"):
-            return self._noqueue_reject(line)
-        match = _QUEUE_LINE.match(message)
-        if match is None:
-            return None
-        qid, rest = match.group("qid"), match.group("rest")
-        if rest.startswith("to=<"):
-            return self._delivery(line, qid, rest)
-        if rest == "removed":
-            self._queue.pop(qid, None)
-            return None
+    def _entry(self, qid: str, at: datetime) -> QueueEntry:
         entry = self._queue.get(qid)
         if entry is None:
-            entry = self._queue[qid] = [None, None, line.at.isoformat()]
-        else:
-            entry[2] = line.at.isoformat()
-        if rest.startswith("message-id="):
-            mid = _MESSAGE_ID.match(rest)
-            entry[0] = (mid.group("mid") or None) if mid else None
-        elif rest.startswith("from=<"):
-            sender = _FROM.match(rest)
-            if sender is not None:
-                entry[1] = sender.group("from")
-        elif rest.startswith("sender non-delivery notification"):
-            ndr = _NDR.search(rest)
-            if ndr is not None:
-                # The notification is the gateway's own mail: its null sender marks it.
-                self._queue.setdefault(ndr.group("ndr"), [None, "", line.at.isoformat()])[1] = ""
-        return None
+            entry = self._queue[qid] = QueueEntry(at)
+        elif at > entry.last_seen_at:
+            entry.last_seen_at = at
+        return entry
 
-    def _delivery(self, line: PostfixLine, qid: str, rest: str) -> DeliveryEvent:
+    def feed(self, line: PostfixLine, out: list[DeliveryEvent]) -> None:
+        """Join one line; append the events it completes to ``out``."""
+        message = line.message
+        if message.startswith("NOQUEUE: reject: RCPT"):
+            out.append(self._noqueue_reject(line))
+            return
+        split = _queue_id(message)
+        if split is not None:
+            self.feed_queue_line(split[0], split[1], line.at, line.host, out)
+
+    def feed_queue_line(self, qid: str, rest: str, at: datetime, host: str, out: list[DeliveryEvent]) -> None:
+        """Join one ``QID: rest`` line (the hot path: most lines are these)."""
+        if rest.startswith("to=<"):
+            out.append(self._delivery(at, host, qid, rest))
+        elif rest == "removed":
+            self._queue.pop(qid, None)
+        elif rest.startswith("message-id="):
+            mid = rest[11:].strip()
+            if mid.startswith("<") and mid.endswith(">"):
+                mid = mid[1:-1]
+            self._entry(qid, at).message_id = mid or None
+        elif rest.startswith("from=<"):
+            end = rest.find(">", 6)
+            if end < 0:
+                raise MalformedLine("from=< without >")
+            entry = self._entry(qid, at)
+            entry.sender = rest[6:end]
+            if rest.startswith(", status=expired", end + 1):
+                out.extend(self._expired(at, host, qid, entry))
+        elif rest.startswith(_NDR):
+            ndr_qid = rest[len(_NDR) :].strip()
+            failed = self._entry(qid, at).failed
+            ndr = self._entry(ndr_qid, at)
+            ndr.sender = ""  # the gateway's own mail: null sender
+            ndr.ndr_for, ndr.ndr_recipients = qid, list(failed)
+
+    def _expired(self, at: datetime, host: str, qid: str, entry: QueueEntry) -> list[DeliveryEvent]:
+        """The queue gave up on the message: its still-deferred recipients failed."""
+        events = [
+            DeliveryEvent(
+                at=at,
+                host=host,
+                queue_id=qid,
+                message_id=entry.message_id,
+                sender=entry.sender,
+                recipient=recipient,
+                orig_recipient=None,
+                relay=None,
+                dsn="4.4.7",
+                status=DeliveryStatus.EXPIRED,
+                reply="message expired in the queue",
+                rcpt_stage=False,
+                source=self._source,
+            )
+            for recipient in entry.deferred
+        ]
+        entry.failed.extend(entry.deferred)
+        entry.deferred.clear()
+        return events
+
+    def _delivery(self, at: datetime, host: str, qid: str, rest: str) -> DeliveryEvent:
         match = _DELIVERY.match(rest)
         if match is None:
             raise MalformedLine("delivery line without to/relay/dsn/status")
-        status = _STATUSES.get(match.group("status"))
-        if status is None or status is DeliveryStatus.REJECTED:
+        known = _STATUSES.get(match.group("status"))
+        if known is None:
             raise MalformedLine(f"unknown status {match.group('status')!r}")
+        status, probe = known
         reply, rcpt_stage = _split_reply(match.group("text"))
-        entry = self._queue.get(qid)
-        if entry is not None:
-            entry[2] = line.at.isoformat()
+        recipient = match.group("to")
+        entry = self._entry(qid, at)
+        if status is DeliveryStatus.DEFERRED:
+            if recipient not in entry.deferred:
+                entry.deferred.append(recipient)
+        else:
+            if recipient in entry.deferred:
+                entry.deferred.remove(recipient)
+            if status is not DeliveryStatus.SENT:
+                entry.failed.append(recipient)
         return DeliveryEvent(
-            at=line.at,
-            host=line.host,
+            at=at,
+            host=host,
             queue_id=qid,
-            message_id=entry[0] if entry else None,
-            sender=entry[1] if entry else None,
-            recipient=match.group("to"),
+            message_id=entry.message_id,
+            sender=entry.sender,
+            recipient=recipient,
             orig_recipient=match.group("orig") or None,
             relay=match.group("relay") or None,
             dsn=match.group("dsn"),
@@ -228,14 +341,18 @@ class PostfixJoiner:
             reply=reply,
             rcpt_stage=rcpt_stage,
             source=self._source,
+            ndr_for=entry.ndr_for,
+            ndr_recipients=tuple(entry.ndr_recipients),
+            probe=probe,
         )
 
-    def _noqueue_reject(self, line: PostfixLine) -> DeliveryEvent | None:
+    def _noqueue_reject(self, line: PostfixLine) -> DeliveryEvent:
         match = _NOQUEUE_RCPT.match(line.message)
         if match is None:
             raise MalformedLine("NOQUEUE reject without reply/from/to")
         reply = match.group("reply")
-        dsn = reply.split(" ", 2)[1] if reply.count(" ") >= 1 else None
+        parts = reply.split(" ", 2)
+        dsn = parts[1] if len(parts) > 1 and parts[1][:1].isdigit() else None
         return DeliveryEvent(
             at=line.at,
             host=line.host,
@@ -245,7 +362,7 @@ class PostfixJoiner:
             recipient=match.group("to"),
             orig_recipient=None,
             relay=None,
-            dsn=dsn if dsn and dsn[:1].isdigit() else None,
+            dsn=dsn,
             status=DeliveryStatus.REJECTED,
             reply=reply,
             rcpt_stage=True,
@@ -253,117 +370,77 @@ class PostfixJoiner:
         )
 
 
-def _fingerprint(handle: Any, length: int) -> str:
-    handle.seek(0)
-    head = handle.read(length)
-    return f"{len(head)}:{hashlib.sha256(head).hexdigest()[:32]}"
+class PostfixDecoder:
+    """``LineDecoder`` for Postfix syslog lines: header parse, then join."""
+
+    def __init__(self, source: str, timezone: tzinfo, state: dict[str, Any]) -> None:
+        self._tz = timezone
+        self._joiner = PostfixJoiner(source, state.get("joiner"))
+        self._years: YearInference | None = None  # set per file: its mtime anchors the year
+        self._latest: datetime | None = None
+
+    def begin_file(self, modified_at: datetime) -> None:
+        self._years = YearInference(modified_at, self._tz)
+
+    def state(self) -> dict[str, Any]:
+        if self._latest is not None:
+            self._joiner.evict_stale(self._latest)
+        return {"joiner": self._joiner.state()}
+
+    def feed(self, line: str, out: list[DeliveryEvent]) -> bool:
+        # Fast path: a traditional stamp and a postfix program, found with str.find
+        # (most lines of a gateway's log); everything else takes the regular expressions.
+        if line[15:16] == " " and not line[:1].isdigit():
+            host_end = line.find(" ", 16)
+            if host_end > 16 and line.startswith("postfix", host_end + 1):
+                colon = line.find(": ", host_end)
+                if colon > 0 and line.find(" ", host_end + 1, colon) < 0:
+                    return self._message(line, colon + 2, line[:15], line[16:host_end], out)
+        if not line or line.isspace():
+            return False
+        match = _header(line)
+        if not match.group(3).startswith("postfix"):
+            return False
+        return self._message(line, match.end(), match.group(1), match.group(2), out)
+
+    def _message(self, line: str, start: int, stamp: str, host: str, out: list[DeliveryEvent]) -> bool:
+        """The message part of a Postfix line, from ``start``."""
+        years = self._years
+        if years is None:
+            raise RuntimeError("begin_file() must be called before feed()")
+        if line.startswith("NOQUEUE: ", start):
+            if line.startswith("reject: RCPT", start + 9):
+                at = self._latest = _stamp(stamp, years)
+                self._joiner.feed(PostfixLine(at, host, "postfix", line[start:]), out)
+            return True
+        # Most Postfix lines (connect, disconnect, client=, statistics) carry no outcome:
+        # the time stamp is parsed only for the ones that do.
+        end = line.find(": ", start, start + 22)
+        if end < start + 5 or line.startswith("client=", end + 2):
+            return True
+        qid = line[start:end]
+        if not qid.isalnum():
+            return True
+        at = self._latest = _stamp(stamp, years)
+        self._joiner.feed_queue_line(qid, line[end + 2 :], at, host, out)
+        return True
 
 
-class PostfixLogSource:
-    """Reads one Postfix log file after a checkpoint, in batches of complete lines.
-
-    A file whose identity changed (new inode or different first bytes) or that
-    shrank (copytruncate) is read again from the start, and the batch says why.
-    """
+class PostfixLogSource(FileLogSource):
+    """Postfix logs (the live file and its rotations) read exactly once."""
 
     def __init__(
         self,
         name: str,
-        path: Path,
+        patterns: Sequence[str | Path] | str | Path,
         *,
         timezone: tzinfo = UTC,
         batch_lines: int = 50_000,
     ) -> None:
-        self.name = name
-        self.path = path
-        self._tz = timezone
-        self._batch_lines = batch_lines
-
-    def read(self, checkpoint: SourceCheckpoint | None) -> Iterator[SourceBatch]:
-        try:
-            handle = open(self.path, "rb")  # noqa: SIM115 - closed in finally
-        except OSError as exc:
-            log.warning("source %s: cannot open %s: %s", self.name, self.path, exc)
-            stats = SourceStats(path=str(self.path), error=f"cannot open {self.path}: {exc.strerror}")
-            yield SourceBatch([], checkpoint or SourceCheckpoint(None), stats)
-            return
-        try:
-            yield from self._read_open(handle, checkpoint)
-        finally:
-            handle.close()
-
-    def _read_open(self, handle: Any, checkpoint: SourceCheckpoint | None) -> Iterator[SourceBatch]:
-        stat = os.fstat(handle.fileno())
-        offset, parser_state, restarted = self._resume_point(handle, stat, checkpoint)
-        years = YearInference(datetime.fromtimestamp(stat.st_mtime, UTC), self._tz)
-        joiner = PostfixJoiner(self.name, parser_state.get("joiner"))
-        line_no = int(parser_state.get("line_no", 0))
-        fingerprint_length = min(stat.st_size, FINGERPRINT_BYTES)
-        fingerprint = _fingerprint(handle, fingerprint_length)
-        handle.seek(offset)
-
-        stats = SourceStats(path=str(self.path), restarted=restarted)
-        events: list[DeliveryEvent] = []
-        last_at: datetime | None = None
-        lines_in_batch = 0
-        for raw in handle:
-            if not raw.endswith(b"\n"):
-                break  # a line still being written: read it next time
-            offset += len(raw)
-            line_no += 1
-            lines_in_batch += 1
-            stats.lines_read += 1
-            text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            if not text.strip():
-                stats.ignored_lines += 1
-                continue
-            try:
-                parsed = parse_line(text, years)
-                if parsed is None:
-                    stats.ignored_lines += 1
-                    continue
-                last_at = parsed.at
-                event = joiner.feed(parsed)
-            except MalformedLine as exc:
-                stats.add_bad_line(line_no, text, str(exc))
-                continue
-            if event is not None:
-                events.append(dataclasses.replace(event, location=f"{self.path}:{line_no}"))
-            if lines_in_batch >= self._batch_lines:
-                yield self._batch(events, stats, joiner, line_no, fingerprint, stat, offset, last_at)
-                events, stats, lines_in_batch = [], SourceStats(path=str(self.path)), 0
-        yield self._batch(events, stats, joiner, line_no, fingerprint, stat, offset, last_at)
-
-    def _batch(
-        self,
-        events: list[DeliveryEvent],
-        stats: SourceStats,
-        joiner: PostfixJoiner,
-        line_no: int,
-        fingerprint: str,
-        stat: os.stat_result,
-        offset: int,
-        last_at: datetime | None,
-    ) -> SourceBatch:
-        if last_at is not None:
-            joiner.evict_stale(last_at)
-        stats.events = len(events)
-        position = FilePosition(str(self.path), stat.st_dev, stat.st_ino, fingerprint, offset)
-        state = {"joiner": joiner.state(), "line_no": line_no}
-        return SourceBatch(events, SourceCheckpoint(position, state), stats)
-
-    def _resume_point(
-        self, handle: Any, stat: os.stat_result, checkpoint: SourceCheckpoint | None
-    ) -> tuple[int, dict[str, Any], str | None]:
-        """Offset and parser state to resume from, and why reading restarts (if it does)."""
-        if checkpoint is None or checkpoint.position is None:
-            return 0, {}, None
-        position = checkpoint.position
-        if (position.device, position.inode) != (stat.st_dev, stat.st_ino):
-            return 0, {}, "file replaced (rotated): reading the new file from the start"
-        length = int(position.fingerprint.split(":", 1)[0])
-        if _fingerprint(handle, length) != position.fingerprint:
-            return 0, {}, "file content replaced: reading from the start"
-        if stat.st_size < position.offset:
-            return 0, {}, "file truncated (copytruncate): reading from the start"
-        return position.offset, checkpoint.parser_state, None
+        super().__init__(
+            name,
+            patterns,
+            lambda state: PostfixDecoder(name, timezone, state),
+            format_name="postfix",
+            batch_lines=batch_lines,
+        )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from connector.domain.decisions import CandidateState, Decision
@@ -45,9 +45,12 @@ def evidence_to_json(evidence: AddressEvidence) -> dict[str, Any]:
 
 
 def evidence_from_row(row: EvidenceRow) -> AddressEvidence:
-    data = row.data
+    return _evidence(row.address, row.data, row.revision, row.last_seen_at)
+
+
+def _evidence(address: str, data: dict[str, Any], revision: int, last_seen_at: datetime | None) -> AddressEvidence:
     return AddressEvidence(
-        address=row.address,
+        address=address,
         recent=tuple(Delivery.from_json(d) for d in data.get("recent", [])),
         qualified_at=_dt(data.get("qualified_at")),
         qualifying=tuple(Delivery.from_json(d) for d in data.get("qualifying", [])),
@@ -59,10 +62,10 @@ def evidence_from_row(row: EvidenceRow) -> AddressEvidence:
         invalidated_at=_dt(data.get("invalidated_at")),
         invalidated_reply=data.get("invalidated_reply"),
         first_seen_at=_dt(data.get("first_seen_at")),
-        last_seen_at=row.last_seen_at,
+        last_seen_at=last_seen_at,
         events_seen=int(data.get("events_seen", 0)),
         seen_as=tuple(data.get("seen_as", [])),
-        revision=row.revision,
+        revision=revision,
     )
 
 
@@ -74,10 +77,39 @@ def _chunks(items: list[str]) -> Iterator[list[str]]:
 def load_evidence(session: Session, addresses: Iterable[str]) -> dict[str, AddressEvidence]:
     """Evidence for the given canonical addresses (missing ones are absent)."""
     found: dict[str, AddressEvidence] = {}
+    columns = (EvidenceRow.address, EvidenceRow.data, EvidenceRow.revision, EvidenceRow.last_seen_at)
     for chunk in _chunks(sorted(set(addresses))):
-        for row in session.scalars(select(EvidenceRow).where(EvidenceRow.address.in_(chunk))):
-            found[row.address] = evidence_from_row(row)
+        # Plain rows, not ORM instances: ingest loads thousands per batch.
+        for address, data, revision, last_seen_at in session.execute(
+            select(*columns).where(EvidenceRow.address.in_(chunk))
+        ):
+            found[address] = _evidence(address, data, revision, last_seen_at)
     return found
+
+
+def save_evidence_many(session: Session, items: Iterable[tuple[AddressEvidence, str]], existing: set[str]) -> None:
+    """Store many ``(evidence, domain)`` at once: one UPDATE for the ``existing`` addresses,
+    one INSERT for the others (executemany; ingest writes thousands per batch)."""
+    updates: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    for evidence, domain in items:
+        row = {
+            "address": evidence.address,
+            "domain": domain,
+            "data": evidence_to_json(evidence),
+            "revision": evidence.revision,
+            "last_seen_at": evidence.last_seen_at,
+        }
+        (updates if evidence.address in existing else inserts).append(row)
+    table = cast(Table, EvidenceRow.__table__)
+    if updates:
+        # Core executemany: the ORM's bulk machinery costs more than SQLite's work here.
+        for row in updates:
+            row["key"] = row["address"]
+        statement = update(table).where(table.c.address == bindparam("key"))
+        session.execute(statement, updates)
+    if inserts:
+        session.execute(insert(table), inserts)
 
 
 def save_evidence(session: Session, evidence: AddressEvidence, domain: str) -> None:

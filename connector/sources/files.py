@@ -1,0 +1,336 @@
+"""Reading a log and its rotations exactly once, in batches (thin I/O shared by every format).
+
+A source is one log *stream*: the live file and its rotations, named by glob
+patterns (``/var/log/mail.log*``). Each run lists the matching files, recognises
+the ones it has seen by a fingerprint of their first bytes (which survives a
+rename and gzip compression), and reads each from where it stopped, oldest
+first, so a message whose lines straddle a rotation still joins:
+
+- rename + new file: the renamed file's rest is read, then the new file;
+- copytruncate: the copy carries the old fingerprint (read from the old
+  offset), the truncated live file has new first bytes (read from 0);
+- ``.gz`` rotations: fingerprinted on their decompressed content; read once to
+  the end, then marked complete.
+
+Lines written between logrotate's copy and its truncate are lost to every
+reader; prefer rename rotation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import gzip
+import hashlib
+import logging
+import re
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from io import BufferedIOBase
+from pathlib import Path
+from typing import Any
+
+from connector.domain.events import DeliveryEvent
+from connector.errors import SkippableError
+from connector.sources.base import FilePosition, LineDecoder, SourceBatch, SourceCheckpoint, SourceStats
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT_BYTES = 512
+CHUNK_BYTES = 1 << 20
+MAX_LINE_BYTES = 64 * 1024
+MAX_TRACKED_FILES = 200  # positions of files no longer listed are kept a while, then forgotten
+_ROTATION_NUMBER = re.compile(r"\.(\d+)(?:\.gz)?$")
+
+DecoderFactory = Callable[[dict[str, Any]], LineDecoder]
+
+
+def fingerprint(head: bytes) -> str:
+    """``length:hash`` of a file's first bytes."""
+    return f"{len(head)}:{hashlib.sha256(head).hexdigest()[:32]}"
+
+
+def _prefix_matches(position: FilePosition, head: bytes) -> bool:
+    length = int(position.fingerprint.split(":", 1)[0])
+    return length > 0 and len(head) >= length and fingerprint(head[:length]) == position.fingerprint
+
+
+@dataclass(slots=True)
+class LogFile:
+    """One file matched by a source's patterns, as listed at the start of a run."""
+
+    path: Path
+    device: int
+    inode: int
+    size: int  # on disk (compressed size for .gz)
+    modified_at: datetime
+    compressed: bool
+    head: bytes
+
+    @property
+    def sort_key(self) -> tuple[float, int, str]:
+        # Oldest first; for equal times mail.log.2 before mail.log.1 before mail.log.
+        match = _ROTATION_NUMBER.search(self.path.name)
+        return (self.modified_at.timestamp(), -int(match.group(1)) if match else 0, str(self.path))
+
+    def open(self) -> BufferedIOBase:
+        if self.compressed:
+            return gzip.open(self.path, "rb")
+        return open(self.path, "rb")
+
+    def position(self, offset: int, complete: bool = False) -> FilePosition:
+        return FilePosition(str(self.path), self.device, self.inode, fingerprint(self.head), offset, complete)
+
+
+def _read_head(path: Path, compressed: bool) -> bytes:
+    if compressed:
+        with gzip.open(path, "rb") as handle:
+            return handle.read(FINGERPRINT_BYTES)
+    with open(path, "rb") as handle:
+        return handle.read(FINGERPRINT_BYTES)
+
+
+def list_files(patterns: Sequence[str], stats: SourceStats) -> list[LogFile]:
+    """The non-empty files matching ``patterns``, oldest first. Unreadable ones are noted."""
+    paths: set[str] = set()
+    for pattern in patterns:
+        matched = glob.glob(pattern)
+        if not matched:
+            if glob.has_magic(pattern):
+                stats.note(f"no file matches {pattern}")  # e.g. before the first rotation
+            else:
+                stats.error = stats.error or f"cannot open {pattern}: no such file"
+        paths.update(matched)
+    files = []
+    for name in sorted(paths):
+        path = Path(name)
+        try:
+            stat = path.stat()
+            if not path.is_file() or stat.st_size == 0:
+                continue
+            compressed = name.endswith(".gz")
+            head = _read_head(path, compressed)
+        except (OSError, EOFError, zlib.error) as exc:
+            stats.note(f"cannot read {path}: {exc}")
+            continue
+        if not head:
+            continue
+        modified_at = datetime.fromtimestamp(stat.st_mtime, UTC)
+        files.append(LogFile(path, stat.st_dev, stat.st_ino, stat.st_size, modified_at, compressed, head))
+    files.sort(key=lambda f: f.sort_key)
+    return files
+
+
+def match_positions(
+    files: Sequence[LogFile], known: Sequence[FilePosition]
+) -> tuple[dict[int, FilePosition], list[FilePosition]]:
+    """Pair listed files with the positions of earlier runs: by fingerprint, preferring the
+    same inode. Returns file index -> position, and the positions nobody claimed."""
+    unclaimed = list(known)
+    claimed: dict[int, FilePosition] = {}
+    for same_inode in (True, False):
+        for index, file in enumerate(files):
+            if index in claimed:
+                continue
+            for position in unclaimed:
+                if same_inode and (file.compressed or (position.device, position.inode) != (file.device, file.inode)):
+                    continue
+                if _prefix_matches(position, file.head):
+                    claimed[index] = position
+                    unclaimed.remove(position)
+                    break
+    return claimed, unclaimed
+
+
+class FileLogSource:
+    """Reads the files of one log stream from a checkpoint, in batches of complete lines.
+
+    The format is the ``LineDecoder`` the factory builds from the saved parser
+    state; one decoder reads all files of a run, so joins cross rotations.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        patterns: Sequence[str | Path] | str | Path,
+        decoder_factory: DecoderFactory,
+        *,
+        format_name: str,
+        batch_lines: int = 50_000,
+    ) -> None:
+        self.name = name
+        if isinstance(patterns, (str, Path)):
+            patterns = [patterns]
+        self.patterns = [str(p) for p in patterns]
+        self.format_name = format_name
+        self.decoder_factory = decoder_factory
+        self.batch_lines = batch_lines
+
+    def describe(self) -> str:
+        return f"{self.format_name} log {', '.join(self.patterns)}"
+
+    def read(self, checkpoint: SourceCheckpoint | None) -> Iterator[SourceBatch]:
+        checkpoint = checkpoint or SourceCheckpoint()
+        stats = SourceStats(path=", ".join(self.patterns))
+        files = list_files(self.patterns, stats)
+        claimed, unclaimed = match_positions(files, checkpoint.files)
+        for position in unclaimed:
+            if any((f.device, f.inode) == (position.device, position.inode) and not f.compressed for f in files):
+                stats.note(f"{position.path} was truncated: reading it from the start")
+            elif any(str(f.path) == position.path for f in files):
+                stats.note(
+                    f"{position.path} was replaced (rotated): reading the new file from the start; "
+                    "include the rotated names in the source's paths to read the rest of the old one"
+                )
+        run = _Run(self, files, claimed, unclaimed, checkpoint.parser_state, stats)
+        yield from run.batches()
+
+
+class _Run:
+    """One pass over a source's files; yields a batch every ``batch_lines`` lines."""
+
+    def __init__(
+        self,
+        source: FileLogSource,
+        files: list[LogFile],
+        claimed: dict[int, FilePosition],
+        unclaimed: list[FilePosition],
+        parser_state: dict[str, Any],
+        stats: SourceStats,
+    ) -> None:
+        self.source = source
+        self.files = files
+        # Index -> position; files met for the first time have none until read.
+        self.positions: dict[int, FilePosition] = dict(claimed)
+        self.forgotten = unclaimed
+        self.decoder = source.decoder_factory(parser_state.get("decoder") or {})
+        self.line_no = int(parser_state.get("line_no", 0))
+        self.reading = ""  # the file being read, for event locations
+        self.stats = stats
+        self.events: list[DeliveryEvent] = []
+        self.lines_in_batch = 0
+
+    def batches(self) -> Iterator[SourceBatch]:
+        for index, file in enumerate(self.files):
+            start = self._start_offset(index, file)
+            if start is None:
+                continue
+            yield from self._read_file(index, file, start)
+        yield self._batch()
+
+    def _start_offset(self, index: int, file: LogFile) -> int | None:
+        """Where to start reading ``file``; None when nothing in it is new."""
+        position = self.positions.get(index)
+        if position is None:
+            return 0
+        if file.compressed:
+            return None if position.complete else position.offset
+        if file.size < position.offset:
+            self.stats.note(f"{file.path} was truncated (shorter than the checkpoint): reading it from the start")
+            return 0
+        return None if file.size == position.offset else position.offset
+
+    def _checkpoint(self) -> SourceCheckpoint:
+        current = [self.positions[i] for i in sorted(self.positions)]
+        room = MAX_TRACKED_FILES - len(current)
+        kept = self.forgotten[len(self.forgotten) - room :] if 0 < room < len(self.forgotten) else self.forgotten
+        kept = kept if room > 0 else []
+        state = {"decoder": self.decoder.state(), "line_no": self.line_no}
+        return SourceCheckpoint(tuple(kept + current), state)
+
+    def _batch(self) -> SourceBatch:
+        self.stats.events = len(self.events)
+        batch = SourceBatch(self.events, self._checkpoint(), self.stats)
+        self.events = []
+        self.stats = SourceStats(path=self.stats.path)
+        self.lines_in_batch = 0
+        return batch
+
+    def _read_file(self, index: int, file: LogFile, start: int) -> Iterator[SourceBatch]:
+        try:
+            handle = file.open()
+        except OSError as exc:
+            self.stats.error = self.stats.error or f"cannot open {file.path}: {exc.strerror}"
+            return
+        with handle:
+            self.reading = str(file.path)
+            self.stats.files_read.append(str(file.path))
+            self.decoder.begin_file(file.modified_at)
+            try:
+                yield from self._read_lines(index, file, handle, start)
+            except (OSError, EOFError, zlib.error) as exc:
+                # A damaged .gz: what was read stands; the file is not retried.
+                self.stats.note(f"{file.path}: read failed after offset {self.positions[index].offset}: {exc}")
+                if file.compressed:
+                    self.positions[index] = file.position(self.positions[index].offset, complete=True)
+
+    def _read_lines(self, index: int, file: LogFile, handle: BufferedIOBase, start: int) -> Iterator[SourceBatch]:
+        if start:
+            handle.seek(start)
+        offset = start
+        self.positions[index] = file.position(offset)
+        batch_lines = self.source.batch_lines
+        pending = b""
+        dropped = 0  # bytes of an over-long line not kept in memory
+        while True:
+            chunk = handle.read(CHUNK_BYTES)
+            if not chunk:
+                break
+            cut = chunk.rfind(b"\n")
+            if cut < 0:
+                pending += chunk
+                if len(pending) > MAX_LINE_BYTES:
+                    dropped += len(pending) - MAX_LINE_BYTES
+                    pending = pending[:MAX_LINE_BYTES]
+                continue
+            block = pending + chunk[: cut + 1] if pending else chunk[: cut + 1]
+            pending = chunk[cut + 1 :]
+            while block:
+                # At most the lines the batch has room for; the rest waits for the next batch.
+                lines = block.split(b"\n", batch_lines - self.lines_in_batch)
+                rest = lines.pop()
+                offset += len(block) - len(rest) + dropped
+                block = rest
+                self._feed_lines(lines, first_too_long=dropped > 0)
+                dropped = 0
+                if self.lines_in_batch >= batch_lines:
+                    self.positions[index] = file.position(offset)
+                    yield self._batch()
+        # The last line without a newline is still being written, unless the file is a finished .gz.
+        if file.compressed:
+            if pending:
+                offset += len(pending) + dropped
+                self._feed_lines([pending], first_too_long=dropped > 0)
+            self.positions[index] = file.position(offset, complete=True)
+        else:
+            self.positions[index] = file.position(offset)
+
+    def _feed_lines(self, lines: list[bytes], first_too_long: bool = False) -> None:
+        """Decode and feed complete lines (the hot loop: keep it lean)."""
+        feed, events, stats = self.decoder.feed, self.events, self.stats
+        line_no = self.line_no
+        ignored = 0
+        for raw in lines:
+            line_no += 1
+            if len(raw) > MAX_LINE_BYTES or first_too_long:
+                first_too_long = False
+                stats.add_bad_line(line_no, raw[:300].decode("utf-8", "replace"), "line over 64 KiB")
+                continue
+            text = raw.decode("utf-8", "replace")
+            if text[-1:] == "\r":
+                text = text[:-1]
+            before = len(events)
+            try:
+                if not feed(text, events):
+                    ignored += 1
+            except SkippableError as exc:
+                stats.add_bad_line(line_no, text, str(exc))
+            # Where it was read, for explain (lines are counted over the source's files in order).
+            for i in range(before, len(events)):
+                events[i] = dataclasses.replace(events[i], location=f"{self.reading}:{line_no}")
+        self.line_no = line_no
+        self.lines_in_batch += len(lines)
+        stats.lines_read += len(lines)
+        stats.ignored_lines += ignored
