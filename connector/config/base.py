@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr, ValidationInfo, field_validator, model_validator
 
 from connector.errors import ConfigError
 
@@ -55,3 +57,15 @@ def resolve_secret(ref: SecretRef, environ: Mapping[str, str], key: str) -> Secr
         return SecretStr(ref.file.read_text(encoding="utf-8").rstrip("\r\n"))
     except OSError as exc:
         raise ConfigError([(key, f"cannot read secret file {ref.file}: {exc.strerror}")]) from exc
+
+
+def _known_time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(_known_time_zone)]
+"""An IANA time zone name (Europe/Berlin, UTC), checked when the config is loaded."""

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from connector.config.base import StrictModel
+from connector.config.base import StrictModel, TimeZoneName
 
 
 class Role(StrEnum):
@@ -42,7 +41,7 @@ class JobSchedule(StrictModel):
 class SchedulerSettings(StrictModel):
     """The job schedule of ``connector run``."""
 
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
     """Time zone the cron strings are read in."""
     jobs: dict[str, JobSchedule] = {}
     """Job name -> schedule; jobs left out keep their default (``connector jobs`` lists names and defaults)."""
@@ -50,15 +49,6 @@ class SchedulerSettings(StrictModel):
     """On SIGTERM the running job stops after its current transaction; the process exits after at most this long."""
     lock_wait_seconds: float = Field(default=0, ge=0)
     """How long a job waits for another instance's cycle to finish before it skips this turn."""
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
 
 
 class RetentionSettings(StrictModel):
