@@ -13,6 +13,7 @@ from connector.app import build_connector, utc_now
 from connector.cli import main
 from connector.compliance.embedded import EmbeddedComplianceDirectory
 from connector.config import load_settings
+from connector.errors import RetriableError
 from jobs.cycle import run_cycle
 
 EXPECTED_USERS = {
@@ -208,3 +209,42 @@ def test_read_commands_do_not_create_an_empty_state(demo_config: Path, capsys: p
     assert main(["report", "-c", str(demo_config)]) == 4
     assert "run 'connector sync' first" in capsys.readouterr().err
     assert not (demo_config.parent.parent / "var").exists()
+
+
+class _AliceDown(EmbeddedComplianceDirectory):
+    """The real embedded target, with writes for one user failing as in an outage."""
+
+    def create_user(self, user):  # type: ignore[no-untyped-def]
+        if user.primary_address == "alice@acme.com":
+            raise RetriableError("state database locked (injected)")
+        return super().create_user(user)
+
+
+def test_an_alias_waits_when_its_users_creation_fails(demo_config: Path) -> None:
+    """Phase 1 counts on alice being created; when that fails, her alias is deferred, not skipped."""
+    log = demo_config.parent / "demo" / "logs" / "mail.log"
+    with log.open("a") as handle:
+        for i in range(3):
+            qid = f"A11CEA{i}0000"
+            handle.write(
+                f"2026-11-26T1{i}:00:00.000000+00:00 mx1 postfix/cleanup[9]: {qid}: "
+                f"message-id=<archer-{i}@partner.test>\n"
+                f"2026-11-26T1{i}:00:00.100000+00:00 mx1 postfix/qmgr[9]: {qid}: from=<x@partner.test>, size=1, "
+                "nrcpt=1 (queue active)\n"
+                f"2026-11-26T1{i}:00:00.200000+00:00 mx1 postfix/relay/smtp[9]: {qid}: to=<alice.archer@acme.com>, "
+                "relay=mailstore.acme.com[10.0.0.5]:25, delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, "
+                "status=sent (250 2.0.0 Ok: queued as 1)\n"
+            )
+    connector = build_connector(load_settings(demo_config), {})
+    connector.target = _AliceDown(connector.sessions, utc_now)
+    report = run_cycle(connector, clock=utc_now)
+    deferred = {d["address"]: d for d in report.deferred}
+    # alice.archer sorts first: it creates alice (its primary); alice herself was then "already a user"
+    assert deferred["alice.archer@acme.com"]["detail"] == "state database locked (injected)"
+    assert deferred["alice@acme.com"]["detail"] == "its user alice@acme.com could not be created in this run"
+    assert "alice@acme.com" not in {c["address"] for c in report.created}
+
+    connector.target = EmbeddedComplianceDirectory(connector.sessions, utc_now)  # the outage is over
+    report = run_cycle(connector, clock=utc_now)
+    assert [c["address"] for c in report.created] == ["alice@acme.com"]  # both candidates were due again
+    assert users(demo_config)["Acme Corp"][0] == ("alice@acme.com", ["alice.archer@acme.com"])
