@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
@@ -16,8 +17,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from connector.compliance.base import ComplianceDirectory
 from connector.compliance.batch_file import BatchFileComplianceDirectory
 from connector.compliance.embedded import EmbeddedComplianceDirectory
-from connector.compliance.scim import ScimComplianceDirectory
-from connector.compliance.scim_http import RateLimiter, ScimHttp
 from connector.compliance.target_state import KnownStore, TargetHealth
 from connector.config import Settings, resolve_secret
 from connector.config.directory import CustomMappingSettings, GraphDirectorySettings, LdapDirectorySettings
@@ -43,6 +42,9 @@ from connector.sources.jsonl import JsonLinesLogSource
 from connector.sources.postfix import PostfixLogSource
 from connector.store.database import make_engine, make_sessionmaker, upgrade
 from connector.store.locks import JobLocks, make_job_locks
+
+if TYPE_CHECKING:
+    from connector.compliance.scim import ScimComplianceDirectory
 
 
 def utc_now() -> datetime:
@@ -213,6 +215,11 @@ def build_scim_target(
     health: TargetHealth,
 ) -> ScimComplianceDirectory:
     """The SCIM 2.0 adapter; secrets resolved here, at the edge."""
+    # Imported here: scim2-models takes about a second to import, which every
+    # other command (health checks included) would pay for nothing.
+    from connector.compliance.scim import ScimComplianceDirectory
+    from connector.compliance.scim_http import RateLimiter, ScimHttp
+
     bearer = (
         resolve_secret(target.bearer_token, environ, "target.bearer_token").get_secret_value()
         if target.bearer_token

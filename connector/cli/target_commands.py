@@ -6,7 +6,6 @@ import argparse
 import json
 
 from connector.cli.common import EXIT_FAILED, EXIT_OK, connector_from_args
-from connector.compliance.scim import ScimComplianceDirectory
 from connector.errors import RetriableError, SkippableError
 
 
@@ -15,6 +14,8 @@ def cmd_target_check(args: argparse.Namespace) -> int:
     connector = connector_from_args(args)
     target = connector.target
     print(f"target: {target.describe()}")
+    from connector.compliance.scim import ScimComplianceDirectory  # slow import: only when needed
+
     if not isinstance(target, ScimComplianceDirectory):
         known = target.known_addresses()
         print(f"users: {len(known.users)}, aliases: {len(known.aliases)}")

@@ -18,7 +18,6 @@ reader; prefer rename rotation.
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import gzip
 import hashlib
@@ -329,7 +328,8 @@ class _Run:
                 stats.add_bad_line(line_no, text, str(exc))
             # Where it was read, for explain (lines are counted over the source's files in order).
             for i in range(before, len(events)):
-                events[i] = dataclasses.replace(events[i], location=f"{self.reading}:{line_no}")
+                # Set on the frozen event in place: a copy per event costs ~10% of ingest.
+                object.__setattr__(events[i], "location", f"{self.reading}:{line_no}")
         self.line_no = line_no
         self.lines_in_batch += len(lines)
         stats.lines_read += len(lines)
