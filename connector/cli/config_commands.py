@@ -10,6 +10,7 @@ import yaml
 
 from connector.app import build_connector, build_directory
 from connector.cli.common import EXIT_CONFIG, EXIT_OK, load_args_settings
+from connector.config import resolve_secret
 from connector.config.directory import GraphDirectorySettings, LdapDirectorySettings, LdifDirectorySettings
 from connector.config.target import check_target_secrets
 from connector.errors import ConfigError
@@ -31,6 +32,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         settings.state.resolved_url(os.environ)
         build_directory(settings, os.environ)  # resolves the directory's secrets; connects to nothing
         check_target_secrets(settings.target, os.environ)
+        digest = settings.reports.digest
+        if digest is not None and digest.password is not None:
+            resolve_secret(digest.password, os.environ, "reports.digest.password")
     except ConfigError as exc:
         for key, message in exc.problems:
             print(f"problem: {key}: {message}", file=sys.stderr)

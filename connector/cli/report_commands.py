@@ -115,7 +115,7 @@ def _list(args: argparse.Namespace) -> int:
 def _digest(args: argparse.Namespace) -> int:
     from jobs.digest import send_digest
 
-    message = send_digest(connector_from_args(args), now=utc_now())
+    message = send_digest(connector_from_args(args, read_only=True), now=utc_now())
     if message is None:
         print("no digest configured (reports.digest)", file=sys.stderr)
         return EXIT_CONFIG

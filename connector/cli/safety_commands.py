@@ -197,17 +197,21 @@ def cmd_apply(args: argparse.Namespace) -> int:
     except (OSError, ValueError, PlanError) as exc:
         print(f"cannot use plan {args.plan}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    from jobs.registry import JOBS
+
     connector = connector_from_args(args)
-    fresh = changes_from_report(run_cycle(connector, clock=utc_now, dry_run=True).to_json())
-    gone, new = differences(planned, fresh)
-    if gone or new:
-        print("refusing the plan: the state moved underneath it; make a new plan", file=sys.stderr)
-        for key in gone:
-            print(f"  no longer: {key}", file=sys.stderr)
-        for key in new:
-            print(f"  now also:  {key}", file=sys.stderr)
-        return EXIT_FAILED
-    report = run_cycle(connector, clock=utc_now, plan=frozenset(change_key(c) for c in planned)).to_json()
+    # One lock over the check and the apply: no scheduled cycle can move the state in between.
+    with connector.locks.hold(JOBS["decide"].locks):
+        fresh = changes_from_report(run_cycle(connector, clock=utc_now, dry_run=True).to_json())
+        gone, new = differences(planned, fresh)
+        if gone or new:
+            print("refusing the plan: the state moved underneath it; make a new plan", file=sys.stderr)
+            for key in gone:
+                print(f"  no longer: {key}", file=sys.stderr)
+            for key in new:
+                print(f"  now also:  {key}", file=sys.stderr)
+            return EXIT_FAILED
+        report = run_cycle(connector, clock=utc_now, plan=frozenset(change_key(c) for c in planned)).to_json()
     print(render_text(report), end="")
     gone, new = differences(planned, changes_from_report(report))
     if gone:

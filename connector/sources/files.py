@@ -112,7 +112,7 @@ def list_files(patterns: Sequence[str], stats: SourceStats) -> list[LogFile]:
             compressed = name.endswith(".gz")
             head = _read_head(path, compressed)
         except (OSError, EOFError, zlib.error) as exc:
-            stats.note(f"cannot read {path}: {exc}")
+            stats.error = stats.error or f"cannot read {path}: {exc}"
             continue
         if not head:
             continue

@@ -143,3 +143,9 @@ def test_json_report_is_stable_json(demo_config: Path, capsys: pytest.CaptureFix
     report = json.loads(capsys.readouterr().out)
     assert report["schema_version"] == 1
     assert set(report) >= {"run_id", "started_at", "finished_at", "dry_run", "sources", "counts", "created"}
+
+
+def test_a_key_given_twice_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, MINIMAL + "target: {type: embedded}\ntarget: {type: embedded}\n")
+    assert main(["config", "check", "-c", str(path)]) == 2
+    assert "key 'target' is given twice" in capsys.readouterr().err
