@@ -53,7 +53,7 @@ def approve(connector: Connector, rows: list[StagedRow], *, who: str, now: datet
             assert creation.user_address is not None and creation.org is not None
             try:
                 target.ensure_org(creation.org)
-                target.create_user(
+                created = target.create_user(
                     NewUser(
                         primary_address=creation.user_address,
                         org=creation.org,
@@ -68,11 +68,12 @@ def approve(connector: Connector, rows: list[StagedRow], *, who: str, now: datet
             except SkippableError as exc:
                 result.failed.append((row.address, str(exc)))
                 continue
+            note = "" if created else "; it already existed in the compliance directory"
             approved = Decision(
                 creation.address,
                 Outcome.CREATE_USER,
                 Reason.QUALIFIED,
-                f"approved by {who} (held: {row.reason}); {creation.detail}",
+                f"approved by {who} (held: {row.reason}); {creation.detail}{note}",
                 org=creation.org,
                 method=creation.method,
                 user_address=creation.user_address,
@@ -82,6 +83,10 @@ def approve(connector: Connector, rows: list[StagedRow], *, who: str, now: datet
             session.commit()
             via = f" (via {row.address})" if creation.user_address != row.address else ""
             result.done.append(f"{creation.user_address}{via}")
+    try:
+        target.flush()  # a batch-file target writes its file now, not at the next cycle
+    except RetriableError as exc:
+        result.failed.append(("(flush)", str(exc)))
     return result
 
 
