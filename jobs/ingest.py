@@ -28,6 +28,7 @@ from connector.store import safety as safety_store
 log = logging.getLogger(__name__)
 EXAMPLES = 3
 MAPPED_CACHE_LIMIT = 20_000
+EVIDENCE_CACHE_LIMIT = 50_000  # addresses (about 0.3 KB each): bounded memory
 
 
 @dataclass
@@ -74,10 +75,13 @@ def apply_events(
     address_map: AddressMap,
     result: IngestResult,
     mapped_cache: dict[str, MappedAddress | None] | None = None,
+    evidence_cache: dict[str, AddressEvidence] | None = None,
 ) -> int:
     """Fold ``events`` into stored evidence; returns how many addresses changed.
 
     ``mapped_cache`` (recipient as logged -> mapped address) may be shared between batches.
+    ``evidence_cache`` holds the evidence as this session last wrote it, so busy addresses
+    are not read back every batch; the caller must clear it when it rolls back.
     """
     if mapped_cache is None:
         mapped_cache = {}
@@ -105,7 +109,11 @@ def apply_events(
             continue
         per_address[mapped.address].append((event, mapped))
 
-    stored = repository.load_evidence(session, per_address)
+    cache = evidence_cache if evidence_cache is not None else {}
+    if len(cache) > EVIDENCE_CACHE_LIMIT:
+        cache.clear()
+    stored = {address: cache[address] for address in per_address if address in cache}
+    stored.update(repository.load_evidence(session, [a for a in per_address if a not in stored]))
     safety_store.log_events(session, [(address, event) for address, items in per_address.items() for event, _ in items])
     changed = []
     for address, items in per_address.items():
@@ -115,6 +123,7 @@ def apply_events(
         seen = [(event, _seen_as(event.recipient, address)) for event, _ in items]
         evidence = record_events(evidence, seen, threshold=rule.threshold, window=rule.window)
         changed.append((evidence, items[0][1].domain))
+        cache[address] = evidence
     repository.save_evidence_many(session, changed, existing=set(stored))
     return len(per_address)
 
@@ -136,6 +145,7 @@ def ingest(
     """
     result = IngestResult()
     mapped_cache: dict[str, MappedAddress | None] = {}
+    evidence_cache: dict[str, AddressEvidence] = {}
     for source in sources:
         if stop is not None and stop.is_set():
             result.interrupted = True
@@ -145,7 +155,7 @@ def ingest(
         try:
             for batch in source.read(checkpoint):
                 total.path = batch.stats.path
-                apply_events(session, batch.events, address_map, result, mapped_cache)
+                apply_events(session, batch.events, address_map, result, mapped_cache, evidence_cache)
                 repository.save_checkpoint(session, source.name, batch.checkpoint, now)
                 if commit:
                     session.commit()
@@ -161,6 +171,7 @@ def ingest(
         except OSError as exc:
             if commit:
                 session.rollback()  # the failed batch only; earlier batches are committed
+                evidence_cache.clear()  # it may hold the rolled-back batch
             log.error("source %s: read failed: %s", source.name, exc)
             result.errors.append({"stage": "source", "source": source.name, "error": f"read failed: {exc}"})
         if total.error:
