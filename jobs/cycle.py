@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from connector.app import Connector
-from connector.compliance.base import BatchCreate, ComplianceDirectory, NewUser
+from connector.compliance.base import BatchCreate, ComplianceDirectory, new_user_for
 from connector.compliance.dry_run import DryRunComplianceDirectory
 from connector.compliance.known import load_known
 from connector.directory.lookup import lookup_candidates
@@ -34,24 +34,13 @@ def _rule(address_map: AddressMap, evidence: AddressEvidence) -> DomainRule | No
     return address_map.rule_for(evidence.address.rpartition("@")[2])
 
 
-def _new_user(decision: Decision) -> NewUser:
-    assert decision.user_address is not None and decision.org is not None
-    return NewUser(
-        primary_address=decision.user_address,
-        org=decision.org,
-        aliases=decision.aliases,
-        display_name=decision.display_name,
-        external_id=decision.external_id,
-    )
-
-
 def _create_in_batch(target: ComplianceDirectory, decisions: Sequence[Decision]) -> dict[str, bool | ConnectorError]:
     """Create at once the users this run decided to create, where the target offers it (SCIM Bulk).
 
     Only decisions that already passed every guard come here. A user missing from
     the result is created one at a time by ``_apply``, as without a batch.
     """
-    users = [_new_user(d) for d in decisions if d.outcome is Outcome.CREATE_USER]
+    users = [new_user_for(d) for d in decisions if d.outcome is Outcome.CREATE_USER]
     if not isinstance(target, BatchCreate) or len(users) < 2:
         return {}
     try:
@@ -72,7 +61,7 @@ def _apply(
     """Make the change a decision asks for; a failure turns it into defer/skip."""
     try:
         if decision.outcome is Outcome.CREATE_USER:
-            user = _new_user(decision)
+            user = new_user_for(decision)
             result = (batch or {}).get(user.primary_address)
             if isinstance(result, ConnectorError):
                 raise result

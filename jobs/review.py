@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from connector.app import Connector
-from connector.compliance.base import NewUser
+from connector.compliance.base import new_user_for
 from connector.domain.decisions import CandidateState, Decision, Outcome, Reason
 from connector.errors import RetriableError, SkippableError
 from connector.store import repository
@@ -50,18 +50,10 @@ def approve(connector: Connector, rows: list[StagedRow], *, who: str, now: datet
     with connector.sessions() as session:
         for row in rows:
             creation = store.decision_from_json(row.decision)
-            assert creation.user_address is not None and creation.org is not None
+            user = new_user_for(creation)
             try:
-                target.ensure_org(creation.org)
-                created = target.create_user(
-                    NewUser(
-                        primary_address=creation.user_address,
-                        org=creation.org,
-                        aliases=creation.aliases,
-                        display_name=creation.display_name,
-                        external_id=creation.external_id,
-                    )
-                )
+                target.ensure_org(user.org)
+                created = target.create_user(user)
             except RetriableError as exc:
                 result.failed.append((row.address, str(exc)))
                 break

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from connector.domain.decisions import Decision
 from connector.errors import ConnectorError
 
 
@@ -18,6 +19,18 @@ class NewUser:
     aliases: tuple[str, ...] = ()
     display_name: str | None = None
     external_id: str | None = None
+
+
+def new_user_for(decision: Decision) -> NewUser:
+    """The user a ``create_user`` decision asks for."""
+    assert decision.user_address is not None and decision.org is not None
+    return NewUser(
+        primary_address=decision.user_address,
+        org=decision.org,
+        aliases=decision.aliases,
+        display_name=decision.display_name,
+        external_id=decision.external_id,
+    )
 
 
 @dataclass(frozen=True, slots=True)
