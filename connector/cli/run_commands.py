@@ -8,15 +8,24 @@ import sys
 from connector.app import utc_now
 from connector.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, connector_from_args
 from connector.cli.report_commands import print_report
+from connector.domain.report import RunReport
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from jobs.cycle import run_cycle
-    from jobs.registry import JOBS
+    from jobs.registry import JOBS, run_job
 
     connector = connector_from_args(args)
-    with connector.locks.hold(JOBS["decide"].locks):  # never beside a scheduled cycle
-        report = run_cycle(connector, clock=utc_now, dry_run=args.dry_run).to_json()
+    if args.dry_run:
+        with connector.locks.hold(JOBS["decide"].locks):  # never beside a scheduled cycle
+            report = run_cycle(connector, clock=utc_now, dry_run=True).to_json()
+    else:
+        # The scheduler's decide job, run once: same locks, and its status counts for `connector health`.
+        outcome = run_job(connector, "decide", utc_now, wait_seconds=0)
+        if not isinstance(outcome.result, RunReport):
+            print(f"sync {outcome.status}: {outcome.detail}", file=sys.stderr)
+            return EXIT_FAILED
+        report = outcome.result.to_json()
     print_report(report, args.format)
     return {"ok": EXIT_OK, "partial": EXIT_PARTIAL}.get(report["status"], EXIT_FAILED)
 

@@ -248,3 +248,11 @@ def test_an_alias_waits_when_its_users_creation_fails(demo_config: Path) -> None
     report = run_cycle(connector, clock=utc_now)
     assert [c["address"] for c in report.created] == ["alice@acme.com"]  # both candidates were due again
     assert users(demo_config)["Acme Corp"][0] == ("alice@acme.com", ["alice.archer@acme.com"])
+
+
+def test_a_sync_from_cron_counts_for_health(demo_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`connector sync` runs the decide job once, so `connector health` sees cron-driven runs too."""
+    code, report = sync(demo_config, capsys)
+    assert code == 0 and len(report["created"]) == 6
+    assert main(["health", "-c", str(demo_config)]) == 0
+    assert "healthy" in capsys.readouterr().out
