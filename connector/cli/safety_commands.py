@@ -131,9 +131,12 @@ def _review(args: argparse.Namespace, approve: bool) -> int:
     if not rows:
         print("nothing pending matches", file=sys.stderr)
         return EXIT_NOT_FOUND
+    from jobs.registry import JOBS
+
     who = getpass.getuser()
     act = review.approve if approve else review.deny
-    result = act(connector, rows, who=who, now=utc_now())
+    with connector.locks.hold(JOBS["decide"].locks):  # never beside a cycle deciding the same candidates
+        result = act(connector, rows, who=who, now=utc_now())
     verb = "created" if approve else "denied and blocked"
     for address in result.done:
         print(f"{verb}: {address}")
