@@ -23,8 +23,6 @@ from connector.config.directory import CustomMappingSettings, GraphDirectorySett
 from connector.config.sources import SourceSettings
 from connector.config.target import BatchFileTargetSettings, ScimTargetSettings
 from connector.directory.base import Directory
-from connector.directory.graph import GraphDirectory, GraphOptions
-from connector.directory.ldap import LdapDirectory, LdapOptions
 from connector.directory.ldif import LdifDirectory
 from connector.directory.mapping import PRESETS, AttributeMapping
 from connector.directory.mirror import MirrorDirectory
@@ -34,7 +32,6 @@ from connector.policy.addresses import AddressMap
 from connector.policy.org_rules import OrgRule
 from connector.probe.base import CatchAllProbe
 from connector.probe.smtp import SmtpCatchAllProbe
-from connector.reporting.files import HtmlReportDirectory
 from connector.sources.base import LogSource
 from connector.sources.exchange import ExchangeTrackingLogSource
 from connector.sources.exim import EximLogSource
@@ -43,8 +40,11 @@ from connector.sources.postfix import PostfixLogSource
 from connector.store.database import make_engine, make_sessionmaker, upgrade
 from connector.store.locks import JobLocks, make_job_locks
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # heavy libraries (ldap3, msal, jinja2, scim2-models) load only when configured
     from connector.compliance.scim import ScimComplianceDirectory
+    from connector.directory.graph import GraphDirectory
+    from connector.directory.ldap import LdapDirectory
+    from connector.reporting.files import HtmlReportDirectory
 
 
 def utc_now() -> datetime:
@@ -145,6 +145,8 @@ def _attribute_mapping(preset: str, custom: CustomMappingSettings | None) -> Att
 
 def build_ldap_directory(directory: LdapDirectorySettings, environ: Mapping[str, str]) -> LdapDirectory:
     """The LDAP adapter itself (no mirror): for lookups, ``directory check`` and mirror refreshes."""
+    from connector.directory.ldap import LdapDirectory, LdapOptions
+
     password = (
         resolve_secret(directory.bind_password, environ, "directory.bind_password")
         if directory.bind_password is not None
@@ -172,6 +174,8 @@ def build_ldap_directory(directory: LdapDirectorySettings, environ: Mapping[str,
 
 def build_graph_directory(directory: GraphDirectorySettings, environ: Mapping[str, str]) -> GraphDirectory:
     """The Microsoft Graph adapter."""
+    from connector.directory.graph import GraphDirectory, GraphOptions
+
     secret = (
         resolve_secret(directory.client_secret, environ, "directory.client_secret")
         if directory.client_secret is not None
@@ -274,6 +278,8 @@ def build_target(
 
 def build_report_pages(settings: Settings) -> HtmlReportDirectory | None:
     """The reports directory for HTML pages, if one is configured."""
+    from connector.reporting.files import HtmlReportDirectory
+
     reports = settings.reports
     if reports.directory is None:
         return None

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 from connector.app import Connector
-from connector.reporting.digest import build_digest
 from connector.store import repository
 
 log = logging.getLogger(__name__)
@@ -24,6 +23,8 @@ def send_digest(connector: Connector, *, now: datetime) -> EmailMessage | None:
     unreachable relay raises ``RetriableError`` (send again later); wrong
     credentials or certificates raise ``ConfigError``.
     """
+    from connector.reporting.digest import build_digest  # jinja2 loads only when a digest is sent
+
     settings = connector.settings.reports.digest
     if settings is None or connector.mailer is None:
         log.info("no digest configured")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 from connector.app import Connector
-from connector.compliance.scim import ScimComplianceDirectory
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +20,8 @@ def refresh_known(connector: Connector) -> dict[str, int] | None:
     Raises ``RetriableError`` when the target is down or quarantined (the old copy stays).
     """
     target = connector.target
+    from connector.compliance.scim import ScimComplianceDirectory  # slow import: SCIM targets only
+
     if not isinstance(target, ScimComplianceDirectory):
         log.debug("target %s keeps its addresses locally: nothing to pull", target.describe())
         return None

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -21,7 +22,6 @@ from connector.app import Connector
 from connector.config.runtime import JobSchedule, Role
 from connector.domain.report import RunReport
 from connector.errors import ConnectorError
-from connector.monitoring.metrics import Metrics
 from connector.store import status
 from connector.store.locks import LockBusy
 from jobs.cycle import run_cycle
@@ -30,6 +30,9 @@ from jobs.directory_mirror import refresh_directory_mirror
 from jobs.housekeeping import housekeeping
 from jobs.ingest import IngestResult, ingest_logs
 from jobs.refresh_known import refresh_known
+
+if TYPE_CHECKING:  # prometheus-client loads only where metrics are served (connector run)
+    from connector.monitoring.metrics import Metrics
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]

@@ -9,8 +9,6 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from jinja2 import TemplateError
-
 from connector.app import Connector
 from connector.errors import RetriableError
 from connector.store import repository
@@ -37,6 +35,7 @@ def publish_reports(connector: Connector, report: dict[str, Any], *, now: dateti
     pages = connector.report_pages
     if pages is None:
         return
+
     try:
         pages.write_run(report)
         pages.write_index(runs, now)
@@ -44,6 +43,8 @@ def publish_reports(connector: Connector, report: dict[str, Any], *, now: dateti
             pages.prune({run.run_id for run in runs} | {int(report["run_id"])})
     except RetriableError as exc:
         log.warning("reports directory: %s", exc)
-    except TemplateError:
+    except Exception as exc:  # jinja2.TemplateError, imported lazily with the renderer
+        if type(exc).__module__.split(".")[0] != "jinja2":
+            raise
         # A page that cannot be rendered is a bug; the stored report and the run's outcome stand.
         log.exception("cannot render the HTML report of run %s", report["run_id"])

@@ -10,8 +10,6 @@ from connector.app import build_connector, build_directory, utc_now
 from connector.cli.common import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, load_args_settings
 from connector.config import Settings
 from connector.directory.base import Directory
-from connector.directory.graph import GraphDirectory
-from connector.directory.ldap import LdapDirectory
 from connector.directory.ldif import LdifDirectory
 from connector.domain.directory import DirectoryAnswer
 from connector.errors import RetriableError
@@ -20,6 +18,9 @@ from connector.policy.org_rules import org_for
 
 
 def _count(directory: Directory) -> str:
+    from connector.directory.graph import GraphDirectory
+    from connector.directory.ldap import LdapDirectory
+
     if isinstance(directory, LdapDirectory | LdifDirectory):
         return f"{directory.count_entries()} entries visible with the configured base and filter"
     if isinstance(directory, GraphDirectory):

@@ -17,7 +17,6 @@ from typing import Any
 from connector.app import utc_now
 from connector.cli.common import EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_OK, connector_from_args
 from connector.reporting.csv_export import created_users_csv
-from connector.reporting.html import render_index_html, render_run_html
 from connector.reporting.text import render_text
 
 ACTIONS = ("list", "show", "digest", "latest")
@@ -28,6 +27,8 @@ def print_report(report: dict[str, Any], output_format: str) -> None:
     if output_format == "json":
         print(json.dumps(report, indent=2))
     elif output_format == "html":
+        from connector.reporting.html import render_run_html
+
         sys.stdout.write(render_run_html(report))
     elif output_format == "csv":
         sys.stdout.write(created_users_csv([report]))
@@ -76,6 +77,8 @@ def _list(args: argparse.Namespace) -> int:
     with connector.sessions() as session:
         runs = list_runs(session, since=since)
     if args.format == "html":  # the index page, as the reports directory has it
+        from connector.reporting.html import render_index_html
+
         sys.stdout.write(render_index_html(runs, now=now, retention_days=connector.settings.reports.retention_days))
         return EXIT_OK
     if args.format == "json":

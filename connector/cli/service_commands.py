@@ -20,7 +20,6 @@ from connector.config.runtime import Role
 from connector.domain.report import RunReport
 from connector.errors import RetriableError
 from connector.monitoring.logformat import use_format
-from connector.monitoring.metrics import Metrics
 from connector.reporting.text import render_text
 from connector.store import status
 
@@ -49,6 +48,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"no such job {args.job!r}; known: {', '.join(JOBS)}", file=sys.stderr)
         return EXIT_CONFIG
     settings, connector = _service_connector(args, migrate=True)  # migrations also run at start-up
+    from connector.monitoring.metrics import Metrics  # prometheus-client: only for the service
+
     metrics = Metrics()
     if args.once or args.job:
 
