@@ -126,6 +126,7 @@ def decide_and_sync(
     now: datetime,
     commit: bool,
     plan: frozenset[str] | None = None,
+    recheck: bool = False,
 ) -> None:
     """Decide every due candidate, cross-check the qualified ones, provision them.
 
@@ -140,7 +141,7 @@ def decide_and_sync(
         report.errors.append({"stage": "target", "error": f"cannot list known addresses: {exc}"})
 
     fingerprints = connector.rule_fingerprints
-    due = [item[0] for item in repository.candidates_due(session, fingerprints, now)]
+    due = [item[0] for item in repository.candidates_due(session, fingerprints, now, recheck=recheck)]
     safety = SafetyStage.prepare(session, connector, report, due, known, now=now, plan=plan)
     address_map = safety.address_map  # the rules after catch-all detection (auto resolved)
     to_check: list[AddressEvidence] = []
@@ -282,6 +283,7 @@ def run_cycle(
     dry_run: bool = False,
     plan: frozenset[str] | None = None,
     ingest_logs: bool = True,
+    recheck: bool = False,
 ) -> RunReport:
     """Run ingest -> decide -> cross-check -> sync once and store the report.
 
@@ -317,7 +319,9 @@ def run_cycle(
                 if result.interrupted:
                     report.warnings.append("interrupted by shutdown while reading logs: the rest is read next run")
             if not connector.stop.is_set():
-                decide_and_sync(session, connector, target, report, now=now, commit=not dry_run, plan=plan)
+                decide_and_sync(
+                    session, connector, target, report, now=now, commit=not dry_run, plan=plan, recheck=recheck
+                )
             interrupted = any(w.startswith("interrupted by shutdown") for w in report.warnings)
             status = "ok" if not report.errors and not interrupted else "partial"
         except ConnectorError as exc:

@@ -12,16 +12,22 @@ from connector.domain.report import RunReport
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from jobs.cycle import run_cycle
     from jobs.registry import JOBS, run_job
 
     connector = connector_from_args(args)
     if args.dry_run:
         with connector.locks.hold(JOBS["decide"].locks):  # never beside a scheduled cycle
-            report = run_cycle(connector, clock=utc_now, dry_run=True).to_json()
+            report = run_cycle(connector, clock=utc_now, dry_run=True, recheck=args.recheck).to_json()
     else:
         # The scheduler's decide job, run once: same locks, and its status counts for `connector health`.
-        outcome = run_job(connector, "decide", utc_now, wait_seconds=0)
+        jobs = JOBS
+        if args.recheck:
+            decide = dataclasses.replace(JOBS["decide"], run=lambda c, clock: run_cycle(c, clock=clock, recheck=True))
+            jobs = {**JOBS, "decide": decide}
+        outcome = run_job(connector, "decide", utc_now, wait_seconds=0, jobs=jobs)
         if not isinstance(outcome.result, RunReport):
             print(f"sync {outcome.status}: {outcome.detail}", file=sys.stderr)
             return EXIT_FAILED
@@ -56,6 +62,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "sync", parents=[common], help="run one full cycle: ingest, decide, cross-check, sync, report"
     )
     sync.add_argument("--dry-run", action="store_true", help="decide and report, change nothing")
+    sync.add_argument(
+        "--recheck",
+        action="store_true",
+        help="decide again every candidate not yet created (e.g. after the directory changed), not only new mail",
+    )
     sync.add_argument("--format", choices=["text", "json"], default="text")
     sync.set_defaults(func=cmd_sync)
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from connector.domain.decisions import CandidateState, Decision
@@ -134,13 +134,14 @@ def save_checkpoint(session: Session, source: str, checkpoint: SourceCheckpoint,
 
 
 def candidates_due(
-    session: Session, rule_fingerprints: dict[str, str], now: datetime
+    session: Session, rule_fingerprints: dict[str, str], now: datetime, *, recheck: bool = False
 ) -> list[tuple[AddressEvidence, CandidateRow | None]]:
     """Evidence that needs a (new) decision, per managed domain.
 
     Due: never decided; evidence changed since the last decision; deferred
     (retry); a recheck time has come (evidence stamped later than the clock);
-    or the domain's rule changed. Created candidates are final.
+    or the domain's rule changed. Created candidates are final. ``recheck``
+    makes every candidate not yet created due (after the directory changed).
     """
     due: list[tuple[AddressEvidence, CandidateRow | None]] = []
     for domain, fingerprint in sorted(rule_fingerprints.items()):
@@ -154,6 +155,7 @@ def candidates_due(
                     and_(
                         CandidateRow.state != CandidateState.CREATED.value,
                         or_(
+                            literal(recheck),
                             CandidateRow.evidence_revision != EvidenceRow.revision,
                             CandidateRow.state == CandidateState.DEFERRED.value,
                             CandidateRow.recheck_at <= now,

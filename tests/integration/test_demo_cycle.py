@@ -256,3 +256,18 @@ def test_a_sync_from_cron_counts_for_health(demo_config: Path, capsys: pytest.Ca
     assert code == 0 and len(report["created"]) == 6
     assert main(["health", "-c", str(demo_config)]) == 0
     assert "healthy" in capsys.readouterr().out
+
+
+def test_recheck_decides_again_without_new_mail(demo_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A leaver comes back: once the directory knows olduser again, --recheck creates the user."""
+    sync(demo_config, capsys)
+    ldif = demo_config.parent / "demo" / "directory.ldif"
+    ldif.write_text(
+        ldif.read_text() + "\ndn: uid=olduser,ou=people,dc=acme,dc=com\nobjectClass: inetOrgPerson\nuid: olduser\n"
+        "cn: Old User\nsn: User\nmail: olduser@acme.com\n"
+    )
+    code, report = sync(demo_config, capsys)
+    assert code == 0 and report["created"] == []  # no new mail: nothing is decided again
+    code, report = sync(demo_config, capsys, "--recheck")
+    assert code == 0 and [c["address"] for c in report["created"]] == ["olduser@acme.com"]
+    assert skipped(report, "dictionary_attack")  # the rest was decided again, with the same outcome
