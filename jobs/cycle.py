@@ -72,14 +72,7 @@ def _apply(
                 # Created outside this connector since the known-address snapshot was taken.
                 known.add_user(user.primary_address, user.aliases)
                 detail = f"{user.primary_address} already exists in the compliance directory"
-                return Decision(
-                    decision.address,
-                    Outcome.SKIP,
-                    Reason.ALREADY_KNOWN,
-                    detail,
-                    org=decision.org,
-                    method=decision.method,
-                )
+                return decision.instead(Outcome.SKIP, Reason.ALREADY_KNOWN, detail)
             via = f" via {decision.address}" if decision.address != user.primary_address else ""
             known.add_user(user.primary_address, user.aliases, origin=f"created in this run{via}")
         elif decision.outcome is Outcome.ADD_ALIAS:
@@ -88,19 +81,10 @@ def _apply(
             known.add_alias(decision.address, decision.user_address)
     except RetriableError as exc:
         report.errors.append({"stage": "target", "address": decision.address, "error": str(exc)})
-        return Decision(
-            decision.address,
-            Outcome.DEFER,
-            Reason.TARGET_UNAVAILABLE,
-            str(exc),
-            org=decision.org,
-            method=decision.method,
-        )
+        return decision.instead(Outcome.DEFER, Reason.TARGET_UNAVAILABLE, str(exc))
     except SkippableError as exc:
         report.errors.append({"stage": "target", "address": decision.address, "error": str(exc)})
-        return Decision(
-            decision.address, Outcome.SKIP, Reason.TARGET_REJECTED, str(exc), org=decision.org, method=decision.method
-        )
+        return decision.instead(Outcome.SKIP, Reason.TARGET_REJECTED, str(exc))
     return decision
 
 
@@ -207,14 +191,8 @@ def decide_and_sync(
     batch = _create_in_batch(target, [d for d, _ in planned])
     for decision, evidence in planned:
         if _depends_on_a_failed_creation(decision, known):
-            decision = Decision(
-                decision.address,
-                Outcome.DEFER,
-                Reason.TARGET_UNAVAILABLE,
-                f"its user {decision.user_address or decision.address} could not be created in this run",
-                org=decision.org,
-                method=decision.method,
-            )
+            detail = f"its user {decision.user_address or decision.address} could not be created in this run"
+            decision = decision.instead(Outcome.DEFER, Reason.TARGET_UNAVAILABLE, detail)
         elif decision.outcome in (Outcome.CREATE_USER, Outcome.ADD_ALIAS):
             if commit:
                 session.commit()

@@ -88,6 +88,10 @@ class Decision:
     evidence: dict[str, Any] = field(default_factory=dict)
     recheck_at: datetime | None = None  # evidence is stamped later than ``now``: decide again then
 
+    def instead(self, outcome: Outcome, reason: Reason, detail: str) -> Decision:
+        """The same candidate (address, org, method) with another outcome, e.g. when applying it failed."""
+        return Decision(self.address, outcome, reason, detail, org=self.org, method=self.method)
+
     @property
     def state(self) -> CandidateState:
         """The candidate state this decision leads to once applied."""

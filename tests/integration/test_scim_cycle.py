@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +16,6 @@ from jobs.cycle import run_cycle
 from jobs.refresh_known import refresh_known
 from tests.integration.test_scim_target import group_members, post_by_hand, scim_get, users_named
 from tests.scim_server import CLIENT_SECRET, TOKEN, Fault, FaultProxy, ScimTestServer
-
-
-@pytest.fixture
-def server() -> Iterator[ScimTestServer]:
-    server = ScimTestServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def proxy(server: ScimTestServer) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(server.port)
-    yield proxy
-    proxy.close()
 
 
 def use_target(config: Path, target: dict[str, Any]) -> Path:

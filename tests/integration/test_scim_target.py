@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,20 +30,6 @@ class Clock:
 
     def __call__(self) -> Any:
         return self.now
-
-
-@pytest.fixture
-def server() -> Iterator[ScimTestServer]:
-    server = ScimTestServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def proxy(server: ScimTestServer) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(server.port)
-    yield proxy
-    proxy.close()
 
 
 class Harness:
