@@ -34,3 +34,7 @@ class SkippableError(ConnectorError):
 
 class FatalError(ConnectorError):
     """The run must stop."""
+
+
+class ConflictError(RetriableError):
+    """The target's copy changed since it was read (HTTP 412 on ``If-Match``): read again, plan again."""

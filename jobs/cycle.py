@@ -22,8 +22,10 @@ from connector.errors import ConnectorError, RetriableError, SkippableError
 from connector.policy.addresses import AddressMap, DomainRule
 from connector.policy.decide import assess, resolve
 from connector.policy.known import KnownAddresses
+from connector.store import lifecycle as lifecycle_store
 from connector.store import repository
 from jobs.ingest import IngestResult, ingest
+from jobs.reconcile import reconcile
 from jobs.reports import publish_reports
 from jobs.safety import SafetyStage
 
@@ -99,6 +101,42 @@ def _depends_on_a_failed_creation(decision: Decision, known: KnownAddresses) -> 
     if decision.outcome is Outcome.ADD_ALIAS and decision.user_address is not None:
         return known.owner_of(decision.user_address) is None
     return False
+
+
+def _record_intents(session: Session, decisions: Sequence[Decision], *, now: datetime, run_id: int) -> set[str]:
+    """Write the managed-user intent of every creation; the addresses whose intent is new."""
+    new: set[str] = set()
+    for decision in decisions:
+        if (
+            decision.outcome is Outcome.CREATE_USER
+            and decision.user_address is not None
+            and lifecycle_store.record_intent(
+                session,
+                decision.user_address,
+                org=decision.org,
+                aliases=decision.aliases,
+                directory_address=decision.directory_address,
+                now=now,
+                run_id=run_id,
+            )
+        ):
+            new.add(decision.user_address)
+    return new
+
+
+def _settle_intent(
+    session: Session, decision: Decision, applied: Decision, new_intents: set[str], *, now: datetime
+) -> None:
+    """After the target answered: confirm what it created, forget what turned out to be someone else's."""
+    if decision.outcome is not Outcome.CREATE_USER or decision.user_address is None:
+        return
+    if applied.outcome is Outcome.CREATE_USER:
+        lifecycle_store.confirm(session, decision.user_address, now=now)
+    elif applied.reason is Reason.ALREADY_KNOWN and decision.user_address in new_intents:
+        lifecycle_store.forget(session, decision.user_address)  # made outside the connector: not ours
+    elif applied.reason is Reason.ALREADY_KNOWN:
+        lifecycle_store.confirm(session, decision.user_address, now=now)  # an earlier run's creation
+    # deferred or refused: the intent stays; the reconcile step confirms or forgets it
 
 
 def decide_and_sync(
@@ -186,6 +224,9 @@ def decide_and_sync(
         planned.append((decision, evidence))
 
     # Phase 2: apply in order with the real results; ``known`` learns only what worked.
+    # The intent to manage each new user is committed before the target is asked, so a
+    # crash or a failed membership write after the create is repaired by the reconcile step.
+    new_intents = _record_intents(session, [d for d, _ in planned], now=now, run_id=report.run_id)
     if commit:
         session.commit()  # hold no write lock while the target writes
     batch = _create_in_batch(target, [d for d, _ in planned])
@@ -196,7 +237,9 @@ def decide_and_sync(
         elif decision.outcome in (Outcome.CREATE_USER, Outcome.ADD_ALIAS):
             if commit:
                 session.commit()
-            decision = _apply(decision, target, known, report, batch)
+            applied = _apply(decision, target, known, report, batch)
+            _settle_intent(session, decision, applied, new_intents, now=now)
+            decision = applied
         decisions.append((decision, evidence))
     # Assessed last, so that users created above (e.g. from their alias) count as known.
     for evidence in settled_later:
@@ -219,6 +262,25 @@ def decide_and_sync(
     safety.finish(decisions)
     if commit:
         session.commit()
+    else:
+        session.flush()
+    if target_down is None and not connector.stop.is_set():
+        created_now = {d.user_address for d, _ in decisions if d.outcome is Outcome.CREATE_USER and d.user_address}
+        reconcile(
+            session,
+            connector,
+            target,
+            report,
+            now=now,
+            commit=commit,
+            address_map=address_map,
+            known_users=known.users(),
+            skip=created_now,
+            plan_keys=plan,
+        )
+    elif target_down is not None:
+        report.errors.append({"stage": "lifecycle", "error": "managed users not reconciled: the target is down"})
+    if commit:
         try:
             target.flush()
         except RetriableError as exc:  # the changes stay recorded; the next run writes them

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from connector.domain.decisions import Decision
+from connector.domain.lifecycle import Change, TargetUser
 from connector.errors import ConnectorError
 
 
@@ -71,4 +72,24 @@ class BatchCreate(Protocol):
 
     def create_users(self, users: Sequence[NewUser]) -> list[bool | ConnectorError]:
         """One result per user, in order: True created, False already there, or the error."""
+        ...
+
+
+@runtime_checkable
+class LifecycleTarget(Protocol):
+    """A target whose users the connector keeps in sync after creation (``jobs/reconcile.py``)."""
+
+    def read_users(self, addresses: Sequence[str]) -> dict[str, TargetUser]:
+        """The actual state of these users, by primary address; a user not in the target is left out.
+
+        Raises ``RetriableError`` when the target cannot be read: nothing is then planned.
+        """
+        ...
+
+    def apply_change(self, change: Change) -> str | None:
+        """Carry out one lifecycle change; returns the user's target id when known.
+
+        Idempotent. ``ConflictError`` when the user changed since it was read (412);
+        ``RetriableError`` on an outage; ``SkippableError`` when the target refuses it.
+        """
         ...

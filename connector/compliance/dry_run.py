@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from connector.compliance.base import ComplianceDirectory, KnownSnapshot, NewUser
+from connector.compliance.base import ComplianceDirectory, KnownSnapshot, LifecycleTarget, NewUser
+from connector.domain.lifecycle import Change, TargetUser
+from connector.errors import FatalError
 
 
 @runtime_checkable
@@ -42,3 +45,17 @@ class DryRunComplianceDirectory:
 
     def flush(self) -> None:
         """Nothing was written, so nothing is flushed."""
+
+    @property
+    def reconciles(self) -> bool:
+        """Whether the wrapped target keeps managed users in sync (``LifecycleTarget``)."""
+        return isinstance(self._inner, LifecycleTarget)
+
+    def read_users(self, addresses: Sequence[str]) -> dict[str, TargetUser]:
+        if not isinstance(self._inner, LifecycleTarget):
+            raise FatalError(f"{self._inner.describe()} cannot read users back")
+        return self._inner.read_users(addresses)
+
+    def apply_change(self, change: Change) -> str | None:
+        self.planned.append(f"{change.kind.value} {change.address}: {change.detail}")
+        return change.target_id

@@ -5,7 +5,7 @@ The default target: small sites need nothing else, and the demo runs offline.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connector.compliance.base import KnownSnapshot, NewUser
+from connector.domain.lifecycle import Change, ChangeKind, TargetUser
 from connector.errors import RetriableError, SkippableError
 from connector.store.models import TargetAliasRow, TargetOrgRow, TargetUserRow
 
@@ -104,6 +105,105 @@ class EmbeddedComplianceDirectory:
 
     def flush(self) -> None:
         """Every write commits on its own: nothing to do."""
+
+    # -- lifecycle (LifecycleTarget) ----------------------------------------------------------------
+
+    def read_users(self, addresses: Sequence[str]) -> dict[str, TargetUser]:
+        """The actual state of these users (by primary address)."""
+        result: dict[str, TargetUser] = {}
+        wanted = list(dict.fromkeys(addresses))
+        try:
+            with self._sessions() as session:
+                orgs = {o.id: o.name for o in session.scalars(select(TargetOrgRow))}
+                for start in range(0, len(wanted), 500):
+                    chunk = wanted[start : start + 500]
+                    users = list(session.scalars(select(TargetUserRow).where(TargetUserRow.primary_address.in_(chunk))))
+                    ids = [u.id for u in users]
+                    aliases: dict[int, list[str]] = {}
+                    for alias in session.scalars(select(TargetAliasRow).where(TargetAliasRow.user_id.in_(ids))):
+                        aliases.setdefault(alias.user_id, []).append(alias.address)
+                    for user in users:
+                        result[user.primary_address] = TargetUser(
+                            primary_address=user.primary_address,
+                            target_id=str(user.id),
+                            orgs=(orgs[user.org_id],),
+                            aliases=tuple(sorted(aliases.get(user.id, []))),
+                            display_name=user.display_name,
+                            external_id=user.external_id,
+                            active=bool(user.active),
+                        )
+        except OperationalError as exc:
+            raise RetriableError(f"embedded directory unreadable: {exc}") from exc
+        return result
+
+    def _user_for(self, session: Session, change: Change) -> TargetUserRow:
+        user = None
+        if change.target_id and change.target_id.isdigit():
+            user = session.get(TargetUserRow, int(change.target_id))
+        if user is None:
+            user = session.scalars(select(TargetUserRow).where(TargetUserRow.primary_address == change.address)).first()
+        if user is None:
+            raise SkippableError(f"no user {change.address} in the embedded directory")
+        return user
+
+    def apply_change(self, change: Change) -> str | None:
+        """Carry out one lifecycle change in its own transaction (idempotent)."""
+        if change.kind is ChangeKind.RECREATE:
+            assert change.org is not None
+            self.create_user(
+                NewUser(
+                    change.address,
+                    change.org,
+                    change.aliases,
+                    display_name=change.fields.get("display_name"),
+                    external_id=change.fields.get("external_id"),
+                )
+            )
+            with self._sessions() as session:
+                return str(self._user_for(session, change).id)
+        with self._write() as session:
+            user = self._user_for(session, change)
+            if change.kind in (ChangeKind.SUSPEND, ChangeKind.REACTIVATE):
+                user.active = change.kind is ChangeKind.REACTIVATE
+            elif change.kind is ChangeKind.DELETE:
+                for alias in session.scalars(select(TargetAliasRow).where(TargetAliasRow.user_id == user.id)):
+                    session.delete(alias)
+                session.delete(user)
+                return None
+            elif change.kind is ChangeKind.UPDATE:
+                self._update(session, user, change)
+            elif change.kind in (ChangeKind.MOVE, ChangeKind.REPAIR) and change.org and not change.aliases:
+                user.org_id = self._org(session, change.org).id
+            if change.kind in (ChangeKind.ADD_ALIASES, ChangeKind.REPAIR):
+                for address in change.aliases:
+                    existing = session.get(TargetAliasRow, address)
+                    if existing is not None and existing.user_id != user.id:
+                        raise SkippableError(f"{address} is already an alias of another user")
+                    if existing is None:
+                        session.add(TargetAliasRow(address=address, user_id=user.id, created_at=self._clock()))
+            elif change.kind is ChangeKind.REMOVE_ALIASES:
+                for address in change.aliases:
+                    existing = session.get(TargetAliasRow, address)
+                    if existing is not None and existing.user_id == user.id:
+                        session.delete(existing)
+            return str(user.id)
+
+    def _update(self, session: Session, user: TargetUserRow, change: Change) -> None:
+        if "display_name" in change.fields:
+            user.display_name = change.fields["display_name"]
+        if "external_id" in change.fields:
+            user.external_id = change.fields["external_id"]
+        new_primary = change.fields.get("primary_address")
+        if new_primary and new_primary != user.primary_address:
+            taken = session.scalars(select(TargetUserRow).where(TargetUserRow.primary_address == new_primary)).first()
+            if taken is not None:
+                raise SkippableError(f"cannot rename {user.primary_address} to {new_primary}: that user exists")
+            alias = session.get(TargetAliasRow, new_primary)
+            if alias is not None:
+                if alias.user_id != user.id:
+                    raise SkippableError(f"cannot rename {user.primary_address}: {new_primary} is another's alias")
+                session.delete(alias)
+            user.primary_address = new_primary
 
     def users_by_org(self) -> dict[str, list[tuple[str, list[str]]]]:
         """Org name -> [(primary, aliases)], for the CLI and tests."""

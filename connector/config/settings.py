@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from connector.config.base import StrictModel
 from connector.config.directory import DirectorySettings, OrgRuleSettings
 from connector.config.domains import DomainSettings
+from connector.config.lifecycle import LifecycleSettings
 from connector.config.reports import ReportsSettings
 from connector.config.runtime import MonitoringSettings, RetentionSettings, Role, SchedulerSettings
 from connector.config.safety import SafetySettings
@@ -50,6 +51,8 @@ class Settings(StrictModel):
     """Report files, their retention and the daily digest."""
     safety: SafetySettings = Field(default_factory=dict, validate_default=True)
     """Catch-all detection, attack guard, creation limits, exclusions, review mode (docs/safety.md)."""
+    lifecycle: LifecycleSettings = Field(default_factory=dict, validate_default=True)
+    """After creation: moves, updates, aliases, suspensions and deletions under limits (docs/policies.md)."""
     roles: list[Role] = Field(default_factory=lambda: [Role.INGEST, Role.DECIDE], min_length=1)
     """What this instance does: ``ingest`` (read its logs), ``decide`` (decide, cross-check, sync); both by default."""
     scheduler: SchedulerSettings = SchedulerSettings()

@@ -87,6 +87,7 @@ class Decision:
     external_id: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
     recheck_at: datetime | None = None  # evidence is stamped later than ``now``: decide again then
+    directory_address: str | None = None  # CREATE_USER: the primary as the directory spells it, when not canonical
 
     def instead(self, outcome: Outcome, reason: Reason, detail: str) -> Decision:
         """The same candidate (address, org, method) with another outcome, e.g. when applying it failed."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from connector.domain.decisions import Decision, Outcome
 
-SCHEMA_VERSION = 1  # docs/report.schema.json; bump only for incompatible changes
+SCHEMA_VERSION = 2  # docs/report.schema.json; bump only for incompatible changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,11 @@ class RunReport:
     guards: list[dict[str, Any]] = field(default_factory=list)  # catch-all status, attacks, limits (docs/safety.md)
     planned_changes: list[str] = field(default_factory=list)
     target_health: dict[str, Any] | None = None
+    lifecycle: dict[str, Any] | None = None  # reconcile of managed users (jobs/reconcile.py: result_json)
+
+    def add_lifecycle(self, section: dict[str, Any]) -> None:
+        """The lifecycle section of this run (one per run)."""
+        self.lifecycle = section
 
     def add_decision(self, decision: Decision, *, now: datetime) -> None:
         """File one applied decision under created / aliases_added / skipped / deferred."""
@@ -115,6 +120,7 @@ class RunReport:
             "held": len(self.held),
             "errors": len(self.errors),
             "skipped_by_reason": dict(sorted(Counter(s["reason"] for s in self.skipped).items())),
+            "lifecycle": lifecycle_counts(self.lifecycle),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -140,4 +146,31 @@ class RunReport:
             "errors": self.errors,
             "planned_changes": self.planned_changes,
             "target_health": self.target_health,
+            "lifecycle": self.lifecycle,
         }
+
+
+LIFECYCLE_LISTS = (
+    "moved",
+    "updated",
+    "aliases_added",
+    "aliases_removed",
+    "suspended",
+    "reactivated",
+    "deleted",
+    "repaired",
+    "recreated",
+    "held",
+    "deferred",
+    "failed",
+)
+
+
+def lifecycle_counts(section: dict[str, Any] | None) -> dict[str, int]:
+    """Per change kind, how many a run made (or held, deferred, failed); empty without a lifecycle section."""
+    if not section:
+        return {}
+    counts = {name: len(section.get(name) or []) for name in LIFECYCLE_LISTS}
+    counts["managed"] = int(section.get("managed") or 0)
+    counts["unmanaged"] = int(section.get("unmanaged") or 0)
+    return counts

@@ -14,9 +14,10 @@ from typing import Any
 from connector.domain.decisions import Decision, Method, Outcome, Reason
 from connector.domain.directory import DirectoryAnswer
 from connector.domain.evidence import AddressEvidence
-from connector.policy.addresses import AddressMap, DomainRule, InvalidAddress
+from connector.policy.addresses import AddressMap, DomainRule
 from connector.policy.known import KnownAddresses
 from connector.policy.org_rules import OrgRule, org_for
+from connector.policy.reconcile import canonical_or, directory_aliases
 
 
 def _decision(address: str, rule: DomainRule, outcome: Outcome, reason: Reason, detail: str, **extra: Any) -> Decision:
@@ -140,7 +141,7 @@ def resolve(
         return _decision(
             address, rule, Outcome.SKIP, Reason.DISABLED_IN_DIRECTORY, f"account is disabled ({answer.dn})"
         )
-    primary = _canonical_or(address_map, answer.primary_address, address)
+    primary = canonical_or(address_map, answer.primary_address, address)
     owner = known.owner_of(primary)
     evidence_json = evidence_summary(evidence, rule.method)
     if owner is not None:
@@ -158,11 +159,7 @@ def resolve(
         detail = f"its primary address {primary} is in {primary_rule.domain}, where user creation is off"
         return _decision(address, rule, Outcome.SKIP, Reason.METHOD_OFF, detail)
     org, rule_index = org_for(answer, primary_rule.domain, primary_rule.org, org_rules)
-    aliases: list[str] = []
-    for alias in (*answer.aliases, address):
-        canonical = _canonical_or(address_map, alias, "")
-        if canonical and canonical != primary and canonical not in aliases:
-            aliases.append(canonical)
+    aliases = directory_aliases(answer, address_map, primary, address)
     detail = "qualified" if primary == address else f"qualified as {address}, an alias of {primary}"
     if rule_index is not None:
         detail += f", org from org rule {rule_index + 1}"
@@ -174,17 +171,9 @@ def resolve(
         org=org,
         method=rule.method,
         user_address=primary,
-        aliases=tuple(aliases),
+        aliases=aliases,
         display_name=answer.display_name,
         external_id=answer.external_id,
         evidence=evidence_json,
+        directory_address=answer.primary_address if answer.primary_address != primary else None,
     )
-
-
-def _canonical_or(address_map: AddressMap, address: str | None, fallback: str) -> str:
-    if not address:
-        return fallback
-    try:
-        return address_map.canonical(address)
-    except InvalidAddress:
-        return fallback

@@ -126,6 +126,7 @@ class TargetUserRow(Base):
     display_name: Mapped[str | None] = mapped_column(String(255))
     external_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime]
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
 
 
 class TargetAliasRow(Base):
@@ -282,3 +283,39 @@ class TargetExportRow(Base):
     recorded_at: Mapped[datetime]
     file: Mapped[str | None] = mapped_column(String(255), index=True)
     written_at: Mapped[datetime | None]
+
+
+class ManagedUserRow(Base):
+    """A target user the connector owns (created by it or adopted), and where its lifecycle stands."""
+
+    __tablename__ = "managed_users"
+
+    address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)  # primary address in the target
+    ownership: Mapped[str] = mapped_column(String(16))  # created | adopted
+    status: Mapped[str] = mapped_column(String(16), index=True)  # creating | active | suspended | deleted
+    org: Mapped[str | None] = mapped_column(String(255), index=True)
+    target_id: Mapped[str | None] = mapped_column(String(255))
+    directory_address: Mapped[str | None] = mapped_column(ADDRESS)
+    aliases: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # {"aliases": [...]} last applied
+    managed_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    suspended_at: Mapped[datetime | None]
+    suspend_reason: Mapped[str | None] = mapped_column(String(32))
+    denied: Mapped[str | None] = mapped_column(String(64))
+    run_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class HeldChangeRow(Base):
+    """A destructive lifecycle change held back by a limit, waiting for `connector approve --run N`."""
+
+    __tablename__ = "held_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(Integer, index=True)
+    address: Mapped[str] = mapped_column(ADDRESS, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    change: Mapped[dict[str, Any]] = mapped_column(JSON)
+    why: Mapped[str] = mapped_column(Text, default="")
+    held_at: Mapped[datetime]
+    approved_at: Mapped[datetime | None]
+    approved_by: Mapped[str | None] = mapped_column(Text)

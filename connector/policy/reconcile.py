@@ -1,0 +1,363 @@
+"""The lifecycle planner: desired state (directory) vs actual state (target) -> changes. Pure.
+
+``sync``, ``sync --dry-run``, ``plan``/``apply`` and ``explain`` all call
+``plan_reconcile``; the cycle only gathers its inputs and applies what it
+returns. Fail closed: a user the directory could not answer about is never
+changed, and destructive changes beyond the limits are all held for a person.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from connector.domain.decisions import Method
+from connector.domain.directory import DirectoryEntry
+from connector.domain.lifecycle import (
+    Change,
+    ChangeKind,
+    ChangeSet,
+    DesiredUser,
+    DirectoryState,
+    DirectoryVerdict,
+    HeldChange,
+    ManagedStatus,
+    ManagedUser,
+    SuspendReason,
+    TargetUser,
+)
+from connector.policy.addresses import AddressMap, InvalidAddress
+from connector.policy.org_rules import OrgRule, org_for
+
+
+@dataclass(frozen=True, slots=True)
+class LifecyclePolicy:
+    """The lifecycle settings the planner needs (built from ``lifecycle`` in the config)."""
+
+    suspend_leavers: bool = True
+    delete_after: timedelta | None = None
+    inactivity: timedelta | None = None
+    remove_aliases: bool = True
+    max_suspend_per_run: int = 100
+    max_delete_per_run: int = 100
+    max_share_of_org: float = 0.2
+    share_floor: int = 5
+    org_names: frozenset[str] = frozenset()
+    """Every org the config can place a user in: only these groups are moved between."""
+
+
+def canonical_or(address_map: AddressMap, address: str | None, fallback: str) -> str:
+    """``address`` in canonical form, or ``fallback`` when it is missing or not an address."""
+    if not address:
+        return fallback
+    try:
+        return address_map.canonical(address)
+    except InvalidAddress:
+        return fallback
+
+
+def directory_aliases(entry: DirectoryEntry, address_map: AddressMap, primary: str, *extra: str) -> tuple[str, ...]:
+    """The entry's aliases in canonical form, without the primary and without repeats."""
+    aliases: list[str] = []
+    for alias in (*entry.aliases, *extra):
+        canonical = canonical_or(address_map, alias, "")
+        if canonical and canonical != primary and canonical not in aliases:
+            aliases.append(canonical)
+    return tuple(aliases)
+
+
+def directory_state(
+    answer: DirectoryEntry | None,
+    address_map: AddressMap,
+    org_rules: Sequence[OrgRule],
+    *,
+    failure: str | None = None,
+) -> DirectoryState:
+    """What the directory's answer about a managed user's primary address means for it."""
+    if failure is not None:
+        return DirectoryState(DirectoryVerdict.UNKNOWN, detail=f"directory unavailable: {failure}")
+    if answer is None:
+        return DirectoryState(DirectoryVerdict.GONE, detail="the mail directory has no object with this address")
+    if not answer.is_user:
+        return DirectoryState(DirectoryVerdict.NOT_A_USER, detail=f"directory object is a {answer.kind.value}")
+    if not answer.enabled:
+        return DirectoryState(DirectoryVerdict.DISABLED, detail=f"account is disabled ({answer.dn})")
+    primary = canonical_or(address_map, answer.primary_address, "")
+    if not primary:
+        return DirectoryState(
+            DirectoryVerdict.NOT_A_USER, detail=f"directory entry has no primary address ({answer.dn})"
+        )
+    rule = address_map.rule_for(primary.rpartition("@")[2])
+    if rule is None or rule.method is Method.OFF:
+        why = "is not managed" if rule is None else "has user creation off"
+        return DirectoryState(DirectoryVerdict.UNMANAGED, detail=f"its primary {primary} is in a domain that {why}")
+    org, _ = org_for(answer, rule.domain, rule.org, org_rules)
+    desired = DesiredUser(
+        primary_address=primary,
+        org=org,
+        aliases=directory_aliases(answer, address_map, primary),
+        display_name=answer.display_name,
+        external_id=answer.external_id,
+    )
+    return DirectoryState(DirectoryVerdict.PRESENT, desired=desired, detail=answer.dn)
+
+
+_SUSPEND_REASON = {
+    DirectoryVerdict.GONE: SuspendReason.NOT_IN_DIRECTORY,
+    DirectoryVerdict.DISABLED: SuspendReason.DISABLED_IN_DIRECTORY,
+    DirectoryVerdict.NOT_A_USER: SuspendReason.NOT_A_USER,
+}
+
+# The order a user's changes are applied in: a rename first, so later ones name the user as it is.
+_ORDER = {
+    kind: i
+    for i, kind in enumerate(
+        (
+            ChangeKind.RECREATE,
+            ChangeKind.REACTIVATE,
+            ChangeKind.UPDATE,
+            ChangeKind.MOVE,
+            ChangeKind.REPAIR,
+            ChangeKind.ADD_ALIASES,
+            ChangeKind.REMOVE_ALIASES,
+            ChangeKind.SUSPEND,
+            ChangeKind.DELETE,
+        )
+    )
+}
+
+
+def _inactive_since(user: ManagedUser) -> datetime | None:
+    return user.last_mail_at or user.managed_at
+
+
+def _plan_present(
+    user: ManagedUser,
+    desired: DesiredUser,
+    actual: TargetUser,
+    policy: LifecyclePolicy,
+    now: datetime,
+    recorded_aliases: Collection[str],
+) -> list[Change]:
+    changes: list[Change] = []
+    base = {"address": user.address, "target_id": actual.target_id, "version": actual.version}
+
+    def add(kind: ChangeKind, detail: str, **extra: object) -> None:
+        changes.append(Change(kind, detail=detail, **base, **extra))  # type: ignore[arg-type]
+
+    inactive_for = None
+    if policy.inactivity is not None and (since := _inactive_since(user)) is not None:
+        inactive_for = now - since
+    mail_since_suspension = (
+        user.last_mail_at is not None and user.suspended_at is not None and user.last_mail_at > user.suspended_at
+    )
+    if (
+        not actual.active
+        and user.status is ManagedStatus.SUSPENDED
+        and (user.suspend_reason is not SuspendReason.INACTIVE or mail_since_suspension or policy.inactivity is None)
+    ):
+        why = "valid mail arrived since" if user.suspend_reason is SuspendReason.INACTIVE else "back"
+        add(ChangeKind.REACTIVATE, f"enabled in the mail directory again ({why})", org=desired.org)
+    fields: dict[str, object] = {}
+    if desired.primary_address != actual.primary_address:
+        fields["primary_address"] = desired.primary_address
+    if desired.display_name != actual.display_name and desired.display_name is not None:
+        fields["display_name"] = desired.display_name
+    if desired.external_id != actual.external_id and desired.external_id is not None:
+        fields["external_id"] = desired.external_id
+    if fields:
+        described = ", ".join(f"{name} {getattr(actual, name)!r} -> {value!r}" for name, value in fields.items())
+        add(ChangeKind.UPDATE, described, fields=fields, org=desired.org)
+    in_orgs = tuple(sorted(o for o in actual.orgs if o in policy.org_names or o == desired.org))
+    others = tuple(o for o in in_orgs if o != desired.org)
+    if others:
+        add(ChangeKind.MOVE, f"org {', '.join(others)} -> {desired.org}", org=desired.org, from_org=others)
+    elif desired.org not in in_orgs:
+        if user.org == desired.org:
+            add(ChangeKind.REPAIR, f"membership of {desired.org} was missing", org=desired.org, reason="org")
+        else:
+            add(ChangeKind.MOVE, f"org {user.org or '(none)'} -> {desired.org}", org=desired.org)
+    have = set(actual.aliases)
+    missing = [a for a in desired.aliases if a not in have and a != actual.primary_address]
+    repaired = tuple(a for a in missing if a in recorded_aliases)
+    new = tuple(a for a in missing if a not in recorded_aliases)
+    if repaired:
+        add(ChangeKind.REPAIR, f"alias(es) were missing: {', '.join(repaired)}", aliases=repaired, reason="aliases")
+    if new:
+        add(ChangeKind.ADD_ALIASES, f"new in the mail directory: {', '.join(new)}", aliases=new)
+    wanted = set(desired.aliases) | {desired.primary_address}
+    extra = tuple(sorted(a for a in have if a not in wanted and a != actual.primary_address))
+    if extra and policy.remove_aliases:
+        add(ChangeKind.REMOVE_ALIASES, f"no longer in the mail directory: {', '.join(extra)}", aliases=extra)
+    if (
+        actual.active
+        and inactive_for is not None
+        and policy.inactivity is not None
+        and inactive_for >= policy.inactivity
+        and user.denied != f"{ChangeKind.SUSPEND.value}:{SuspendReason.INACTIVE.value}"
+    ):
+        days = inactive_for.total_seconds() / 86400
+        add(
+            ChangeKind.SUSPEND,
+            f"no valid mail for {days:.0f} days (limit {policy.inactivity.total_seconds() / 86400:g})",
+            org=user.org,
+            reason=SuspendReason.INACTIVE.value,
+        )
+    return changes
+
+
+def _plan_one(
+    user: ManagedUser,
+    state: DirectoryState,
+    actual: TargetUser | None,
+    policy: LifecyclePolicy,
+    now: datetime,
+    recorded_aliases: Collection[str],
+    result: ChangeSet,
+) -> list[Change]:
+    """The changes for one managed user (limits are applied later, over all users)."""
+    if user.status is ManagedStatus.DELETED:
+        return []
+    if user.status is ManagedStatus.CREATING:
+        if actual is None:
+            result.abandoned.append(user.address)
+            return []
+        result.confirmed.append(user.address)
+    verdict = state.verdict
+    if verdict is DirectoryVerdict.UNKNOWN:
+        result.unknown.append((user.address, state.detail))
+        return []
+    if verdict is DirectoryVerdict.UNMANAGED:
+        result.notes.append((user.address, f"left alone: {state.detail}"))
+        return []
+    if actual is None:
+        if verdict is DirectoryVerdict.PRESENT and user.status is not ManagedStatus.SUSPENDED:
+            assert state.desired is not None
+            return [
+                Change(
+                    ChangeKind.RECREATE,
+                    user.address,
+                    "managed user missing from the target (deleted outside the connector?): created again",
+                    org=state.desired.org,
+                    aliases=state.desired.aliases,
+                    fields={"display_name": state.desired.display_name, "external_id": state.desired.external_id},
+                )
+            ]
+        result.notes.append((user.address, "not in the target"))
+        return []
+    if verdict is DirectoryVerdict.PRESENT:
+        assert state.desired is not None
+        if not actual.active and user.status is ManagedStatus.ACTIVE:
+            result.notes.append((user.address, "suspended in the target by hand: left suspended"))
+        return _plan_present(user, state.desired, actual, policy, now, recorded_aliases)
+    # The directory answered that this person is no longer a user who should receive mail here.
+    reason = _SUSPEND_REASON[verdict]
+    if actual.active:
+        if not policy.suspend_leavers:
+            result.notes.append((user.address, f"{state.detail}; lifecycle.suspend_leavers is off"))
+            return []
+        if user.denied == f"{ChangeKind.SUSPEND.value}:{reason.value}":
+            result.notes.append((user.address, f"{state.detail}; its suspension was denied by an admin"))
+            return []
+        return [
+            Change(
+                ChangeKind.SUSPEND,
+                user.address,
+                state.detail,
+                target_id=actual.target_id,
+                org=user.org,
+                reason=reason.value,
+                version=actual.version,
+            )
+        ]
+    if user.status is not ManagedStatus.SUSPENDED:
+        result.notes.append((user.address, f"{state.detail}; already inactive in the target"))
+        return []
+    if policy.delete_after is None or user.suspended_at is None:
+        return []
+    if now - user.suspended_at < policy.delete_after:
+        return []
+    if user.denied == f"{ChangeKind.DELETE.value}:{reason.value}":
+        result.notes.append((user.address, "its deletion was denied by an admin"))
+        return []
+    days = policy.delete_after.total_seconds() / 86400
+    return [
+        Change(
+            ChangeKind.DELETE,
+            user.address,
+            f"suspended since {user.suspended_at.isoformat()} ({state.detail}); grace period of {days:g} days over",
+            target_id=actual.target_id,
+            org=user.org,
+            reason=reason.value,
+            version=actual.version,
+        )
+    ]
+
+
+def _limit(changes: Sequence[Change], users: Sequence[ManagedUser], policy: LifecyclePolicy) -> str | None:
+    """The first limit the destructive ``changes`` pass, or None."""
+    kinds = Counter(c.kind for c in changes)
+    if kinds[ChangeKind.SUSPEND] > policy.max_suspend_per_run:
+        return (
+            f"lifecycle.max_suspend_per_run={policy.max_suspend_per_run}: "
+            f"{kinds[ChangeKind.SUSPEND]} suspensions pending"
+        )
+    if kinds[ChangeKind.DELETE] > policy.max_delete_per_run:
+        return f"lifecycle.max_delete_per_run={policy.max_delete_per_run}: {kinds[ChangeKind.DELETE]} deletions pending"
+    org_size = Counter(u.org for u in users if u.status in (ManagedStatus.ACTIVE, ManagedStatus.SUSPENDED))
+    per_org = Counter(c.org for c in changes)
+    for org, count in sorted(per_org.items(), key=lambda item: str(item[0])):
+        allowed = max(policy.share_floor, math.floor(policy.max_share_of_org * org_size.get(org, 0)))
+        if count > allowed:
+            return (
+                f"lifecycle.max_share_of_org={policy.max_share_of_org:g}: {count} of {org_size.get(org, 0)} "
+                f"managed users of {org} (allowed {allowed})"
+            )
+    return None
+
+
+def plan_reconcile(
+    users: Sequence[ManagedUser],
+    directory: Mapping[str, DirectoryState],
+    actual: Mapping[str, TargetUser | None],
+    policy: LifecyclePolicy,
+    now: datetime,
+    *,
+    recorded_aliases: Mapping[str, Collection[str]] | None = None,
+    approved: Collection[tuple[str, str]] = (),
+) -> ChangeSet:
+    """The change set that brings every managed user in line with the directory.
+
+    ``directory`` and ``actual`` are keyed by the managed user's address; a user
+    missing from ``directory`` counts as unknown (never as a leaver).
+    ``approved`` holds ``(address, kind)`` of destructive changes a person
+    approved: they pass the limits.
+    """
+    result = ChangeSet()
+    planned: list[Change] = []
+    for user in users:
+        state = directory.get(user.address) or DirectoryState(DirectoryVerdict.UNKNOWN, detail="not looked up")
+        changes = _plan_one(
+            user,
+            state,
+            actual.get(user.address),
+            policy,
+            now,
+            (recorded_aliases or {}).get(user.address, ()),
+            result,
+        )
+        if not changes and user.status is not ManagedStatus.DELETED:
+            result.unchanged += 1
+        planned.extend(sorted(changes, key=lambda c: _ORDER[c.kind]))
+    destructive = [c for c in planned if c.destructive and (c.address, c.kind.value) not in approved]
+    limit = _limit(destructive, users, policy) if destructive else None
+    if limit is not None:
+        result.limit_reached = limit
+        held = {id(c) for c in destructive}
+        result.held = [HeldChange(c, limit) for c in destructive]
+        planned = [c for c in planned if id(c) not in held]
+    result.changes = planned
+    return result

@@ -1,0 +1,274 @@
+"""Managed users and held lifecycle changes: rows <-> domain values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from connector.domain.lifecycle import (
+    Change,
+    ChangeKind,
+    ManagedStatus,
+    ManagedUser,
+    Ownership,
+    SuspendReason,
+)
+from connector.store.models import HeldChangeRow, ManagedUserRow
+
+
+def _user(row: ManagedUserRow) -> ManagedUser:
+    return ManagedUser(
+        address=row.address,
+        ownership=Ownership(row.ownership),
+        status=ManagedStatus(row.status),
+        org=row.org,
+        target_id=row.target_id,
+        directory_address=row.directory_address,
+        managed_at=row.managed_at,
+        suspended_at=row.suspended_at,
+        suspend_reason=SuspendReason(row.suspend_reason) if row.suspend_reason else None,
+        denied=row.denied,
+    )
+
+
+def recorded_aliases(row: ManagedUserRow) -> tuple[str, ...]:
+    return tuple((row.aliases or {}).get("aliases") or ())
+
+
+def managed_users(session: Session, *, include_deleted: bool = False) -> list[ManagedUser]:
+    """Every managed user, by address."""
+    query = select(ManagedUserRow).order_by(ManagedUserRow.address)
+    if not include_deleted:
+        query = query.where(ManagedUserRow.status != ManagedStatus.DELETED.value)
+    return [_user(row) for row in session.scalars(query)]
+
+
+def managed_rows(session: Session, addresses: Iterable[str] | None = None) -> dict[str, ManagedUserRow]:
+    query = select(ManagedUserRow)
+    if addresses is not None:
+        wanted = list(addresses)
+        rows: dict[str, ManagedUserRow] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = query.where(ManagedUserRow.address.in_(wanted[start : start + 500]))
+            rows.update({row.address: row for row in session.scalars(chunk)})
+        return rows
+    return {row.address: row for row in session.scalars(query)}
+
+
+def get_managed(session: Session, address: str) -> ManagedUser | None:
+    row = session.get(ManagedUserRow, address)
+    return _user(row) if row is not None else None
+
+
+def record_intent(
+    session: Session,
+    address: str,
+    *,
+    org: str | None,
+    aliases: Sequence[str],
+    directory_address: str | None,
+    now: datetime,
+    run_id: int | None,
+) -> bool:
+    """Write (not commit) the intent to create ``address`` before the target is asked. True if new.
+
+    An existing record (a creation of an earlier run that crashed, or a user we
+    already manage) is left as it is.
+    """
+    if session.get(ManagedUserRow, address) is not None:
+        return False
+    session.add(
+        ManagedUserRow(
+            address=address,
+            ownership=Ownership.CREATED.value,
+            status=ManagedStatus.CREATING.value,
+            org=org,
+            directory_address=directory_address,
+            aliases={"aliases": sorted(aliases)},
+            managed_at=now,
+            updated_at=now,
+            run_id=run_id,
+        )
+    )
+    return True
+
+
+def confirm(session: Session, address: str, *, now: datetime, target_id: str | None = None) -> None:
+    """The target confirmed the user: it is managed and active."""
+    row = session.get(ManagedUserRow, address)
+    if row is None:
+        return
+    if row.status == ManagedStatus.CREATING.value:
+        row.status = ManagedStatus.ACTIVE.value
+    if target_id is not None:
+        row.target_id = target_id
+    row.updated_at = now
+
+
+def forget(session: Session, address: str) -> None:
+    """Drop a record (a creation that never happened, or a user that turned out not to be ours)."""
+    session.execute(delete(ManagedUserRow).where(ManagedUserRow.address == address))
+
+
+def adopt(session: Session, address: str, *, org: str | None, target_id: str | None, now: datetime) -> bool:
+    """Take over an existing target user on purpose. False if it is managed already."""
+    row = session.get(ManagedUserRow, address)
+    if row is not None and row.status != ManagedStatus.DELETED.value:
+        return False
+    if row is not None:
+        session.delete(row)
+        session.flush()
+    session.add(
+        ManagedUserRow(
+            address=address,
+            ownership=Ownership.ADOPTED.value,
+            status=ManagedStatus.ACTIVE.value,
+            org=org,
+            target_id=target_id,
+            aliases={"aliases": []},
+            managed_at=now,
+            updated_at=now,
+        )
+    )
+    return True
+
+
+def record_applied(session: Session, change: Change, *, now: datetime, run_id: int | None) -> None:
+    """Note in the managed record what a change the target confirmed did."""
+    row = session.get(ManagedUserRow, change.address)
+    if row is None:
+        return
+    row.updated_at = now
+    row.run_id = run_id
+    if change.target_id:
+        row.target_id = change.target_id
+    aliases = set(recorded_aliases(row))
+    if change.kind in (ChangeKind.MOVE, ChangeKind.RECREATE) or (change.kind is ChangeKind.REPAIR and change.org):
+        row.org = change.org
+    if change.kind in (ChangeKind.ADD_ALIASES, ChangeKind.REPAIR, ChangeKind.RECREATE):
+        aliases |= set(change.aliases)
+    elif change.kind is ChangeKind.REMOVE_ALIASES:
+        aliases -= set(change.aliases)
+    if change.kind is ChangeKind.SUSPEND:
+        row.status = ManagedStatus.SUSPENDED.value
+        row.suspended_at = now
+        row.suspend_reason = change.reason or None
+    elif change.kind in (ChangeKind.REACTIVATE, ChangeKind.RECREATE):
+        row.status = ManagedStatus.ACTIVE.value
+        row.suspended_at = None
+        row.suspend_reason = None
+        row.denied = None
+    elif change.kind is ChangeKind.DELETE:
+        row.status = ManagedStatus.DELETED.value
+    row.aliases = {"aliases": sorted(aliases)}
+    new_primary = change.fields.get("primary_address") if change.kind is ChangeKind.UPDATE else None
+    if isinstance(new_primary, str) and new_primary != row.address:
+        _rename(session, row, new_primary)
+
+
+def _rename(session: Session, row: ManagedUserRow, new_primary: str) -> None:
+    values = {c.name: getattr(row, c.name) for c in ManagedUserRow.__table__.columns}
+    session.delete(row)
+    session.flush()
+    old = session.get(ManagedUserRow, new_primary)
+    if old is not None:
+        session.delete(old)
+        session.flush()
+    values["address"] = new_primary
+    session.add(ManagedUserRow(**values))
+
+
+def record_suspended_seen(session: Session, address: str, reason: str, *, now: datetime) -> None:
+    """The target shows a suspension we asked for but never recorded (a crash): record it now."""
+    row = session.get(ManagedUserRow, address)
+    if row is not None and row.status == ManagedStatus.ACTIVE.value:
+        row.status = ManagedStatus.SUSPENDED.value
+        row.suspended_at = now
+        row.suspend_reason = reason
+        row.updated_at = now
+
+
+def deny(session: Session, address: str, kind: str, reason: str, *, now: datetime) -> None:
+    row = session.get(ManagedUserRow, address)
+    if row is not None:
+        row.denied = f"{kind}:{reason}"
+        row.updated_at = now
+
+
+# -- held changes -------------------------------------------------------------------------------------
+
+
+def change_to_json(change: Change) -> dict[str, Any]:
+    return {
+        "kind": change.kind.value,
+        "address": change.address,
+        "detail": change.detail,
+        "target_id": change.target_id,
+        "org": change.org,
+        "from_org": list(change.from_org),
+        "aliases": list(change.aliases),
+        "fields": dict(change.fields),
+        "reason": change.reason,
+        "version": change.version,
+    }
+
+
+def change_from_json(data: dict[str, Any]) -> Change:
+    return Change(
+        ChangeKind(data["kind"]),
+        data["address"],
+        data.get("detail", ""),
+        target_id=data.get("target_id"),
+        org=data.get("org"),
+        from_org=tuple(data.get("from_org") or ()),
+        aliases=tuple(data.get("aliases") or ()),
+        fields=dict(data.get("fields") or {}),
+        reason=data.get("reason", ""),
+        version=data.get("version"),
+    )
+
+
+def replace_held(session: Session, run_id: int, held: Sequence[tuple[Change, str]], *, now: datetime) -> None:
+    """The held changes are those of the latest run: earlier unapproved ones are dropped."""
+    session.execute(delete(HeldChangeRow).where(HeldChangeRow.approved_at.is_(None)))
+    for change, why in held:
+        session.add(
+            HeldChangeRow(
+                run_id=run_id,
+                address=change.address,
+                kind=change.kind.value,
+                change=change_to_json(change),
+                why=why,
+                held_at=now,
+            )
+        )
+
+
+def held_changes(session: Session, *, run_id: int | None = None, address: str | None = None) -> list[HeldChangeRow]:
+    query = select(HeldChangeRow).order_by(HeldChangeRow.run_id, HeldChangeRow.address, HeldChangeRow.id)
+    if run_id is not None:
+        query = query.where(HeldChangeRow.run_id == run_id)
+    if address is not None:
+        query = query.where(HeldChangeRow.address == address)
+    return list(session.scalars(query))
+
+
+def approved_changes(session: Session) -> set[tuple[str, str]]:
+    """(address, kind) of held changes a person approved and no run has applied yet."""
+    query = select(HeldChangeRow.address, HeldChangeRow.kind).where(HeldChangeRow.approved_at.is_not(None))
+    return {(address, kind) for address, kind in session.execute(query)}
+
+
+def drop_held(session: Session, ids: Iterable[int]) -> None:
+    wanted = list(ids)
+    if wanted:
+        session.execute(delete(HeldChangeRow).where(HeldChangeRow.id.in_(wanted)))
+
+
+def drop_applied(session: Session, applied: Iterable[tuple[str, str]]) -> None:
+    for address, kind in applied:
+        session.execute(delete(HeldChangeRow).where(HeldChangeRow.address == address, HeldChangeRow.kind == kind))

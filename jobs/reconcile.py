@@ -1,0 +1,433 @@
+"""Reconcile: keep every managed user in line with the mail directory, each decide cycle.
+
+This module only gathers the planner's inputs (managed records, the directory's
+answers, the target's actual state, the latest valid mail) and carries out the
+change set that ``policy/reconcile.py: plan_reconcile`` returns. Nothing is
+recorded as done before the target confirmed it; a change that failed is
+planned again next run, because the planner compares with what the target
+really holds.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from connector.app import Connector
+from connector.compliance.base import ComplianceDirectory, LifecycleTarget
+from connector.compliance.dry_run import DryRunComplianceDirectory
+from connector.directory.base import Directory
+from connector.domain.directory import DirectoryAnswer
+from connector.domain.lifecycle import (
+    Change,
+    ChangeKind,
+    ChangeSet,
+    DirectoryState,
+    ManagedUser,
+    TargetUser,
+)
+from connector.domain.report import RunReport
+from connector.errors import ConflictError, RetriableError, SkippableError
+from connector.policy.addresses import AddressMap
+from connector.policy.plans import change_key
+from connector.policy.reconcile import LifecyclePolicy, canonical_or, directory_state, plan_reconcile
+from connector.store import lifecycle as store
+from connector.store import repository
+
+log = logging.getLogger(__name__)
+LOOKUP_BATCH = 500
+
+
+def lifecycle_policy(connector: Connector) -> LifecyclePolicy:
+    """The planner's view of the ``lifecycle`` settings."""
+    settings = connector.settings.lifecycle
+    orgs = {d.org for d in connector.settings.domains.values()} | {rule.org for rule in connector.org_rules}
+    return LifecyclePolicy(
+        suspend_leavers=settings.suspend_leavers,
+        delete_after=timedelta(days=settings.delete_after_days) if settings.delete_after_days else None,
+        inactivity=timedelta(days=settings.inactivity_days) if settings.inactivity_days else None,
+        remove_aliases=settings.remove_aliases,
+        max_suspend_per_run=settings.max_suspend_per_run,
+        max_delete_per_run=settings.max_delete_per_run,
+        max_share_of_org=settings.max_share_of_org,
+        share_floor=settings.share_floor,
+        org_names=frozenset(orgs),
+    )
+
+
+def reconciles(target: ComplianceDirectory) -> bool:
+    """Whether ``target`` can read its users back and change them."""
+    if isinstance(target, DryRunComplianceDirectory):
+        return target.reconciles
+    return isinstance(target, LifecycleTarget)
+
+
+def directory_states(
+    directory: Directory,
+    users: Sequence[ManagedUser],
+    address_map: AddressMap,
+    connector: Connector,
+) -> dict[str, DirectoryState]:
+    """Each managed user's directory verdict; a batch the directory could not answer is UNKNOWN."""
+    forms = {u.address: [u.address] + ([u.directory_address] if u.directory_address else []) for u in users}
+    queries = list(dict.fromkeys(form for group in forms.values() for form in group))
+    found: dict[str, DirectoryAnswer] = {}
+    failed: dict[str, str] = {}
+    for start in range(0, len(queries), LOOKUP_BATCH):
+        chunk = queries[start : start + LOOKUP_BATCH]
+        try:
+            answers = directory.lookup(chunk)
+        except RetriableError as exc:
+            log.warning("directory unavailable for the lifecycle check: %s", exc)
+            failed.update({query: str(exc) for query in chunk})
+            continue
+        found.update({query: answers.get(query) for query in chunk})
+    result: dict[str, DirectoryState] = {}
+    for address, group in forms.items():
+        failure = next((failed[f] for f in group if f in failed), None)
+        answer = next((found[f] for f in group if found.get(f) is not None), None)
+        result[address] = directory_state(answer, address_map, connector.org_rules, failure=failure)
+    return result
+
+
+def _canonical_target_user(user: TargetUser, address_map: AddressMap) -> TargetUser:
+    """The target's addresses in the form the planner compares (canonical)."""
+    aliases = tuple(sorted({canonical_or(address_map, a, a.lower()) for a in user.aliases}))
+    primary = canonical_or(address_map, user.primary_address, user.primary_address.lower())
+    if aliases == user.aliases and primary == user.primary_address:
+        return user
+    return TargetUser(
+        primary,
+        user.target_id,
+        user.orgs,
+        aliases,
+        user.display_name,
+        user.external_id,
+        user.active,
+        user.version,
+    )
+
+
+def _last_mail(
+    session: Session, users: Sequence[ManagedUser], aliases: Mapping[str, Collection[str]]
+) -> dict[str, datetime]:
+    """Latest valid message to any of each user's addresses (for the inactivity rule)."""
+    addresses = {u.address: [u.address, *aliases.get(u.address, ())] for u in users}
+    evidence = repository.load_evidence(session, [a for group in addresses.values() for a in group])
+    result: dict[str, datetime] = {}
+    for address, group in addresses.items():
+        times = [e.recent[-1].at for a in group if (e := evidence.get(a)) is not None and e.recent]
+        if times:
+            result[address] = max(times)
+    return result
+
+
+@dataclass
+class ReconcileResult:
+    """What ``reconcile`` did, for the report and for ``explain``."""
+
+    plan: ChangeSet
+    applied: list[Change] = field(default_factory=list)
+    failed: list[tuple[Change, str]] = field(default_factory=list)
+    deferred: list[tuple[Change, str]] = field(default_factory=list)
+    not_in_plan: list[Change] = field(default_factory=list)
+
+
+@dataclass
+class Inputs:
+    """Everything the planner is given, gathered once."""
+
+    users: list[ManagedUser]
+    directory: dict[str, DirectoryState]
+    actual: dict[str, TargetUser | None]
+    recorded_aliases: dict[str, tuple[str, ...]]
+    approved: set[tuple[str, str]]
+    target_error: str | None = None
+
+
+def gather(
+    session: Session,
+    connector: Connector,
+    target: ComplianceDirectory,
+    *,
+    address_map: AddressMap,
+    only: Collection[str] | None = None,
+    skip: Collection[str] = (),
+) -> Inputs:
+    """Read the planner's inputs: records, directory answers, the target's copy, the latest mail."""
+    rows = store.managed_rows(session)
+    users = [u for u in store.managed_users(session) if u.address not in skip and (only is None or u.address in only)]
+    aliases = {address: store.recorded_aliases(row) for address, row in rows.items()}
+    if connector.settings.lifecycle.inactivity_days:
+        last_mail = _last_mail(session, users, aliases)
+        users = [replace(u, last_mail_at=last_mail[u.address]) if u.address in last_mail else u for u in users]
+    approved = store.approved_changes(session)
+    inputs = Inputs(users, {}, {}, aliases, approved)
+    if not users:
+        return inputs
+    assert isinstance(target, LifecycleTarget)
+    try:
+        actual = target.read_users([u.address for u in users])
+    except RetriableError as exc:
+        inputs.target_error = str(exc)
+        return inputs
+    inputs.actual = {
+        u.address: _canonical_target_user(actual[u.address], address_map) if u.address in actual else None
+        for u in users
+    }
+    inputs.directory = directory_states(connector.directory, users, address_map, connector)
+    return inputs
+
+
+def plan(inputs: Inputs, policy: LifecyclePolicy, now: datetime) -> ChangeSet:
+    """The planner, on gathered inputs (``explain`` and ``plan`` call exactly this)."""
+    if inputs.target_error is not None:
+        return ChangeSet(unknown=[(u.address, f"target unreadable: {inputs.target_error}") for u in inputs.users])
+    return plan_reconcile(
+        inputs.users,
+        inputs.directory,
+        inputs.actual,
+        policy,
+        now,
+        recorded_aliases=inputs.recorded_aliases,
+        approved=inputs.approved,
+    )
+
+
+def adopt_by_config(session: Session, connector: Connector, known_users: Iterable[str], *, now: datetime) -> list[str]:
+    """Target users matching ``lifecycle.adopt`` that are not managed yet become managed (adopted)."""
+    patterns = connector.settings.lifecycle.adopt
+    if not patterns:
+        return []
+    managed = set(store.managed_rows(session))
+    adopted = []
+    for address in sorted(known_users):
+        wanted = address not in managed and any(fnmatch.fnmatchcase(address, p) for p in patterns)
+        if wanted and store.adopt(session, address, org=None, target_id=None, now=now):
+            adopted.append(address)
+    return adopted
+
+
+def _apply_one(
+    target: LifecycleTarget, change: Change, session: Session, *, now: datetime, run_id: int | None, commit: bool
+) -> None:
+    target_id = target.apply_change(change)
+    if target_id and not change.target_id:
+        change = replace(change, target_id=target_id)
+    store.record_applied(session, change, now=now, run_id=run_id)
+    if commit:
+        session.commit()
+
+
+def apply_changes(
+    session: Session,
+    connector: Connector,
+    target: ComplianceDirectory,
+    changes: Sequence[Change],
+    result: ReconcileResult,
+    *,
+    inputs: Inputs,
+    policy: LifecyclePolicy,
+    address_map: AddressMap,
+    now: datetime,
+    run_id: int | None,
+    commit: bool,
+    plan_keys: frozenset[str] | None = None,
+) -> None:
+    """Apply the changes user by user; a 412 re-reads the user and plans it once more."""
+    assert isinstance(target, LifecycleTarget)
+    by_user: dict[str, list[Change]] = {}
+    for change in changes:
+        by_user.setdefault(change.address, []).append(change)
+    users = {u.address: u for u in inputs.users}
+    for address, user_changes in by_user.items():
+        if connector.stop.is_set():
+            for change in user_changes:
+                result.deferred.append((change, "interrupted by shutdown"))
+            continue
+        pending = list(user_changes)
+        replanned = False
+        while pending:
+            change = pending.pop(0)
+            if plan_keys is not None and change_key(change.key()) not in plan_keys:
+                result.not_in_plan.append(change)
+                continue
+            try:
+                if commit:
+                    session.commit()  # no write lock held while the target writes
+                _apply_one(target, change, session, now=now, run_id=run_id, commit=commit)
+                result.applied.append(change)
+            except ConflictError as exc:
+                if replanned:
+                    result.deferred.append((change, str(exc)))
+                    result.deferred.extend((c, "after a conflict") for c in pending)
+                    break
+                replanned = True
+                kinds = {c.kind for c in [change, *pending]}
+                pending = _replan(target, users[address], inputs, policy, address_map, now, kinds)
+            except RetriableError as exc:
+                result.deferred.append((change, str(exc)))
+                result.deferred.extend((c, "after an earlier failure for this user") for c in pending)
+                break
+            except SkippableError as exc:
+                result.failed.append((change, str(exc)))
+
+
+def _replan(
+    target: LifecycleTarget,
+    user: ManagedUser,
+    inputs: Inputs,
+    policy: LifecyclePolicy,
+    address_map: AddressMap,
+    now: datetime,
+    kinds: Collection[ChangeKind],
+) -> list[Change]:
+    """The user changed in the target since it was read: read it again and plan it again.
+
+    A destructive change is kept only if it was planned (within the limits) before.
+    """
+    fresh = target.read_users([user.address]).get(user.address)
+    actual = {user.address: _canonical_target_user(fresh, address_map) if fresh else None}
+    again = plan_reconcile(
+        [user],
+        inputs.directory,
+        actual,
+        policy,
+        now,
+        recorded_aliases=inputs.recorded_aliases,
+        approved={(user.address, kind.value) for kind in kinds if kind.destructive},
+    )
+    return [c for c in again.changes if not c.destructive or c.kind in kinds]
+
+
+def reconcile(
+    session: Session,
+    connector: Connector,
+    target: ComplianceDirectory,
+    report: RunReport,
+    *,
+    now: datetime,
+    commit: bool,
+    address_map: AddressMap,
+    known_users: Iterable[str] = (),
+    skip: Collection[str] = (),
+    plan_keys: frozenset[str] | None = None,
+) -> ReconcileResult | None:
+    """Gather, plan, apply, record, report. None when the lifecycle is off or the target cannot do it."""
+    if not connector.settings.lifecycle.enabled:
+        return None
+    if not reconciles(target):
+        report.warnings.append(f"{target.describe()} cannot read users back: managed users are not reconciled")
+        return None
+    policy = lifecycle_policy(connector)
+    known = set(known_users)
+    adopted = adopt_by_config(session, connector, known, now=now)
+    if commit:
+        session.commit()
+    inputs = gather(session, connector, target, address_map=address_map, skip=skip)
+    change_set = plan(inputs, policy, now)
+    result = ReconcileResult(change_set)
+    for address in change_set.confirmed:
+        actual = inputs.actual.get(address)
+        store.confirm(session, address, now=now, target_id=actual.target_id if actual else None)
+    for address in change_set.abandoned:
+        store.forget(session, address)
+    if commit:
+        session.commit()
+    apply_changes(
+        session,
+        connector,
+        target,
+        change_set.changes,
+        result,
+        inputs=inputs,
+        policy=policy,
+        address_map=address_map,
+        now=now,
+        run_id=report.run_id,
+        commit=commit,
+        plan_keys=plan_keys,
+    )
+    applied_destructive = [(c.address, c.kind.value) for c in result.applied if c.destructive]
+    store.drop_applied(session, applied_destructive)
+    store.replace_held(session, report.run_id, [(h.change, h.why) for h in change_set.held], now=now)
+    if commit:
+        session.commit()
+    managed = {u.address for u in inputs.users}
+    report.add_lifecycle(
+        result_json(result, managed=len(managed), unmanaged=len(known - managed - set(skip)), adopted=adopted)
+    )
+    _report_problems(report, result, inputs)
+    return result
+
+
+def _report_problems(report: RunReport, result: ReconcileResult, inputs: Inputs) -> None:
+    change_set = result.plan
+    if inputs.target_error is not None:
+        report.errors.append(
+            {"stage": "lifecycle", "error": f"cannot read managed users from the target: {inputs.target_error}"}
+        )
+    elif change_set.unknown:
+        reasons = sorted({why for _, why in change_set.unknown})
+        report.errors.append(
+            {
+                "stage": "lifecycle",
+                "error": f"{len(change_set.unknown)} managed user(s) not checked, nothing changed for them: "
+                + "; ".join(reasons[:3]),
+            }
+        )
+    if change_set.limit_reached:
+        message = (
+            f"lifecycle limit reached: {len(change_set.held)} destructive change(s) held, none made "
+            f"({change_set.limit_reached}); review with `connector pending`, then "
+            f"`connector approve --run {report.run_id}` or `connector deny --run {report.run_id}`"
+        )
+        report.warnings.insert(0, message)
+        report.errors.append({"stage": "lifecycle_limits", "error": message})
+    for change, why in result.failed:
+        report.errors.append({"stage": "lifecycle", "address": change.address, "error": f"{change.kind.value}: {why}"})
+    for change, why in result.deferred:
+        report.errors.append(
+            {"stage": "lifecycle", "address": change.address, "error": f"{change.kind.value} deferred: {why}"}
+        )
+
+
+SECTIONS = {
+    ChangeKind.MOVE: "moved",
+    ChangeKind.UPDATE: "updated",
+    ChangeKind.ADD_ALIASES: "aliases_added",
+    ChangeKind.REMOVE_ALIASES: "aliases_removed",
+    ChangeKind.SUSPEND: "suspended",
+    ChangeKind.REACTIVATE: "reactivated",
+    ChangeKind.DELETE: "deleted",
+    ChangeKind.REPAIR: "repaired",
+    ChangeKind.RECREATE: "recreated",
+}
+
+
+def result_json(result: ReconcileResult, *, managed: int, unmanaged: int, adopted: Sequence[str]) -> dict[str, object]:
+    """The report's ``lifecycle`` section (docs/report.md)."""
+    change_set = result.plan
+    sections: dict[str, list[dict[str, object]]] = {name: [] for name in SECTIONS.values()}
+    for change in result.applied:
+        sections[SECTIONS[change.kind]].append(change.to_json())
+    return {
+        "managed": managed,
+        "unmanaged": unmanaged,
+        "unchanged": change_set.unchanged,
+        "adopted": list(adopted),
+        "confirmed": list(change_set.confirmed),
+        "limit_reached": change_set.limit_reached,
+        **sections,
+        "held": [{**h.change.to_json(), "why": h.why} for h in change_set.held],
+        "deferred": [{**c.to_json(), "why": why} for c, why in result.deferred],
+        "failed": [{**c.to_json(), "why": why} for c, why in result.failed],
+        "not_in_plan": [c.to_json() for c in result.not_in_plan],
+        "unknown": [{"address": a, "why": why} for a, why in change_set.unknown],
+        "notes": [{"address": a, "note": note} for a, note in change_set.notes],
+    }
