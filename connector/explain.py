@@ -1,7 +1,10 @@
-"""``connector explain ADDRESS``: why an address was, or was not, created."""
+"""``connector explain ADDRESS``: why an address was, or was not, created, and what the
+lifecycle planner would do now with the managed user it belongs to."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from connector.app import Connector
@@ -10,14 +13,44 @@ from connector.config.safety import Mode
 from connector.directory.lookup import lookup_candidates
 from connector.domain.decisions import Method, Outcome
 from connector.domain.evidence import AddressEvidence
+from connector.domain.lifecycle import (
+    Change,
+    ChangeSet,
+    DirectoryState,
+    ManagedStatus,
+    ManagedUser,
+    Ownership,
+    TargetUser,
+)
 from connector.errors import RetriableError
 from connector.policy import catch_all
 from connector.policy.addresses import DomainRule, InvalidAddress
 from connector.policy.decide import assess, resolve
 from connector.policy.exclusions import Exclusions
+from connector.policy.known import KnownAddresses
+from connector.policy.plans import change_key
+from connector.store import lifecycle as lifecycle_store
 from connector.store import repository
 from connector.store import safety as safety_store
-from connector.store.models import EventLogRow
+from connector.store.models import EventLogRow, HeldChangeRow
+
+
+@dataclass(frozen=True, slots=True)
+class LifecyclePlan:
+    """What the cycle's lifecycle planner says about one managed user now.
+
+    Built by the CLI with the cycle's own functions (``jobs/reconcile.py: gather``
+    with ``only={address}``, then ``plan``), so that explain shows what a run does.
+    """
+
+    directory: DirectoryState | None
+    actual: TargetUser | None
+    changes: ChangeSet
+    target_error: str | None = None
+    unavailable: str | None = None  # the lifecycle is off, or the target cannot read users back
+
+
+PlanUser = Callable[[str], LifecyclePlan]
 
 
 def _iso(value: datetime | None) -> str:
@@ -74,8 +107,9 @@ def _event_lines(events: list[EventLogRow], address: str) -> list[str]:
     return lines
 
 
-def explain(connector: Connector, address: str, *, now: datetime) -> str:
-    """Normalisation steps, stored evidence, target and directory answers, the decision."""
+def explain(connector: Connector, address: str, *, now: datetime, plan_user: PlanUser | None = None) -> str:
+    """Normalisation steps, stored evidence, target and directory answers, the decision, and
+    (with ``plan_user``) the lifecycle of the managed user the address belongs to."""
     out = [f"Address: {address}"]
     try:
         mapped = connector.address_map.map(address)
@@ -181,6 +215,9 @@ def explain(connector: Connector, address: str, *, now: datetime) -> str:
                 out.append(f"  but the guards say: {guard_verdicts[0]}")
             elif decision.outcome is Outcome.CREATE_USER and connector.settings.safety.mode is Mode.APPROVE:
                 out.append("  but review mode holds it: awaiting_approval (connector approve)")
+    if plan_user is not None:
+        out.append("Lifecycle:")
+        out.extend(_lifecycle_lines(connector, mapped.address, known, plan_user))
     if candidate is not None:
         out.append("Last recorded decision:")
         out.append(
@@ -188,3 +225,123 @@ def explain(connector: Connector, address: str, *, now: datetime) -> str:
             f"{candidate.decided_at.isoformat()}: {candidate.detail}"
         )
     return "\n".join(out) + "\n"
+
+
+def _find_managed(connector: Connector, address: str, known: KnownAddresses | None) -> ManagedUser | None:
+    """The managed user ``address`` is, or is an alias of (in the target, or in the connector's records)."""
+    with connector.sessions() as session:
+        managed = lifecycle_store.get_managed(session, address)
+        owner = known.owner_of(address) if known is not None else None
+        if managed is None and owner is not None and owner != address:
+            managed = lifecycle_store.get_managed(session, owner)
+        if managed is None:
+            for row in lifecycle_store.managed_rows(session).values():
+                if address in lifecycle_store.recorded_aliases(row) or row.directory_address == address:
+                    return lifecycle_store.get_managed(session, row.address)
+    return managed
+
+
+def _change_lines(change: Change, prefix: str = "") -> list[str]:
+    return [f"    {prefix}{change.kind.value}: {change.detail}", f"      plan key: {change_key(change.key())}"]
+
+
+def _held_line(row: HeldChangeRow) -> str:
+    detail = (row.change or {}).get("detail", "")
+    if row.approved_at is not None:
+        state = f"approved by {row.approved_by} at {row.approved_at.isoformat()}: the next run makes it"
+    else:
+        state = f"held in run {row.run_id} ({row.why}): connector approve --run {row.run_id} or deny --run {row.run_id}"
+    return f"    {row.kind}: {detail}; {state}"
+
+
+def _target_text(actual: TargetUser) -> str:
+    return (
+        f"{'active' if actual.active else 'suspended'}; org(s) {', '.join(actual.orgs) or '(none)'}; "
+        f"aliases: {', '.join(actual.aliases) or 'none'}; display name {actual.display_name!r}; "
+        f"external id {actual.external_id!r}; id {actual.target_id}"
+    )
+
+
+def _directory_text(state: DirectoryState | None) -> str:
+    if state is None:
+        return "not looked up"
+    text = f"{state.verdict.value}: {state.detail}"
+    if state.desired is not None:
+        desired = state.desired
+        text += (
+            f"; wants primary {desired.primary_address} in org {desired.org}, aliases: "
+            f"{', '.join(desired.aliases) or 'none'}, display name {desired.display_name!r}, "
+            f"external id {desired.external_id!r}"
+        )
+    return text
+
+
+def _lifecycle_lines(
+    connector: Connector, address: str, known: KnownAddresses | None, plan_user: PlanUser
+) -> list[str]:
+    """Ownership, status, the directory's verdict, the target's state and the planner's changes."""
+    managed = _find_managed(connector, address, known)
+    if managed is None:
+        owner = known.owner_of(address) if known is not None else None
+        if owner is not None:
+            alias = "" if owner == address else f" (an alias of {owner})"
+            return [f"  unmanaged: never changed by the connector{alias}"]
+        if known is None:
+            return ["  not managed by the connector (the compliance directory could not be read)"]
+        return ["  not a user of the compliance directory, and not managed by the connector"]
+    lines = []
+    if managed.address != address:
+        lines.append(f"  {address} belongs to the managed user {managed.address}")
+    how = "created by the connector" if managed.ownership is Ownership.CREATED else "adopted (taken over on purpose)"
+    since = managed.managed_at.isoformat() if managed.managed_at else "?"
+    lines.append(
+        f"  managed: {how} since {since}; status {managed.status.value}; org {managed.org or '(none recorded)'}; "
+        f"target id {managed.target_id or '(not known yet)'}"
+    )
+    if managed.suspended_at is not None:
+        lines.append(f"  suspended by the connector at {managed.suspended_at.isoformat()}: {managed.suspend_reason}")
+    if managed.denied:
+        lines.append(f"  denied by an admin: {managed.denied} (not proposed again until the directory changes)")
+    if managed.status is ManagedStatus.DELETED:
+        lines.append("  deleted by the connector: nothing more is planned for it")
+        return lines
+    plan = plan_user(managed.address)
+    if plan.unavailable is not None:
+        lines.append(f"  not reconciled: {plan.unavailable}")
+        return lines
+    if plan.target_error is not None:
+        lines.append(f"  compliance directory unreadable, nothing would change: {plan.target_error}")
+        return lines
+    lines.append(f"  mail directory verdict: {_directory_text(plan.directory)}")
+    lines.append(
+        "  in the compliance directory: "
+        + (_target_text(plan.actual) if plan.actual is not None else "missing (not in the target)")
+    )
+    with connector.sessions() as session:
+        stored = lifecycle_store.held_changes(session, address=managed.address)
+    held_kinds = {row.kind for row in stored if row.approved_at is None}
+    changes = plan.changes.for_address(managed.address)
+    now_changes = [c for c in changes if not (c.destructive and c.kind.value in held_kinds)]
+    held = [c for c in changes if c.destructive and c.kind.value in held_kinds]
+    held += [h.change for h in plan.changes.held if h.change.address == managed.address]
+    lines.append("  changes a run would make now:")
+    for change in now_changes:
+        lines.extend(_change_lines(change))
+    if not now_changes:
+        lines.append("    none")
+    if held or stored:
+        lines.append("  held for a person (destructive changes beyond the lifecycle limits):")
+        lines.extend(_held_line(row) for row in stored)
+        for change in held:
+            if change.kind.value not in {row.kind for row in stored}:
+                lines.extend(_change_lines(change, "held: "))
+    elif any(c.destructive for c in now_changes):
+        limits = connector.settings.lifecycle
+        lines.append(
+            "  (limits are counted over all managed users in a run: beyond max_suspend_per_run="
+            f"{limits.max_suspend_per_run}, max_delete_per_run={limits.max_delete_per_run} or "
+            f"max_share_of_org={limits.max_share_of_org:g}, a run holds every destructive change instead)"
+        )
+    lines.extend(f"  note: {note}" for a, note in plan.changes.notes if a == managed.address)
+    lines.extend(f"  not checked: {why}" for a, why in plan.changes.unknown if a == managed.address)
+    return lines

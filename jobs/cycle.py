@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -149,10 +149,12 @@ def decide_and_sync(
     commit: bool,
     plan: frozenset[str] | None = None,
     recheck: bool = False,
+    also: Collection[str] = (),
 ) -> None:
-    """Decide every due candidate, cross-check the qualified ones, provision them.
+    """Decide every due candidate, cross-check the qualified ones, provision them, reconcile managed users.
 
     With ``plan`` (``connector apply``), only the changes named in it are made.
+    ``also`` names canonical addresses decided as well even when not due (``explain``).
     """
     address_map = connector.address_map
     try:
@@ -164,6 +166,10 @@ def decide_and_sync(
 
     fingerprints = connector.rule_fingerprints
     due = [item[0] for item in repository.candidates_due(session, fingerprints, now, recheck=recheck)]
+    if also:
+        due_addresses = {e.address for e in due}
+        extra = repository.load_evidence(session, [a for a in also if a not in due_addresses])
+        due = sorted([*due, *extra.values()], key=lambda e: (e.address.rpartition("@")[2], e.address))
     safety = SafetyStage.prepare(session, connector, report, due, known, now=now, plan=plan)
     address_map = safety.address_map  # the rules after catch-all detection (auto resolved)
     to_check: list[AddressEvidence] = []
@@ -376,4 +382,28 @@ def run_cycle(
             repository.finish_run(session, run_id, report.finished_at, status, report.to_json())
             session.commit()
     publish_reports(connector, report.to_json(), now=report.finished_at)
+    return report
+
+
+def simulate(connector: Connector, addresses: Collection[str], *, now: datetime) -> RunReport:
+    """What a run would decide now, with every guard, for the due candidates and ``addresses``.
+
+    The same ``decide_and_sync`` as a real run, against a dry-run target, in a
+    session that is rolled back: nothing is stored, nothing is written.
+    ``connector explain`` reads its answer from the returned report.
+    """
+    target = DryRunComplianceDirectory(connector.target)
+    report = RunReport(
+        run_id=0,
+        started_at=now,
+        dry_run=True,
+        directory=connector.directory.describe(),
+        target=target.describe(),
+    )
+    with connector.sessions() as session:
+        try:
+            decide_and_sync(session, connector, target, report, now=now, commit=False, also=addresses)
+        finally:
+            session.rollback()
+    report.planned_changes = list(target.planned)
     return report

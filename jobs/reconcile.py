@@ -28,7 +28,10 @@ from connector.domain.lifecycle import (
     ChangeKind,
     ChangeSet,
     DirectoryState,
+    DirectoryVerdict,
+    ManagedStatus,
     ManagedUser,
+    SuspendReason,
     TargetUser,
 )
 from connector.domain.report import RunReport
@@ -78,15 +81,20 @@ def directory_states(
     queries = list(dict.fromkeys(form for group in forms.values() for form in group))
     found: dict[str, DirectoryAnswer] = {}
     failed: dict[str, str] = {}
+    failure: str | None = None
     for start in range(0, len(queries), LOOKUP_BATCH):
         chunk = queries[start : start + LOOKUP_BATCH]
-        try:
-            answers = directory.lookup(chunk)
-        except RetriableError as exc:
-            log.warning("directory unavailable for the lifecycle check: %s", exc)
-            failed.update({query: str(exc) for query in chunk})
-            continue
-        found.update({query: answers.get(query) for query in chunk})
+        if failure is None:
+            try:
+                answers = directory.lookup(chunk)
+            except RetriableError as exc:
+                # Not asked again this run: each batch would wait out the timeouts (or retry a mirror refresh).
+                log.warning("directory unavailable for the lifecycle check: %s", exc)
+                failure = str(exc)
+            else:
+                found.update({query: answers.get(query) for query in chunk})
+                continue
+        failed.update({query: failure for query in chunk})
     result: dict[str, DirectoryState] = {}
     for address, group in forms.items():
         failure = next((failed[f] for f in group if f in failed), None)
@@ -160,9 +168,8 @@ def gather(
     skip: Collection[str] = (),
 ) -> Inputs:
     """Read the planner's inputs: records, directory answers, the target's copy, the latest mail."""
-    rows = store.managed_rows(session)
     users = [u for u in store.managed_users(session) if u.address not in skip and (only is None or u.address in only)]
-    aliases = {address: store.recorded_aliases(row) for address, row in rows.items()}
+    aliases = store.all_recorded_aliases(session)
     if connector.settings.lifecycle.inactivity_days:
         last_mail = _last_mail(session, users, aliases)
         users = [replace(u, last_mail_at=last_mail[u.address]) if u.address in last_mail else u for u in users]
@@ -181,7 +188,32 @@ def gather(
         for u in users
     }
     inputs.directory = directory_states(connector.directory, users, address_map, connector)
+    _find_renamed(target, inputs, address_map)
     return inputs
+
+
+def _find_renamed(target: LifecycleTarget, inputs: Inputs, address_map: AddressMap) -> None:
+    """A user missing under its recorded address may have been renamed by us just before a crash.
+
+    Look it up under the primary the directory gives now; found, it is that user (the planner
+    then moves the record), so it is never created a second time.
+    """
+    wanted: dict[str, str] = {}
+    for user in inputs.users:
+        state = inputs.directory.get(user.address)
+        desired = state.desired if state is not None else None
+        if inputs.actual.get(user.address) is None and desired is not None and desired.primary_address != user.address:
+            wanted[desired.primary_address] = user.address
+    if not wanted:
+        return
+    try:
+        found = target.read_users(sorted(wanted))
+    except RetriableError as exc:
+        inputs.target_error = str(exc)
+        return
+    for new_primary, old in wanted.items():
+        if new_primary in found:
+            inputs.actual[old] = _canonical_target_user(found[new_primary], address_map)
 
 
 def plan(inputs: Inputs, policy: LifecyclePolicy, now: datetime) -> ChangeSet:
@@ -204,12 +236,13 @@ def adopt_by_config(session: Session, connector: Connector, known_users: Iterabl
     patterns = connector.settings.lifecycle.adopt
     if not patterns:
         return []
-    managed = set(store.managed_rows(session))
+    managed = store.managed_addresses(session)
     adopted = []
-    for address in sorted(known_users):
-        wanted = address not in managed and any(fnmatch.fnmatchcase(address, p) for p in patterns)
-        if wanted and store.adopt(session, address, org=None, target_id=None, now=now):
-            adopted.append(address)
+    with session.no_autoflush:  # one INSERT batch at the end, not one flush per adopted user
+        for address in sorted(known_users):
+            wanted = address not in managed and any(fnmatch.fnmatchcase(address, p) for p in patterns)
+            if wanted and store.adopt(session, address, org=None, target_id=None, now=now):
+                adopted.append(address)
     return adopted
 
 
@@ -305,6 +338,31 @@ def _replan(
     return [c for c in again.changes if not c.destructive or c.kind in kinds]
 
 
+_LEFT = {
+    DirectoryVerdict.GONE: SuspendReason.NOT_IN_DIRECTORY,
+    DirectoryVerdict.DISABLED: SuspendReason.DISABLED_IN_DIRECTORY,
+    DirectoryVerdict.NOT_A_USER: SuspendReason.NOT_A_USER,
+}
+
+
+def _catch_up(session: Session, inputs: Inputs, *, now: datetime) -> None:
+    """Records left behind by a crash between a target write and its record catch up with the target.
+
+    A leaver the target already shows suspended is recorded as suspended (so it is reactivated when it
+    comes back, or deleted after the grace period); a user already in the org the directory asks for
+    is recorded in that org.
+    """
+    for user in inputs.users:
+        actual, state = inputs.actual.get(user.address), inputs.directory.get(user.address)
+        if actual is None or state is None or user.status not in (ManagedStatus.ACTIVE, ManagedStatus.SUSPENDED):
+            continue
+        reason = _LEFT.get(state.verdict)
+        if reason is not None and not actual.active and user.status is ManagedStatus.ACTIVE:
+            store.record_suspended_seen(session, user.address, reason.value, now=now)
+        elif state.desired is not None and user.org != state.desired.org and state.desired.org in actual.orgs:
+            store.record_org_seen(session, user.address, state.desired.org, now=now)
+
+
 def reconcile(
     session: Session,
     connector: Connector,
@@ -337,6 +395,16 @@ def reconcile(
         store.confirm(session, address, now=now, target_id=actual.target_id if actual else None)
     for address in change_set.abandoned:
         store.forget(session, address)
+    for address, reason in change_set.suspended_seen:
+        store.record_suspended_seen(session, address, reason, now=now)
+    for old, new in change_set.renamed_seen:
+        store.record_renamed(session, old, new, now=now)
+    for user in inputs.users:  # a leaver's denied suspension lasts until the directory has the user again
+        state = inputs.directory.get(user.address)
+        back = state is not None and state.verdict is DirectoryVerdict.PRESENT
+        if back and user.denied and not user.denied.endswith(f":{SuspendReason.INACTIVE.value}"):
+            store.clear_denied(session, user.address, now=now)
+    _catch_up(session, inputs, now=now)
     if commit:
         session.commit()
     apply_changes(
@@ -358,9 +426,9 @@ def reconcile(
     store.replace_held(session, report.run_id, [(h.change, h.why) for h in change_set.held], now=now)
     if commit:
         session.commit()
-    managed = {u.address for u in inputs.users}
+    managed = {u.address for u in inputs.users} | set(skip)  # users created in this run are managed too
     report.add_lifecycle(
-        result_json(result, managed=len(managed), unmanaged=len(known - managed - set(skip)), adopted=adopted)
+        result_json(result, managed=len(managed), unmanaged=len(known - managed), adopted=adopted)
     )
     _report_problems(report, result, inputs)
     return result

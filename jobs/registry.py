@@ -131,6 +131,7 @@ def _observe(metrics: Metrics, connector: Connector, result: object) -> None:
         metrics.observe_errors(result.errors)
         if not result.dry_run:
             metrics.users_created.inc(len(result.created))
+            metrics.observe_lifecycle(result.lifecycle)
         with connector.sessions() as session:
             metrics.set_candidates(status.candidate_counts(session))
     elif isinstance(result, IngestResult):

@@ -1,7 +1,12 @@
-"""The review queue: creations held for a person (``mode: approve`` or a creation limit).
+"""The review queue: creations held for a person (``mode: approve`` or a creation limit),
+and destructive lifecycle changes held by the lifecycle limits.
 
 ``approve`` creates exactly what was staged; ``deny`` and ``block`` make sure an
 address is never created automatically (``block --remove`` lifts that).
+``approve_held`` makes held lifecycle changes at once, through the cycle's own
+gather, planner and apply (``jobs/reconcile.py``); ``deny_held`` drops them and
+records the denial on the managed user, so the planner does not propose the
+same change again.
 """
 
 from __future__ import annotations
@@ -10,15 +15,18 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connector.app import Connector
 from connector.compliance.base import new_user_for
 from connector.domain.decisions import CandidateState, Decision, Outcome, Reason
+from connector.domain.lifecycle import Change
 from connector.errors import RetriableError, SkippableError
+from connector.store import lifecycle as lifecycle_store
 from connector.store import repository
 from connector.store import safety as store
-from connector.store.models import StagedRow
+from connector.store.models import HeldChangeRow, StagedRow
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +35,17 @@ log = logging.getLogger(__name__)
 class ReviewResult:
     done: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class HeldReview:
+    """What ``approve_held`` / ``deny_held`` did with held lifecycle changes."""
+
+    done: list[Change] = field(default_factory=list)  # made (approve) or denied (deny)
+    waiting: list[tuple[Change, str]] = field(default_factory=list)  # approved, left for the next run: why
+    failed: list[tuple[Change, str]] = field(default_factory=list)  # the target refused it (stays approved)
+    dropped: list[tuple[Change, str]] = field(default_factory=list)  # no longer planned: the approval is dropped
+    errors: list[str] = field(default_factory=list)  # e.g. the target's flush failed
 
 
 def _record(session: Session, row: StagedRow, decision: Decision, state: CandidateState, now: datetime) -> None:
@@ -111,3 +130,90 @@ def block(connector: Connector, address: str, *, note: str, now: datetime) -> bo
         store.block(session, address, note, now)
         session.commit()
     return bool(staged)
+
+
+def approve_held(connector: Connector, rows: list[HeldChangeRow], *, who: str, now: datetime) -> HeldReview:
+    """Approve held lifecycle changes, then make them at once as the cycle would.
+
+    The users are planned again (``jobs/reconcile.py: gather`` and ``plan``, with
+    these changes approved so that they pass the limits) and only the approved
+    destructive changes the planner still proposes are applied. The approval is
+    committed first: an outage leaves the changes approved, and the next run makes
+    them. An approved change the planner no longer proposes (the user came back)
+    is dropped.
+    """
+    from jobs import reconcile  # the cycle's own gather / plan / apply
+
+    result = HeldReview()
+    held = [(row.id, row.run_id, lifecycle_store.change_from_json(row.change)) for row in rows]
+    with connector.sessions() as session:
+        ids = [row_id for row_id, _, _ in held]
+        for row in session.scalars(select(HeldChangeRow).where(HeldChangeRow.id.in_(ids))):
+            if row.approved_at is None:
+                row.approved_at, row.approved_by = now, who
+        session.commit()
+        target = connector.target
+        if not connector.settings.lifecycle.enabled or not reconcile.reconciles(target):
+            why = "lifecycle.enabled is off" if reconcile.reconciles(target) else f"{target.describe()} cannot"
+            result.waiting.extend((change, f"approved, not made: {why}") for _, _, change in held)
+            return result
+        wanted = {(change.address, change.kind.value) for _, _, change in held}
+        policy = reconcile.lifecycle_policy(connector)
+        address_map = connector.address_map
+        inputs = reconcile.gather(session, connector, target, address_map=address_map, only={a for a, _ in wanted})
+        change_set = reconcile.plan(inputs, policy, now)
+        changes = [c for c in change_set.changes if c.destructive and (c.address, c.kind.value) in wanted]
+        outcome = reconcile.ReconcileResult(change_set)
+        reconcile.apply_changes(
+            session,
+            connector,
+            target,
+            changes,
+            outcome,
+            inputs=inputs,
+            policy=policy,
+            address_map=address_map,
+            now=now,
+            run_id=held[0][1] if held else None,
+            commit=True,
+        )
+        lifecycle_store.drop_applied(session, [(c.address, c.kind.value) for c in outcome.applied])
+        unknown = dict(change_set.unknown)
+        planned = {(c.address, c.kind.value) for c in changes}
+        stale = []
+        for row_id, _, change in held:
+            if (change.address, change.kind.value) in planned:
+                continue
+            if change.address in unknown:  # the directory or the target could not answer: keep it approved
+                result.waiting.append((change, unknown[change.address]))
+            else:
+                stale.append(row_id)
+                result.dropped.append((change, "no longer proposed: the directory or the target changed"))
+        lifecycle_store.drop_held(session, stale)
+        session.commit()
+    result.done.extend(outcome.applied)
+    result.waiting.extend(outcome.deferred)
+    result.failed.extend(outcome.failed)
+    if outcome.applied:
+        try:
+            target.flush()
+        except RetriableError as exc:
+            result.errors.append(f"flush failed: {exc}")
+    return result
+
+
+def deny_held(connector: Connector, rows: list[HeldChangeRow], *, who: str, now: datetime) -> HeldReview:
+    """Drop held lifecycle changes; each denial is recorded on its managed user so the
+    planner does not propose the same change again (``ManagedUser.denied``)."""
+    result = HeldReview()
+    with connector.sessions() as session:
+        for row in rows:
+            change = lifecycle_store.change_from_json(row.change)
+            lifecycle_store.deny(session, change.address, change.kind.value, change.reason, now=now)
+            log.debug(
+                "lifecycle change denied by %s: %s %s (run %s)", who, change.kind.value, change.address, row.run_id
+            )
+            result.done.append(change)
+        lifecycle_store.drop_held(session, [row.id for row in rows])
+        session.commit()
+    return result

@@ -5,10 +5,15 @@ tokens) under a small HTTP/1.1 keep-alive server, so connection reuse is
 real; ``/token`` answers the OAuth 2 client credentials grant. The proxy
 forwards one request at a time and can drop the answer after the server
 committed it, answer 429/500 itself, or be slow.
+
+Every request is counted by method and resource shape (``PATCH /Users/{id}``,
+Bulk operations as ``Bulk PATCH /Users/{id}``), and ``load`` puts users and
+groups straight into the storage, for the benchmarks.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import io
 import json
@@ -17,14 +22,16 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from scim2_models import ScimProvider
+from scim2_models import Meta, ScimProvider
 from scim2_server.memory import InMemoryStorage
 from scim2_server.service import ScimService
 from scim2_server.testserver.application import BearerTokenApplication
@@ -39,6 +46,23 @@ TOKEN = "test-token"
 CLIENT_ID, CLIENT_SECRET = "connector", "client-secret"
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def request_shape(method: str, path: str) -> str:
+    """``PATCH /v2/Users/2819c?x=1`` -> ``PATCH /Users/{id}``: requests are counted by resource, not by id."""
+    parts = path.split("?")[0].removeprefix("/v2").strip("/").split("/")
+    if len(parts) > 1 and parts[1] != ".search":
+        parts[1] = "{id}"
+    return f"{method} /{'/'.join(parts)}"
+
+
+def bulk_shapes(body: bytes) -> list[str]:
+    """The operations of a Bulk request body, each as ``Bulk <METHOD> <shape>``."""
+    try:
+        operations = json.loads(body).get("Operations") or []
+    except (ValueError, AttributeError):
+        return []
+    return ["Bulk " + request_shape(str(op.get("method", "?")), str(op.get("path", ""))) for op in operations]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -75,6 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
             name = "HTTP_" + key.upper().replace("-", "_")
             if name not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
                 environ[name] = value
+        self.server.count(self.command, parts.path, body)
         captured: dict[str, Any] = {}
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
@@ -105,6 +130,15 @@ class _WsgiHttpServer(ThreadingHTTPServer):
     app: WsgiApp
     lock: threading.Lock
     tokens_issued: int = 0
+    requests: Counter[str]
+    count_lock: threading.Lock
+
+    def count(self, method: str, path: str, body: bytes) -> None:
+        shapes = [request_shape(method, path)]
+        if shapes[0] == "POST /Bulk":
+            shapes += bulk_shapes(body)
+        with self.count_lock:
+            self.requests.update(shapes)
 
     def token_answer(self, authorization: str, body: bytes) -> tuple[str, dict[str, Any]]:
         expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
@@ -128,12 +162,14 @@ class ScimTestServer:
                 load_default_schemas().values(), load_default_resource_types().values(), config=config
             )
         self.storage = InMemoryStorage()
-        app = BearerTokenApplication(
-            self.storage, provider, ScimService(provider, secret="tests"), bearer_tokens=[TOKEN]
-        )
+        self._provider = provider
+        self._service = ScimService(provider, secret="tests")
+        app = BearerTokenApplication(self.storage, provider, self._service, bearer_tokens=[TOKEN])
         self._server = _WsgiHttpServer(("127.0.0.1", 0), _Handler)
         self._server.app = app
         self._server.lock = threading.Lock()
+        self._server.requests = Counter()
+        self._server.count_lock = threading.Lock()
         self.scheme = "http"
         if tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -154,6 +190,32 @@ class ScimTestServer:
     @property
     def tokens_issued(self) -> int:
         return self._server.tokens_issued
+
+    def take_counts(self) -> dict[str, int]:
+        """Requests served since the last call, by ``request_shape`` (and Bulk operations)."""
+        with self._server.count_lock:
+            counts = dict(self._server.requests)
+            self._server.requests.clear()
+        return counts
+
+    def load(self, users: Sequence[dict[str, Any]], groups: Sequence[dict[str, Any]] = ()) -> None:
+        """Put users and groups (SCIM JSON, ``id`` included) straight into the storage.
+
+        Seeding 100,000 users through the API would take minutes; this takes seconds.
+        """
+        types = {resource_type.name: resource_type for resource_type in self._provider.resource_types}
+        now = datetime.now(UTC)
+        loaded = []
+        for name, items in (("User", users), ("Group", groups)):
+            model = self._service.get_model(types[name])
+            for item in items:
+                resource = model.model_validate(item)
+                resource.meta = Meta(
+                    resource_type=name, created=now, last_modified=now, version=self.storage.next_version()
+                )
+                loaded.append(resource)
+        with self._server.lock:
+            self.storage.resources = [*self.storage.resources, *loaded]
 
     def close(self) -> None:
         self._server.shutdown()
@@ -275,12 +337,21 @@ class FaultProxy:
 
 
 if __name__ == "__main__":
-    # A server in its own process (the benchmark): prints the port to use, serves until stdin closes.
-    # An argument adds that many milliseconds of latency to every answer, through a FaultProxy.
+    # A server in its own process (the benchmarks): prints the port to use, serves until stdin closes.
+    # Each line "counts" on stdin is answered with one JSON line: the requests since the last ask.
+    parser = argparse.ArgumentParser()
+    parser.add_argument("latency_ms", nargs="?", type=float, default=0.0, help="added to every answer (a proxy)")
+    parser.add_argument("--load", type=Path, help='JSON file {"Users": [...], "Groups": [...]} to start with')
+    args = parser.parse_args()
     server = ScimTestServer()
+    if args.load is not None:
+        seed = json.loads(args.load.read_text())
+        server.load(seed.get("Users", []), seed.get("Groups", []))
     latency_proxy = FaultProxy(server.port)
-    latency_proxy.latency = float(sys.argv[1]) / 1000 if len(sys.argv) > 1 else 0.0
+    latency_proxy.latency = args.latency_ms / 1000
     print(latency_proxy.port if latency_proxy.latency else server.port, flush=True)
-    sys.stdin.read()
+    for line in sys.stdin:
+        if line.strip() == "counts":
+            print(json.dumps(server.take_counts()), flush=True)
     latency_proxy.close()
     server.close()

@@ -19,6 +19,7 @@ from connector.cli import (
     config_commands,
     directory_commands,
     ingest_commands,
+    lifecycle_commands,
     report_commands,
     run_commands,
     safety_commands,
@@ -37,6 +38,7 @@ COMMAND_MODULES = (
     service_commands,
     target_commands,
     ingest_commands,
+    lifecycle_commands,
 )
 
 

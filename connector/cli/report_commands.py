@@ -1,8 +1,9 @@
 """Commands about stored run reports: show, list, export, digest.
 
 connector report [latest|RUN_ID]           the latest (or one) report, as before
-connector report show RUN_ID|latest --format text|json|html|csv
+connector report show RUN_ID|latest --format text|json|html|csv [--rows created|lifecycle]
 connector report list [--days N] [--format text|json|html|csv]   html: the index; csv: created users
+                                           (--rows lifecycle: the lifecycle changes instead)
 connector report digest                    send the digest now
 """
 
@@ -16,14 +17,18 @@ from typing import Any
 
 from connector.app import utc_now
 from connector.cli.common import EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_OK, connector_from_args
-from connector.reporting.csv_export import created_users_csv
+from connector.reporting.csv_export import created_users_csv, lifecycle_changes_csv
 from connector.reporting.text import render_text
 
 ACTIONS = ("list", "show", "digest", "latest")
 
 
-def print_report(report: dict[str, Any], output_format: str) -> None:
-    """One report on stdout in the chosen format."""
+def _csv(reports: list[dict[str, Any]], rows: str) -> str:
+    return lifecycle_changes_csv(reports) if rows == "lifecycle" else created_users_csv(reports)
+
+
+def print_report(report: dict[str, Any], output_format: str, rows: str = "created") -> None:
+    """One report on stdout in the chosen format (``rows``: which CSV)."""
     if output_format == "json":
         print(json.dumps(report, indent=2))
     elif output_format == "html":
@@ -31,7 +36,7 @@ def print_report(report: dict[str, Any], output_format: str) -> None:
 
         sys.stdout.write(render_run_html(report))
     elif output_format == "csv":
-        sys.stdout.write(created_users_csv([report]))
+        sys.stdout.write(_csv([report], rows))
     else:
         print(render_text(report), end="")
 
@@ -59,7 +64,7 @@ def _show(args: argparse.Namespace, run: str | None) -> int:
     if row is None or row.report is None:
         print(f"no finished run {run or 'latest'}", file=sys.stderr)
         return EXIT_NOT_FOUND
-    print_report(row.report, args.format)
+    print_report(row.report, args.format, args.rows)
     return EXIT_OK
 
 
@@ -72,7 +77,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.format == "csv":
         with connector.sessions() as session:
             reports = finished_reports(session, since=since or now - timedelta(days=36500), until=now)
-        sys.stdout.write(created_users_csv(reports))
+        sys.stdout.write(_csv(reports, args.rows))
         return EXIT_OK
     with connector.sessions() as session:
         runs = list_runs(session, since=since)
@@ -95,6 +100,8 @@ def _list(args: argparse.Namespace) -> int:
                 "held": r.held,
                 "errors": r.errors,
                 "warnings": r.warnings,
+                "lifecycle_changes": r.lifecycle_changes,
+                "lifecycle_held": r.lifecycle_held,
             }
             for r in runs
         ]
@@ -102,16 +109,18 @@ def _list(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(
         f"{'run':>6}  {'started (UTC)':19}  {'status':8} {'created':>7} {'skipped':>7} {'deferred':>8} "
-        f"{'held':>5} {'errors':>6} {'warn':>5}"
+        f"{'held':>5} {'errors':>6} {'warn':>5} {'changes':>7} {'c.held':>6}"
     )
     for r in runs:
         status = r.status + ("*" if r.dry_run else "")
         print(
             f"{r.run_id:>6}  {r.started_at:%Y-%m-%d %H:%M:%S}  {status:8} {r.created:>7} {r.skipped:>7} "
-            f"{r.deferred:>8} {r.held:>5} {r.errors:>6} {r.warnings:>5}"
+            f"{r.deferred:>8} {r.held:>5} {r.errors:>6} {r.warnings:>5} {r.lifecycle_changes:>7} {r.lifecycle_held:>6}"
         )
     if any(r.dry_run for r in runs):
         print("* dry run: nothing was changed")
+    if any(r.lifecycle_changes or r.lifecycle_held for r in runs):
+        print("changes, c.held: lifecycle changes of managed users made, and held for a person")
     return EXIT_OK
 
 
@@ -155,4 +164,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     report.add_argument("run", nargs="?", help="for show: a run id or 'latest'")
     report.add_argument("--format", choices=["text", "json", "html", "csv"], default="text")
     report.add_argument("--days", type=int, default=None, help="list: only runs of the last N days")
+    report.add_argument(
+        "--rows",
+        choices=["created", "lifecycle"],
+        default="created",
+        help="csv: created users (default) or lifecycle changes of managed users",
+    )
     report.set_defaults(func=cmd_report)

@@ -1,4 +1,4 @@
-"""Commands about cycles and their results: sync, explain, users (reports: report_commands)."""
+"""Commands about cycles and their results: sync, explain (reports: report_commands; users: lifecycle_commands)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from connector.app import utc_now
-from connector.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, connector_from_args
+from connector.cli.common import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, connector_from_args
 from connector.cli.report_commands import print_report
 from connector.domain.report import RunReport
 
@@ -37,23 +37,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from connector.cli.lifecycle_commands import explain_planner
     from connector.explain import explain
 
-    print(explain(connector_from_args(args, read_only=True), args.address, now=utc_now()), end="")
-    return EXIT_OK
-
-
-def cmd_users(args: argparse.Namespace) -> int:
-    from connector.compliance.embedded import EmbeddedComplianceDirectory
-
-    connector = connector_from_args(args, read_only=True)
-    if not isinstance(connector.target, EmbeddedComplianceDirectory):
-        print("users lists the embedded compliance directory only", file=sys.stderr)
-        return EXIT_CONFIG
-    for org, users in sorted(connector.target.users_by_org().items()):
-        print(f"{org} ({len(users)})")
-        for primary, aliases in users:
-            print(f"  {primary}" + (f"  aliases: {', '.join(aliases)}" if aliases else ""))
+    connector, now = connector_from_args(args, read_only=True), utc_now()
+    print(explain(connector, args.address, now=now, plan_user=explain_planner(connector, now)), end="")
     return EXIT_OK
 
 
@@ -70,9 +58,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     sync.add_argument("--format", choices=["text", "json"], default="text")
     sync.set_defaults(func=cmd_sync)
 
-    explain = sub.add_parser("explain", parents=[common], help="explain the decision for one address")
+    explain = sub.add_parser(
+        "explain",
+        parents=[common],
+        help="explain the decision for one address, and the lifecycle changes a run would make for its user",
+    )
     explain.add_argument("address")
     explain.set_defaults(func=cmd_explain)
-
-    users = sub.add_parser("users", parents=[common], help="list users by org in the embedded compliance directory")
-    users.set_defaults(func=cmd_users)

@@ -1,4 +1,9 @@
-"""Commands of the safety guards: probe, pending, approve, deny, block, plan, apply."""
+"""Commands of the safety guards: probe, pending, approve, deny, block, plan, apply.
+
+``pending``, ``approve`` and ``deny`` cover both kinds of held work: creations
+(table ``staged``) and destructive lifecycle changes held by the lifecycle limits
+(table ``held_changes``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from connector.app import Connector, utc_now
-from connector.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_PARTIAL, connector_from_args
+from connector.cli.common import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    connector_from_args,
+    printable,
+)
 from connector.config.safety import ProbeTarget
 from connector.errors import RetriableError
 from connector.policy import catch_all
@@ -18,8 +31,9 @@ from connector.policy.addresses import InvalidAddress, normalise_domain
 from connector.policy.plans import PlanError, change_key, changes_from_report, differences, make_plan, read_plan
 from connector.probe.smtp import SmtpCatchAllProbe
 from connector.reporting.text import render_text
+from connector.store import lifecycle as lifecycle_store
 from connector.store import safety as store
-from connector.store.models import StagedRow
+from connector.store.models import HeldChangeRow, StagedRow
 
 
 def _canonical(connector: Connector, address: str) -> str | None:
@@ -70,6 +84,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def _pending_json(row: StagedRow) -> dict[str, Any]:
     decision = row.decision
     return {
+        "type": "creation",
         "address": row.address,
         "user": decision.get("user_address"),
         "org": decision.get("org"),
@@ -90,15 +105,33 @@ def _evidence_text(evidence: dict[str, Any]) -> str:
     return "; ".join(f"{m['at']} {m['message_id']}" for m in messages) or "no evidence kept"
 
 
+def _held_json(row: HeldChangeRow) -> dict[str, Any]:
+    change = lifecycle_store.change_from_json(row.change)
+    return {
+        "type": "lifecycle",
+        "address": row.address,
+        "kind": row.kind,
+        "change": change.key(),
+        "detail": change.detail,
+        "held": row.why,
+        "run_id": row.run_id,
+        "held_at": row.held_at.isoformat(),
+        "approved_at": row.approved_at.isoformat() if row.approved_at else None,
+        "approved_by": row.approved_by,
+    }
+
+
 def cmd_pending(args: argparse.Namespace) -> int:
     connector = connector_from_args(args)
     with connector.sessions() as session:
         rows = store.staged(session)
+        held = lifecycle_store.held_changes(session)
     entries = [_pending_json(r) for r in rows]
+    changes = [_held_json(r) for r in held]
     if args.format == "json":
-        print(json.dumps(entries, indent=2))
+        print(json.dumps(entries + changes, indent=2))
         return EXIT_OK
-    if not entries:
+    if not entries and not changes:
         print("nothing pending")
     for entry in entries:
         user = entry["user"]
@@ -107,17 +140,40 @@ def cmd_pending(args: argparse.Namespace) -> int:
         print(f"    evidence: {_evidence_text(entry['evidence'])}")
         if entry["aliases"]:
             print(f"    aliases: {', '.join(entry['aliases'])}")
+    if changes:
+        print(f"lifecycle changes held for a person ({len(changes)}):")
+    for change in changes:
+        state = f"held: {change['held']}, run {change['run_id']}"
+        if change["approved_at"]:
+            state = f"approved by {change['approved_by']} at {change['approved_at']}: the next run makes it"
+        org = change["change"].get("org")
+        print(printable(f"{change['kind']} {change['address']}" + (f" (org {org})" if org else "") + f"  {state}"))
+        print(printable(f"    {change['detail']}"))
     return EXIT_OK
 
 
-def _selected(connector: Connector, args: argparse.Namespace) -> list[StagedRow] | None:
+def _selected(connector: Connector, args: argparse.Namespace) -> tuple[list[StagedRow], list[HeldChangeRow]] | None:
+    """The held creations and held lifecycle changes of a run, or of an address (None: not an address)."""
     with connector.sessions() as session:
         if args.run is not None:
-            return store.staged(session, run_id=args.run)
-        if args.address:
-            address = _canonical(connector, args.address)
-            return None if address is None else store.staged(session, address=address)
-    return None
+            return store.staged(session, run_id=args.run), lifecycle_store.held_changes(session, run_id=args.run)
+        address = _canonical(connector, args.address)
+        if address is None:
+            return None
+        return store.staged(session, address=address), lifecycle_store.held_changes(session, address=address)
+
+
+def _latest_held_run(connector: Connector) -> int | None:
+    with connector.sessions() as session:
+        return max(
+            (row.run_id for row in lifecycle_store.held_changes(session) if row.approved_at is None), default=None
+        )
+
+
+_DONE = {
+    "suspend": "suspended",
+    "delete": "deleted",
+}
 
 
 def _review(args: argparse.Namespace, approve: bool) -> int:
@@ -127,22 +183,45 @@ def _review(args: argparse.Namespace, approve: bool) -> int:
         print("give an ADDRESS or --run RUN_ID", file=sys.stderr)
         return EXIT_CONFIG
     connector = connector_from_args(args)
-    rows = _selected(connector, args)
-    if not rows:
+    selected = _selected(connector, args)
+    if selected is None:
+        return EXIT_CONFIG
+    rows, held = selected
+    if not rows and not held:
         print("nothing pending matches", file=sys.stderr)
+        latest = _latest_held_run(connector) if args.run is not None else None
+        if latest is not None:  # each run replaces the held lifecycle changes of the one before
+            verb = "approve" if approve else "deny"
+            print(f"held lifecycle changes are those of run {latest}: connector {verb} --run {latest}", file=sys.stderr)
         return EXIT_NOT_FOUND
     from jobs.registry import JOBS
 
-    who = getpass.getuser()
+    who, now = getpass.getuser(), utc_now()
     act = review.approve if approve else review.deny
+    act_held = review.approve_held if approve else review.deny_held
     with connector.locks.hold(JOBS["decide"].locks):  # never beside a cycle deciding the same candidates
-        result = act(connector, rows, who=who, now=utc_now())
+        result = act(connector, rows, who=who, now=now) if rows else review.ReviewResult()
+        changes = act_held(connector, held, who=who, now=now) if held else review.HeldReview()
     verb = "created" if approve else "denied and blocked"
     for address in result.done:
         print(f"{verb}: {address}")
     for address, error in result.failed:
         print(f"failed: {address}: {error}", file=sys.stderr)
-    return EXIT_OK if not result.failed else EXIT_PARTIAL
+    for change in changes.done:
+        if approve:
+            print(f"{_DONE.get(change.kind.value, change.kind.value)}: {change.address}")
+        else:
+            print(f"denied: {change.kind.value} {change.address} (not proposed again until the directory changes)")
+    for change, why in changes.dropped:
+        print(f"dropped: {change.kind.value} {change.address}: {why}")
+    for change, why in changes.waiting:
+        print(f"approved, left for the next run: {change.kind.value} {change.address}: {why}", file=sys.stderr)
+    for change, why in changes.failed:
+        print(f"failed: {change.kind.value} {change.address}: {why}", file=sys.stderr)
+    for error in changes.errors:
+        print(f"error: {error}", file=sys.stderr)
+    problems = result.failed or changes.waiting or changes.failed or changes.errors
+    return EXIT_PARTIAL if problems else EXIT_OK
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
@@ -189,6 +268,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"  {change_key(change)}")
     if report["held"]:
         print(f"  {len(report['held'])} creation(s) would be held (see connector report {report['run_id']})")
+    lifecycle = report.get("lifecycle") or {}
+    if lifecycle.get("held"):
+        print(
+            f"  {len(lifecycle['held'])} lifecycle change(s) would be held ({lifecycle.get('limit_reached')}); "
+            "they are not in the plan"
+        )
     return EXIT_OK if report["status"] == "ok" else EXIT_PARTIAL
 
 
@@ -229,17 +314,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     probe.add_argument("--server", help="HOST:PORT instead of safety.catch_all.probe.DOMAIN")
     probe.set_defaults(func=cmd_probe)
 
-    pending = sub.add_parser("pending", parents=[common], help="list creations held for review, with evidence")
+    pending = sub.add_parser(
+        "pending",
+        parents=[common],
+        help="list creations held for review, with evidence, and lifecycle changes held by the limits",
+    )
     pending.add_argument("--format", choices=["text", "json"], default="text")
     pending.set_defaults(func=cmd_pending)
 
     for name, func, text in (
-        ("approve", cmd_approve, "create held users (an address, or every one of a run)"),
-        ("deny", cmd_deny, "drop held creations and block those addresses"),
+        (
+            "approve",
+            cmd_approve,
+            "create held users and make held lifecycle changes now (an address, or every one of a run)",
+        ),
+        (
+            "deny",
+            cmd_deny,
+            "drop held creations (blocking those addresses) and held lifecycle changes (not proposed again)",
+        ),
     ):
         command = sub.add_parser(name, parents=[common], help=text)
         command.add_argument("address", nargs="?")
-        command.add_argument("--run", type=int, help="every creation held by this run")
+        command.add_argument("--run", type=int, help="every creation and lifecycle change held by this run")
         command.set_defaults(func=func)
 
     block = sub.add_parser("block", parents=[common], help="never auto-create this address (e.g. a leaver)")

@@ -1,12 +1,19 @@
 """The batch-file target: one CSV of changes per run, for services that take uploads.
 
-Each change is recorded in ``target_exports`` when the cycle makes it, and
-written out by ``flush`` at the end of the cycle: the rows are first assigned
-to a file name (committed), then the file is written to a temporary name,
-synced and renamed, then the rows are marked written. A crash between those
-steps leaves rows assigned but unwritten, and the next ``flush`` writes that
-file again under the same name; a change is never assigned to two files, so
+Each change is recorded in ``target_exports`` when the cycle makes it (``id``
+numbers the rows in the order they were made), and written out by ``flush``
+at the end of the cycle: the rows are first assigned to a file name
+(committed), then the file is written to a temporary name, synced and
+renamed, then the rows are marked written. A crash between those steps
+leaves rows assigned but unwritten, and the next ``flush`` writes that file
+again under the same name; a change is never assigned to two files, so
 nobody is exported twice.
+
+The service is never read back. What it holds (the known addresses, and the
+actual state the lifecycle compares with) is what the connector has recorded
+so far: every row replayed in order (``ExportedState``). A change that would
+not alter that state is not recorded, so recording is idempotent. One cycle
+writes at a time (the ``cycle`` lock, jobs/registry.py).
 """
 
 from __future__ import annotations
@@ -15,39 +22,238 @@ import csv
 import io
 import logging
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any, NamedTuple
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connector.compliance.base import KnownSnapshot, NewUser
+from connector.domain.lifecycle import Change, ChangeKind, TargetUser
 from connector.errors import FatalError, RetriableError, SkippableError
+from connector.reporting.csv_export import spreadsheet_cell
 from connector.store.models import TargetExportRow
 
-ADD_USER, ADD_ALIAS = "add_user", "add_alias"
-HEADER = ("change", "address", "user_address", "org", "display_name", "external_id", "recorded_at")
+ADD_USER, ADD_ALIAS, REMOVE_ALIAS = "add_user", "add_alias", "remove_alias"
+UPDATE_USER, MOVE_USER = "update_user", "move_user"
+SUSPEND_USER, REACTIVATE_USER, DELETE_USER = "suspend_user", "reactivate_user", "delete_user"
+# Columns are only ever appended, so that existing consumers keep working.
+HEADER = ("change", "address", "user_address", "org", "display_name", "external_id", "recorded_at", "new_address")
+
+
+class ExportLine(NamedTuple):
+    """One change as the file states it (docs/targets.md), without the bookkeeping."""
+
+    change: str
+    address: str  # the user's primary (before a rename), or the alias
+    user_address: str  # the user's primary (before a rename)
+    org: str | None = None
+    display_name: str | None = None
+    external_id: str | None = None
+    new_address: str | None = None  # update_user: the new primary of a rename
+
+
+_LINE_COLUMNS = (
+    TargetExportRow.change,
+    TargetExportRow.address,
+    TargetExportRow.user_address,
+    TargetExportRow.org,
+    TargetExportRow.display_name,
+    TargetExportRow.external_id,
+    TargetExportRow.new_address,
+)
+
+
+@dataclass(slots=True)
+class ExportedUser:
+    """A user as the exported changes leave it."""
+
+    primary: str
+    org: str | None
+    display_name: str | None = None
+    external_id: str | None = None
+    active: bool = True
+
+
+@dataclass
+class ExportedState:
+    """What the service holds once it has loaded every file: the recorded changes replayed in order."""
+
+    users: dict[str, ExportedUser] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)  # alias -> primary
+    last_id: int = 0  # the last row replayed
+    _owned: dict[str, set[str]] = field(default_factory=dict)  # primary -> aliases
+
+    def _attach(self, alias: str, primary: str) -> None:
+        self._detach(alias)
+        self.aliases[alias] = primary
+        self._owned.setdefault(primary, set()).add(alias)
+
+    def _detach(self, alias: str) -> None:
+        owner = self.aliases.pop(alias, None)
+        if owner is not None:
+            self._owned[owner].discard(alias)
+
+    def aliases_of(self, primary: str) -> tuple[str, ...]:
+        return tuple(sorted(self._owned.get(primary, ())))
+
+    def apply(self, line: ExportLine) -> None:
+        """Replay one recorded change."""
+        if line.change == ADD_USER:
+            self.users[line.address] = ExportedUser(line.address, line.org, line.display_name, line.external_id)
+        elif line.change == ADD_ALIAS:
+            self._attach(line.address, line.user_address)
+        elif line.change == REMOVE_ALIAS and self.aliases.get(line.address) == line.user_address:
+            self._detach(line.address)
+        user = self.users.get(line.user_address)
+        if user is None:
+            return
+        if line.change == UPDATE_USER:
+            user.display_name = line.display_name if line.display_name is not None else user.display_name
+            user.external_id = line.external_id if line.external_id is not None else user.external_id
+            if line.new_address and line.new_address != user.primary:
+                self._rename(user, line.new_address)
+        elif line.change == MOVE_USER:
+            user.org = line.org
+        elif line.change in (SUSPEND_USER, REACTIVATE_USER):
+            user.active = line.change == REACTIVATE_USER
+        elif line.change == DELETE_USER:
+            del self.users[user.primary]
+            for alias in self.aliases_of(user.primary):
+                self._detach(alias)
+
+    def _rename(self, user: ExportedUser, new_primary: str) -> None:
+        old = user.primary
+        self._detach(new_primary)  # an alias that becomes the primary is no longer an alias
+        del self.users[old]
+        user.primary = new_primary
+        self.users[new_primary] = user
+        for alias in self.aliases_of(old):
+            self._attach(alias, new_primary)
+
+    def target_user(self, primary: str) -> TargetUser | None:
+        user = self.users.get(primary)
+        if user is None:
+            return None
+        return TargetUser(
+            primary_address=user.primary,
+            target_id=None,  # a file has no ids
+            orgs=(user.org,) if user.org else (),
+            aliases=self.aliases_of(user.primary),
+            display_name=user.display_name,
+            external_id=user.external_id,
+            active=user.active,
+        )
+
+
+def creation_lines(user: NewUser, state: ExportedState) -> list[ExportLine]:
+    """The user, then each alias not exported yet."""
+    primary = user.primary_address
+    lines = [ExportLine(ADD_USER, primary, primary, user.org, user.display_name, user.external_id)]
+    for alias in dict.fromkeys(user.aliases):
+        if alias != primary and alias not in state.aliases and alias not in state.users:
+            lines.append(ExportLine(ADD_ALIAS, alias, primary, user.org))
+    return lines
+
+
+def _text(fields: dict[str, Any], name: str, current: str | None) -> str | None:
+    """An UPDATE's new value of ``name``; a missing or empty value leaves it as it is."""
+    value = fields.get(name)
+    return value if isinstance(value, str) and value else current
+
+
+def _update_lines(change: Change, user: ExportedUser, state: ExportedState) -> list[ExportLine]:
+    primary = user.primary
+    new_primary = change.fields.get("primary_address")
+    rename = new_primary if isinstance(new_primary, str) and new_primary != primary else None
+    if rename is not None:
+        if rename in state.users:
+            raise SkippableError(f"cannot rename {primary} to {rename}: that user was exported")
+        owner = state.aliases.get(rename)
+        if owner is not None and owner != primary:
+            raise SkippableError(f"cannot rename {primary}: {rename} was exported as an alias of {owner}")
+    display_name = _text(change.fields, "display_name", user.display_name)
+    external_id = _text(change.fields, "external_id", user.external_id)
+    if rename is None and (display_name, external_id) == (user.display_name, user.external_id):
+        return []
+    # The line carries the user's attributes as they are after the change, not only what changed.
+    return [ExportLine(UPDATE_USER, primary, primary, user.org, display_name, external_id, rename)]
+
+
+def lines_for(change: Change, state: ExportedState) -> list[ExportLine]:
+    """The lines that carry out ``change``; none when the export already says so.
+
+    Follows the embedded target's semantics (compliance/embedded.py).
+    """
+    kind = change.kind
+    new_primary = change.fields.get("primary_address") if kind is ChangeKind.UPDATE else None
+    user = state.users.get(change.address)
+    if user is None and isinstance(new_primary, str):
+        user = state.users.get(new_primary)  # renamed already
+    if kind is ChangeKind.RECREATE:
+        if user is not None:
+            return []
+        if change.address in state.aliases:
+            raise SkippableError(f"{change.address} was exported as an alias of {state.aliases[change.address]}")
+        assert change.org is not None
+        display_name, external_id = change.fields.get("display_name"), change.fields.get("external_id")
+        return creation_lines(NewUser(change.address, change.org, change.aliases, display_name, external_id), state)
+    if user is None:
+        if kind is ChangeKind.DELETE:
+            return []
+        raise SkippableError(f"no user {change.address} in the batch-file export")
+    primary = user.primary
+    if kind is ChangeKind.SUSPEND:
+        return [ExportLine(SUSPEND_USER, primary, primary, user.org)] if user.active else []
+    if kind is ChangeKind.REACTIVATE:
+        return [] if user.active else [ExportLine(REACTIVATE_USER, primary, primary, user.org)]
+    if kind is ChangeKind.DELETE:
+        return [ExportLine(DELETE_USER, primary, primary, user.org)]
+    if kind is ChangeKind.UPDATE:
+        return _update_lines(change, user, state)
+    lines: list[ExportLine] = []
+    if kind in (ChangeKind.MOVE, ChangeKind.REPAIR) and change.org and not change.aliases and change.org != user.org:
+        lines.append(ExportLine(MOVE_USER, primary, primary, change.org))
+    if kind in (ChangeKind.ADD_ALIASES, ChangeKind.REPAIR):
+        for alias in dict.fromkeys(change.aliases):
+            owner = state.aliases.get(alias)
+            if owner == primary or alias == primary:
+                continue
+            if owner is not None or alias in state.users:
+                raise SkippableError(f"{alias} was exported as an address of {owner or 'another user'}")
+            lines.append(ExportLine(ADD_ALIAS, alias, primary, user.org))
+    elif kind is ChangeKind.REMOVE_ALIASES:
+        for alias in dict.fromkeys(change.aliases):
+            if state.aliases.get(alias) == primary:
+                lines.append(ExportLine(REMOVE_ALIAS, alias, primary, user.org))
+    return lines
 
 
 def render_csv(rows: list[TargetExportRow]) -> str:
-    """The file body: the documented header, then one line per change (docs/targets.md)."""
+    """The file body: the documented header, then one line per change (docs/targets.md).
+
+    Every cell that a spreadsheet would read as a formula gets a leading apostrophe.
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(HEADER)
     for row in rows:
-        writer.writerow(
-            (
-                row.change,
-                row.address,
-                row.user_address,
-                row.org or "",
-                row.display_name or "",
-                row.external_id or "",
-                row.recorded_at.isoformat(),
-            )
+        cells = (
+            row.change,
+            row.address,
+            row.user_address,
+            row.org,
+            row.display_name,
+            row.external_id,
+            row.recorded_at.isoformat(),
+            row.new_address,
         )
+        writer.writerow([spreadsheet_cell(cell) for cell in cells])
     return out.getvalue()
 
 
@@ -77,58 +283,103 @@ class BatchFileComplianceDirectory:
         self._key = f"batch_file:{directory}"
         self._clock = clock
         self._log = log
+        self._replayed: ExportedState | None = None
+        self._lock = threading.Lock()
 
     def describe(self) -> str:
         return f"batch file export to {self._directory}"
 
+    def _state(self, session: Session) -> ExportedState:
+        """The recorded changes replayed; only the rows recorded since the last call are read.
+
+        Rows are only ever added, by one cycle at a time, so the ids grow in commit order.
+        """
+        mine = TargetExportRow.target == self._key
+        with self._lock:
+            last = session.scalar(select(func.max(TargetExportRow.id)).where(mine)) or 0
+            state = self._replayed
+            if state is None or last < state.last_id:  # first use, or a state database restored from a backup
+                state = ExportedState()
+            if last > state.last_id:
+                query = select(TargetExportRow.id, *_LINE_COLUMNS).where(mine, TargetExportRow.id > state.last_id)
+                for row in session.execute(query.order_by(TargetExportRow.id)):
+                    state.apply(ExportLine(row.change, row.address, row.user_address, *row[4:]))
+                    state.last_id = row.id
+            self._replayed = state
+            return state
+
     def known_addresses(self) -> KnownSnapshot:
-        """Everything ever exported: the service has it, or has it in its upload queue."""
-        with self._sessions() as session:
-            rows = session.execute(
-                select(TargetExportRow.change, TargetExportRow.address, TargetExportRow.user_address).where(
-                    TargetExportRow.target == self._key
-                )
-            ).all()
-        users = tuple(sorted(a for c, a, _ in rows if c == ADD_USER))
-        return KnownSnapshot(users=users, aliases={a: u for c, a, u in rows if c == ADD_ALIAS})
+        """Everything exported and not deleted since: the service has it, or has it in its upload queue."""
+        try:
+            with self._sessions() as session:
+                state = self._state(session)
+                return KnownSnapshot(users=tuple(sorted(state.users)), aliases=dict(state.aliases))
+        except SQLAlchemyError as exc:
+            raise RetriableError(f"cannot read the batch-file exports: {exc}") from exc
 
     def ensure_org(self, name: str) -> None:
         """Orgs are named on every line; the service creates them."""
 
-    def _row(self, change: str, address: str, user: str, org: str | None = None) -> TargetExportRow:
-        return TargetExportRow(
-            target=self._key, change=change, address=address, user_address=user, org=org, recorded_at=self._clock()
-        )
+    def _record(self, session: Session, lines: Sequence[ExportLine]) -> None:
+        now = self._clock()
+        for line in lines:
+            session.add(TargetExportRow(target=self._key, recorded_at=now, **line._asdict()))
 
     def create_user(self, user: NewUser) -> bool:
         try:
             with self._sessions.begin() as session:
-                if session.get(TargetExportRow, (self._key, ADD_USER, user.primary_address)) is not None:
+                state = self._state(session)
+                if user.primary_address in state.users:
                     return False
-                if session.get(TargetExportRow, (self._key, ADD_ALIAS, user.primary_address)) is not None:
+                if user.primary_address in state.aliases:
                     raise SkippableError(f"{user.primary_address} was exported as an alias of another user")
-                row = self._row(ADD_USER, user.primary_address, user.primary_address, user.org)
-                row.display_name, row.external_id = user.display_name, user.external_id
-                session.add(row)
-                for alias in user.aliases:
-                    if session.get(TargetExportRow, (self._key, ADD_ALIAS, alias)) is None:
-                        session.add(self._row(ADD_ALIAS, alias, user.primary_address, user.org))
+                self._record(session, creation_lines(user, state))
                 return True
-        except IntegrityError:  # a concurrent run recorded it first
-            return False
         except SQLAlchemyError as exc:
             raise RetriableError(f"cannot record the change: {exc}") from exc
 
     def add_alias(self, primary_address: str, alias: str) -> bool:
-        with self._sessions.begin() as session:
-            existing = session.get(TargetExportRow, (self._key, ADD_ALIAS, alias))
-            if existing is not None:
-                if existing.user_address != primary_address:
-                    raise SkippableError(f"{alias} was exported as an alias of {existing.user_address}")
-                return False
-            owner = session.get(TargetExportRow, (self._key, ADD_USER, primary_address))
-            session.add(self._row(ADD_ALIAS, alias, primary_address, owner.org if owner else None))
-            return True
+        try:
+            with self._sessions.begin() as session:
+                state = self._state(session)
+                owner = state.aliases.get(alias)
+                if owner is not None:
+                    if owner != primary_address:
+                        raise SkippableError(f"{alias} was exported as an alias of {owner}")
+                    return False
+                if alias in state.users:
+                    raise SkippableError(f"{alias} was exported as a user")
+                user = state.users.get(primary_address)
+                self._record(session, [ExportLine(ADD_ALIAS, alias, primary_address, user.org if user else None)])
+                return True
+        except SQLAlchemyError as exc:
+            raise RetriableError(f"cannot record the change: {exc}") from exc
+
+    # -- lifecycle (LifecycleTarget) ----------------------------------------------------------------
+
+    def read_users(self, addresses: Sequence[str]) -> dict[str, TargetUser]:
+        """The users as the exported changes leave them (suspended ones included, deleted ones not)."""
+        try:
+            with self._sessions() as session:
+                state = self._state(session)
+                found = {address: state.target_user(address) for address in addresses}
+        except SQLAlchemyError as exc:
+            raise RetriableError(f"cannot read the batch-file exports: {exc}") from exc
+        return {address: user for address, user in found.items() if user is not None}
+
+    def apply_change(self, change: Change) -> str | None:
+        """Record one lifecycle change for the next file; nothing when the export already says so.
+
+        A file has no ids: always None.
+        """
+        try:
+            with self._sessions.begin() as session:
+                self._record(session, lines_for(change, self._state(session)))
+        except SQLAlchemyError as exc:
+            raise RetriableError(f"cannot record the change: {exc}") from exc
+        return None
+
+    # -- files ------------------------------------------------------------------------------------------
 
     def _file_name(self, session: Session, now: datetime) -> str:
         stem = f"changes-{now.strftime('%Y%m%dT%H%M%SZ')}"
@@ -177,7 +428,7 @@ class BatchFileComplianceDirectory:
                 session.scalars(
                     select(TargetExportRow)
                     .where(TargetExportRow.target == self._key, TargetExportRow.file == name)
-                    .order_by(TargetExportRow.recorded_at, TargetExportRow.change.desc(), TargetExportRow.address)
+                    .order_by(TargetExportRow.id)
                 )
             )
         try:

@@ -175,7 +175,8 @@ class EmbeddedComplianceDirectory:
             elif change.kind in (ChangeKind.MOVE, ChangeKind.REPAIR) and change.org and not change.aliases:
                 user.org_id = self._org(session, change.org).id
             if change.kind in (ChangeKind.ADD_ALIASES, ChangeKind.REPAIR):
-                for address in change.aliases:
+                # The old primary after a rename that was refused is still the primary: not an alias too.
+                for address in (a for a in change.aliases if a != user.primary_address):
                     existing = session.get(TargetAliasRow, address)
                     if existing is not None and existing.user_id != user.id:
                         raise SkippableError(f"{address} is already an alias of another user")
@@ -204,6 +205,29 @@ class EmbeddedComplianceDirectory:
                     raise SkippableError(f"cannot rename {user.primary_address}: {new_primary} is another's alias")
                 session.delete(alias)
             user.primary_address = new_primary
+
+    def all_users(self) -> list[TargetUser]:
+        """Every user of the embedded directory, by primary address (``connector users``)."""
+        try:
+            with self._sessions() as session:
+                orgs = {o.id: o.name for o in session.scalars(select(TargetOrgRow))}
+                aliases: dict[int, list[str]] = {}
+                for alias in session.scalars(select(TargetAliasRow).order_by(TargetAliasRow.address)):
+                    aliases.setdefault(alias.user_id, []).append(alias.address)
+                return [
+                    TargetUser(
+                        primary_address=user.primary_address,
+                        target_id=str(user.id),
+                        orgs=(orgs[user.org_id],),
+                        aliases=tuple(aliases.get(user.id, [])),
+                        display_name=user.display_name,
+                        external_id=user.external_id,
+                        active=bool(user.active),
+                    )
+                    for user in session.scalars(select(TargetUserRow).order_by(TargetUserRow.primary_address))
+                ]
+        except OperationalError as exc:
+            raise RetriableError(f"embedded directory unreadable: {exc}") from exc
 
     def users_by_org(self) -> dict[str, list[tuple[str, list[str]]]]:
         """Org name -> [(primary, aliases)], for the CLI and tests."""

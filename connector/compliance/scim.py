@@ -19,6 +19,7 @@ import requests
 
 from connector.compliance.base import KnownSnapshot, NewUser
 from connector.compliance.scim_http import AmbiguousWriteError, ScimHttp
+from connector.compliance.scim_lifecycle import LIST_FACTOR, LOOKUP_CHUNK, ScimLifecycle
 from connector.compliance.scim_mapping import (
     ServerFeatures,
     add_emails_patch,
@@ -30,6 +31,7 @@ from connector.compliance.scim_mapping import (
     filter_value,
     group_filter,
     group_payload,
+    list_page,
     parse_features,
     replace_emails,
     replace_members,
@@ -39,10 +41,9 @@ from connector.compliance.scim_mapping import (
 )
 from connector.compliance.target_state import KnownStore, TargetHealth
 from connector.config.target import ScimTargetSettings
+from connector.domain.lifecycle import Change, TargetUser
 from connector.errors import ConnectorError, RetriableError, SkippableError
 
-LOOKUP_CHUNK = 50  # userName eq ... or ... terms per search
-LIST_FACTOR = 4  # list all users instead of filtering when the server has at most this many per new one
 MEMBERS_CHUNK = 1000  # members per PATCH of a group
 
 
@@ -75,6 +76,7 @@ class ScimComplianceDirectory:
         self._groups: dict[str, str] = {}  # org name -> group id
         self._pulled_groups = 0
         self._group_lock = threading.Lock()
+        self._lifecycle = ScimLifecycle(self)
 
     def describe(self) -> str:
         return f"SCIM 2.0 at {self._http.base_url}"
@@ -105,7 +107,7 @@ class ScimComplianceDirectory:
         response = self._http.request("GET", path, params=params)
         if response.status_code != 200:
             raise SkippableError(f"search {path} [{filter_text}] refused: {error_detail(_body(response))}")
-        return list(_body(response).get("Resources") or [])
+        return list_page(_body(response), f"search {path}")[0]
 
     def find_user(self, address: str) -> dict[str, Any] | None:
         """The user whose ``userName`` is ``address`` (case-insensitive), or None."""
@@ -120,20 +122,21 @@ class ScimComplianceDirectory:
                 return resource
         return None
 
-    def _pages(self, path: str, attributes: str | None) -> Iterator[dict[str, Any]]:
+    def _pages(self, path: str, attributes: str | None, filter_text: str | None = None) -> Iterator[dict[str, Any]]:
         start, size = 1, self._settings.page_size
         while True:
             params: dict[str, Any] = {"startIndex": start, "count": size}
             if attributes:
                 params["attributes"] = attributes
+            if filter_text:
+                params["filter"] = filter_text
             response = self._http.request("GET", path, params=params)
             if response.status_code != 200:
                 raise RetriableError(f"listing {path} failed: {error_detail(_body(response))}")
-            body = _body(response)
-            resources = body.get("Resources") or []
+            resources, total = list_page(_body(response), f"listing {path}")
             yield from resources
             start += len(resources)
-            if not resources or start > int(body.get("totalResults", 0)):
+            if not resources or start > total:
                 return
 
     def _pull(self) -> KnownSnapshot:
@@ -181,7 +184,7 @@ class ScimComplianceDirectory:
             response = self._http.request("GET", path, params={"count": 0, "startIndex": 1})
             if response.status_code != 200:
                 raise SkippableError(f"listing {path} refused: {error_detail(_body(response))}")
-            result[path.strip("/").lower()] = int(_body(response).get("totalResults", 0))
+            result[path.strip("/").lower()] = list_page(_body(response), f"listing {path}")[1]
         return result
 
     # -- writing ------------------------------------------------------------------
@@ -313,6 +316,16 @@ class ScimComplianceDirectory:
 
     def flush(self) -> None:
         """Nothing is buffered: every write is sent at once."""
+
+    # -- lifecycle (LifecycleTarget, in scim_lifecycle.py) -------------------------
+
+    def read_users(self, addresses: Sequence[str]) -> dict[str, TargetUser]:
+        """The actual state of these managed users, by primary address."""
+        return self._lifecycle.read_users(addresses)
+
+    def apply_change(self, change: Change) -> str | None:
+        """Carry out one lifecycle change; the user's target id (None once deleted)."""
+        return self._lifecycle.apply_change(change)
 
     # -- many at once -------------------------------------------------------------
 

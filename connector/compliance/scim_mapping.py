@@ -6,7 +6,7 @@ validated with ``scim2-models`` in the context it is sent in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +21,13 @@ from scim2_models import (
 )
 
 from connector.compliance.base import NewUser
-from connector.errors import SkippableError
+from connector.domain.lifecycle import TargetUser
+from connector.errors import RetriableError, SkippableError
 
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
+USER_READ_ATTRIBUTES = "userName,emails,displayName,externalId,active,groups,meta.version"
+"""What the lifecycle reads of a user (``groups`` only where the server fills it)."""
+GROUP_READ_ATTRIBUTES = "displayName,members"
 
 
 def filter_value(value: str) -> str:
@@ -118,8 +122,7 @@ def add_members_patch(user_ids: Sequence[str]) -> dict[str, Any]:
 
 def add_emails_patch(addresses: Sequence[str]) -> dict[str, Any]:
     """PATCH /Users/{id}: add alias addresses to ``emails``."""
-    body = {"Operations": [{"op": "add", "path": "emails", "value": [{"value": a} for a in addresses]}]}
-    return PatchOp[User[Any]].model_validate(body).model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+    return _user_patch([{"op": "add", "path": "emails", "value": [{"value": a} for a in addresses]}], "add aliases")
 
 
 def replace_emails(resource: dict[str, Any], addresses: Sequence[str]) -> dict[str, Any]:
@@ -153,10 +156,16 @@ def bulk_create_request(users: Sequence[NewUser]) -> dict[str, Any]:
     }
 
 
+def _emails(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``emails`` entries of a user resource that are objects (a server may send anything)."""
+    emails = resource.get("emails")
+    return [e for e in emails if isinstance(e, dict)] if isinstance(emails, list) else []
+
+
 def emails_of(resource: dict[str, Any]) -> list[str]:
     """Every address of a user resource, ``userName`` first, lower-cased, without repeats."""
     found: list[str] = []
-    for value in [resource.get("userName"), *(e.get("value") for e in resource.get("emails") or [])]:
+    for value in [resource.get("userName"), *(e.get("value") for e in _emails(resource))]:
         if isinstance(value, str) and "@" in value and value.lower() not in found:
             found.append(value.lower())
     return found
@@ -176,7 +185,7 @@ def snapshot_of(resources: Iterable[dict[str, Any]]) -> tuple[list[str], dict[st
         primary = addresses[0]
         user_name = resource.get("userName")
         if not (isinstance(user_name, str) and "@" in user_name):
-            flagged = [e.get("value") for e in resource.get("emails") or [] if e.get("primary")]
+            flagged = [e.get("value") for e in _emails(resource) if e.get("primary")]
             if flagged and isinstance(flagged[0], str):
                 primary = flagged[0].lower()
         users.append(primary)
@@ -193,3 +202,208 @@ def error_detail(body: Any) -> str:
         if parts:
             return " ".join(parts)
     return str(body)[:300]
+
+
+# -- lifecycle: reading users back ----------------------------------------------------------------
+
+
+def list_page(body: Any, what: str) -> tuple[list[dict[str, Any]], int]:
+    """The resources and ``totalResults`` of a ListResponse; ``RetriableError`` when it is not one."""
+    resources = (body.get("Resources") or []) if isinstance(body, dict) else None
+    if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
+        raise RetriableError(f"{what}: the answer is not a SCIM list response")
+    try:
+        total = int(body.get("totalResults", 0))
+    except (TypeError, ValueError) as exc:
+        raise RetriableError(f"{what}: unreadable totalResults") from exc
+    return resources, total
+
+
+def _text(resource: dict[str, Any], name: str) -> str | None:
+    value = resource.get(name)
+    return value if isinstance(value, str) else None
+
+
+def user_name_of(resource: dict[str, Any]) -> str | None:
+    """The lower-cased ``userName`` of a user resource, or None."""
+    name = _text(resource, "userName")
+    return name.lower() if name else None
+
+
+def resource_id(resource: dict[str, Any]) -> str | None:
+    value = resource.get("id")
+    return str(value) if isinstance(value, str | int) and str(value) else None
+
+
+def version_of(resource: dict[str, Any]) -> str | None:
+    """``meta.version`` (the ETag) of a resource, when the server sends one."""
+    meta = resource.get("meta")
+    return _text(meta, "version") if isinstance(meta, dict) else None
+
+
+def target_user_of(resource: dict[str, Any], orgs: Iterable[str]) -> TargetUser | None:
+    """A user resource as the lifecycle's actual state; None when it has no id or userName.
+
+    The primary is ``userName``; the aliases are every other address in ``emails``.
+    A user whose ``active`` is missing counts as active (RFC 7643 leaves it optional).
+    """
+    primary, user_id = user_name_of(resource), resource_id(resource)
+    if primary is None or user_id is None:
+        return None
+    active = resource.get("active")
+    return TargetUser(
+        primary_address=primary,
+        target_id=user_id,
+        orgs=tuple(sorted(set(orgs))),
+        aliases=tuple(sorted(a for a in emails_of(resource) if a != primary)),
+        display_name=_text(resource, "displayName"),
+        external_id=_text(resource, "externalId"),
+        active=active if isinstance(active, bool) else True,
+        version=version_of(resource),
+    )
+
+
+def group_refs(resource: dict[str, Any], name: str) -> list[tuple[str, str | None]] | None:
+    """``(value, display)`` of a multi-valued reference (``groups`` of a user, ``members`` of a group).
+
+    None when the resource does not carry the attribute at all.
+    """
+    if name not in resource:
+        return None
+    refs = resource.get(name)
+    if not isinstance(refs, list):
+        return []
+    return [
+        (str(ref["value"]), _text(ref, "display"))
+        for ref in refs
+        if isinstance(ref, dict) and isinstance(ref.get("value"), str | int)
+    ]
+
+
+def group_ids(groups: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """Group name -> group id, from listed groups (the first of a name wins)."""
+    ids: dict[str, str] = {}
+    for group in groups:
+        name, group_id = _text(group, "displayName"), resource_id(group)
+        if name is not None and group_id is not None:
+            ids.setdefault(name, group_id)
+    return ids
+
+
+def memberships(groups: Iterable[dict[str, Any]]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """From listed groups with members: user id -> group names, and group name -> group id."""
+    listed = list(groups)
+    by_user: dict[str, list[str]] = {}
+    for group in listed:
+        name = _text(group, "displayName")
+        if name is None or resource_id(group) is None:
+            continue
+        for member, _ in group_refs(group, "members") or []:
+            by_user.setdefault(member, []).append(name)
+    return by_user, group_ids(listed)
+
+
+# -- lifecycle: writing changes --------------------------------------------------------------------
+
+
+def _user_patch(operations: list[dict[str, Any]], what: str) -> dict[str, Any]:
+    try:
+        return (
+            PatchOp[User[Any]]
+            .model_validate({"Operations": operations})
+            .model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+        )
+    except ValidationError as exc:
+        raise SkippableError(f"{what}: not a valid SCIM change: {exc.errors()[0]['msg']}") from exc
+
+
+def remove_members_patch(user_ids: Sequence[str]) -> dict[str, Any]:
+    """PATCH /Groups/{id}: remove members (RFC 7644 3.5.2.2, one value filter each)."""
+    operations = [{"op": "remove", "path": f"members[value eq {filter_value(uid)}]"} for uid in user_ids]
+    return PatchOp[Group].model_validate({"Operations": operations}).model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+
+
+def remove_emails_patch(addresses: Sequence[str]) -> dict[str, Any]:
+    """PATCH /Users/{id}: remove these addresses from ``emails`` (compared case-insensitively by the server)."""
+    operations = [{"op": "remove", "path": f"emails[value eq {filter_value(a)}]"} for a in addresses]
+    return _user_patch(operations, "remove aliases")
+
+
+def active_patch(active: bool) -> dict[str, Any]:
+    """PATCH /Users/{id}: suspend (``active: false``) or reactivate."""
+    return _user_patch([{"op": "replace", "path": "active", "value": active}], "active")
+
+
+def renamed_emails(resource: dict[str, Any], new_primary: str) -> list[dict[str, Any]]:
+    """``emails`` after a rename: the new primary first (flagged), the old primary dropped, the rest kept."""
+    old = user_name_of(resource)
+    kept = [
+        {k: v for k, v in e.items() if k != "primary"}
+        for e in _emails(resource)
+        if isinstance(e.get("value"), str) and e["value"].lower() not in (old, new_primary.lower())
+    ]
+    return [{"value": new_primary, "primary": True, "type": "work"}, *kept]
+
+
+_UPDATE_ATTRIBUTES = {"display_name": "displayName", "external_id": "externalId"}
+
+
+def update_attributes(fields: Mapping[str, Any], resource: dict[str, Any] | None) -> dict[str, Any]:
+    """SCIM attribute -> new value for an UPDATE change (``resource``, as read, is needed for a rename)."""
+    changes = {_UPDATE_ATTRIBUTES[name]: value for name, value in fields.items() if name in _UPDATE_ATTRIBUTES}
+    new_primary = fields.get("primary_address")
+    if isinstance(new_primary, str) and new_primary:
+        assert resource is not None, "a rename needs the user as read"
+        changes["userName"] = new_primary
+        changes["emails"] = renamed_emails(resource, new_primary)
+    return changes
+
+
+def update_patch(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """PATCH /Users/{id}: replace these attributes (a None value removes it)."""
+    operations = [
+        {"op": "remove", "path": name} if value is None else {"op": "replace", "path": name, "value": value}
+        for name, value in changes.items()
+    ]
+    return _user_patch(operations, "update")
+
+
+def replace_user(resource: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """PUT /Users/{id} body for servers without PATCH: the user as read, with ``changes`` applied."""
+    body = {k: v for k, v in resource.items() if k not in ("meta", "groups")}
+    for name, value in changes.items():
+        if value is None:
+            body.pop(name, None)
+        else:
+            body[name] = value
+    try:
+        User.model_validate(body, scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
+    except ValidationError as exc:
+        raise SkippableError(f"{resource.get('userName')}: not a valid SCIM user: {exc.errors()[0]['msg']}") from exc
+    return body
+
+
+def emails_with(resource: dict[str, Any], add: Sequence[str] = (), remove: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """``emails`` with ``add`` appended (unless present) and ``remove`` taken out, case-insensitively."""
+    gone = {a.lower() for a in remove}
+    emails = [e for e in _emails(resource) if str(e.get("value", "")).lower() not in gone]
+    present = {str(e.get("value", "")).lower() for e in emails}
+    return [*emails, *({"value": a} for a in dict.fromkeys(add) if a.lower() not in present and a.lower() not in gone)]
+
+
+def group_without_members(resource: dict[str, Any], user_ids: Sequence[str]) -> dict[str, Any]:
+    """PUT /Groups/{id} body for servers without PATCH: the group as read, minus members."""
+    body = {k: v for k, v in resource.items() if k != "meta"}
+    body["members"] = [
+        {"value": str(value)} for value, _ in group_refs(resource, "members") or [] if value not in user_ids
+    ]
+    try:
+        Group.model_validate(body, scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
+    except ValidationError as exc:
+        raise SkippableError(f"group {resource.get('displayName')}: not a valid SCIM group: {exc}") from exc
+    return body
+
+
+def no_target(body: Any) -> bool:
+    """A 400 ``noTarget``: the value a PATCH ``remove`` names is not there (already removed)."""
+    return isinstance(body, dict) and body.get("scimType") == "noTarget"

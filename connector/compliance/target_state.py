@@ -179,6 +179,45 @@ class KnownStore:
                     if session.get(TargetKnownRow, (self._key, address)) is None:
                         session.add(TargetKnownRow(target=self._key, address=address, owner=owner, refreshed_at=now))
 
+    def remove(self, owner: str, aliases: Iterable[str]) -> None:
+        """Forget aliases the connector took off ``owner`` (those recorded for another owner stay)."""
+        if not self._persist:
+            return
+        with self._sessions.begin() as session:
+            session.execute(
+                delete(TargetKnownRow).where(
+                    TargetKnownRow.target == self._key,
+                    TargetKnownRow.owner == owner,
+                    TargetKnownRow.address.in_(list(aliases)),
+                )
+            )
+
+    def forget_user(self, primary: str) -> None:
+        """Forget a user the connector deleted, with its aliases."""
+        if not self._persist:
+            return
+        with self._sessions.begin() as session:
+            session.execute(
+                delete(TargetKnownRow).where(
+                    TargetKnownRow.target == self._key,
+                    (TargetKnownRow.address == primary) | (TargetKnownRow.owner == primary),
+                )
+            )
+
+    def rename(self, old: str, new: str, now: datetime) -> None:
+        """A user's primary changed from ``old`` to ``new`` (``old`` is no address of it any more)."""
+        if not self._persist or old == new:
+            return
+        with self._sessions.begin() as session:
+            session.execute(
+                delete(TargetKnownRow).where(TargetKnownRow.target == self._key, TargetKnownRow.address.in_([old, new]))
+            )
+            for row in session.scalars(
+                select(TargetKnownRow).where(TargetKnownRow.target == self._key, TargetKnownRow.owner == old)
+            ):
+                row.owner = new
+            session.add(TargetKnownRow(target=self._key, address=new, owner=None, refreshed_at=now))
+
     def load(self) -> KnownSnapshot:
         with self._sessions() as session:
             rows = session.execute(

@@ -32,6 +32,11 @@ class DirectoryEntry:
     external_id: str | None = None
     attributes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Directory values come from strangers and end up in the target's 255-character columns.
+        object.__setattr__(self, "display_name", clean_text(self.display_name))
+        object.__setattr__(self, "external_id", clean_text(self.external_id))
+
     @property
     def is_user(self) -> bool:
         return self.kind is DirectoryObjectKind.USER
@@ -45,6 +50,17 @@ class DirectoryEntry:
             "display_name": self.display_name,
             "enabled": self.enabled,
         }
+
+
+TEXT_LIMIT = 255  # the targets' limit for display names and external ids
+
+
+def clean_text(value: str | None) -> str | None:
+    """A directory text value fit for the target: no control characters, at most ``TEXT_LIMIT`` characters."""
+    if value is None:
+        return None
+    cleaned = "".join(ch for ch in value if ch.isprintable() or ch == " ").strip()
+    return cleaned[:TEXT_LIMIT] or None
 
 
 # ``None`` in a lookup result means "the directory has no object with this address".

@@ -180,6 +180,9 @@ class ChangeSet:
     notes: list[tuple[str, str]] = field(default_factory=list)  # (address, note) for the report / explain
     confirmed: list[str] = field(default_factory=list)  # CREATING records found in the target
     abandoned: list[str] = field(default_factory=list)  # CREATING records whose user never came to be
+    # Bookkeeping the target already shows but the records missed (a crash between the write and its record):
+    suspended_seen: list[tuple[str, str]] = field(default_factory=list)  # (address, reason): record as suspended
+    renamed_seen: list[tuple[str, str]] = field(default_factory=list)  # (old, new): move the record
     limit_reached: str | None = None  # the first limit the destructive changes passed
 
     def for_address(self, address: str) -> list[Change]:

@@ -27,6 +27,8 @@ class RunSummary:
     held: int = 0
     errors: int = 0
     warnings: int = 0
+    lifecycle_changes: int = 0  # lifecycle changes made (every kind)
+    lifecycle_held: int = 0  # destructive lifecycle changes held for a person
 
 
 @dataclass
@@ -150,7 +152,7 @@ class RunReport:
         }
 
 
-LIFECYCLE_LISTS = (
+LIFECYCLE_CHANGES = (  # the lists of changes made, one per change kind
     "moved",
     "updated",
     "aliases_added",
@@ -160,10 +162,8 @@ LIFECYCLE_LISTS = (
     "deleted",
     "repaired",
     "recreated",
-    "held",
-    "deferred",
-    "failed",
 )
+LIFECYCLE_LISTS = (*LIFECYCLE_CHANGES, "held", "deferred", "failed")
 
 
 def lifecycle_counts(section: dict[str, Any] | None) -> dict[str, int]:

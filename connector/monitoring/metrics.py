@@ -10,6 +10,8 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
 from connector.domain.decisions import CandidateState
+from connector.domain.lifecycle import ChangeKind
+from connector.domain.report import LIFECYCLE_CHANGES
 
 
 class Metrics:
@@ -39,8 +41,31 @@ class Metrics:
             ["job"],
             registry=r,
         )
+        self.lifecycle_changes = Counter(
+            "connector_lifecycle_changes", "Lifecycle changes made to managed users, per kind", ["kind"], registry=r
+        )
+        self.lifecycle_held = Counter(
+            "connector_lifecycle_held",
+            "Destructive lifecycle changes held for a person (counted again each run they stay held), per kind",
+            ["kind"],
+            registry=r,
+        )
+        self.lifecycle_failed = Counter(
+            "connector_lifecycle_failed", "Lifecycle changes the target refused, per kind", ["kind"], registry=r
+        )
+        self.managed_users = Gauge(
+            "connector_managed_users", "Target users the connector manages (last cycle)", registry=r
+        )
+        self.unmanaged_users = Gauge(
+            "connector_unmanaged_users", "Target users the connector does not manage (last cycle)", registry=r
+        )
         for state in CandidateState:
             self.candidates.labels(state.value).set(0)
+        for kind in ChangeKind:  # every series exists from the start, so rate() and alerts see zeros
+            self.lifecycle_changes.labels(kind.value)
+            self.lifecycle_failed.labels(kind.value)
+            if kind.destructive:
+                self.lifecycle_held.labels(kind.value)
 
     def observe_sources(self, sources: Iterable[Mapping[str, Any]]) -> None:
         for source in sources:
@@ -54,6 +79,20 @@ class Metrics:
     def set_candidates(self, counts: Mapping[str, int]) -> None:
         for state in CandidateState:
             self.candidates.labels(state.value).set(counts.get(state.value, 0))
+
+    def observe_lifecycle(self, section: Mapping[str, Any] | None) -> None:
+        """A cycle's ``lifecycle`` report section (a real run's; nothing without one)."""
+        if not section:
+            return
+        for name in LIFECYCLE_CHANGES:
+            for change in section.get(name) or []:
+                self.lifecycle_changes.labels(str(change["op"])).inc()
+        for change in section.get("held") or []:
+            self.lifecycle_held.labels(str(change["op"])).inc()
+        for change in section.get("failed") or []:
+            self.lifecycle_failed.labels(str(change["op"])).inc()
+        self.managed_users.set(int(section.get("managed") or 0))
+        self.unmanaged_users.set(int(section.get("unmanaged") or 0))
 
     def exposition(self) -> bytes:
         """The text format a scrape returns."""

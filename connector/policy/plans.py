@@ -13,8 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from connector.domain.decisions import Decision, Outcome
+from connector.domain.report import LIFECYCLE_CHANGES
 
 PLAN_FORMAT = "connector-plan/1"
+# The fields of ``Change.key()``: what identifies a lifecycle change in a plan (no detail text, no ids).
+LIFECYCLE_KEY_FIELDS = ("op", "address", "org", "from_org", "aliases", "fields", "reason")
 
 
 class PlanError(ValueError):
@@ -36,12 +39,17 @@ def change_of(decision: Decision) -> dict[str, Any] | None:
 
 
 def changes_from_report(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The changes a (dry-run) report shows, in the same form as ``change_of``."""
+    """The changes a (dry-run) report shows: creations in the form of ``change_of``, lifecycle
+    changes in the form of ``Change.key()`` (the report's entry without its ``detail``), from
+    every list of changes made in the report's ``lifecycle`` section."""
     changes = [
         {"op": "create_user", "address": c["address"], "org": c["org"], "aliases": sorted(c["aliases"])}
         for c in report["created"]
     ]
     changes += [{"op": "add_alias", "address": a["address"], "user": a["user"]} for a in report["aliases_added"]]
+    lifecycle = report.get("lifecycle") or {}
+    for section in LIFECYCLE_CHANGES:
+        changes += [{k: entry[k] for k in LIFECYCLE_KEY_FIELDS if k in entry} for entry in lifecycle.get(section) or []]
     return sorted(changes, key=change_key)
 
 

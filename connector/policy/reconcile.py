@@ -181,7 +181,9 @@ def _plan_present(
         else:
             add(ChangeKind.MOVE, f"org {user.org or '(none)'} -> {desired.org}", org=desired.org)
     have = set(actual.aliases)
-    missing = [a for a in desired.aliases if a not in have and a != actual.primary_address]
+    # After a rename the old primary is gone from the target (both targets drop it): if the directory
+    # keeps it as an alias, it is missing like any other (applied after the UPDATE, in the same run).
+    missing = [a for a in desired.aliases if a not in have]
     repaired = tuple(a for a in missing if a in recorded_aliases)
     new = tuple(a for a in missing if a not in recorded_aliases)
     if repaired:
@@ -250,6 +252,9 @@ def _plan_one(
         return []
     if verdict is DirectoryVerdict.PRESENT:
         assert state.desired is not None
+        if actual.primary_address != user.address and actual.primary_address == state.desired.primary_address:
+            # Renamed in the target before a crash kept the record from following: the record follows now.
+            result.renamed_seen.append((user.address, actual.primary_address))
         if not actual.active and user.status is ManagedStatus.ACTIVE:
             result.notes.append((user.address, "suspended in the target by hand: left suspended"))
         return _plan_present(user, state.desired, actual, policy, now, recorded_aliases)
@@ -274,7 +279,10 @@ def _plan_one(
             )
         ]
     if user.status is not ManagedStatus.SUSPENDED:
-        result.notes.append((user.address, f"{state.detail}; already inactive in the target"))
+        # Suspended in the target, but not in our records (a crash after the write, or by hand): from now
+        # on it counts as suspended by the connector, so the grace period before a deletion starts now.
+        result.suspended_seen.append((user.address, reason.value))
+        result.notes.append((user.address, f"{state.detail}; already inactive in the target: recorded as suspended"))
         return []
     if policy.delete_after is None or user.suspended_at is None:
         return []

@@ -8,6 +8,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
+from connector.domain.report import LIFECYCLE_CHANGES
 from connector.reporting import view
 from connector.reporting.html import render_run_html, run_file_name
 from connector.reporting.text import render_text
@@ -18,9 +19,38 @@ TOTALS = ("created", "aliases_added", "skipped", "deferred", "held", "errors")
 
 def _notable(report: dict[str, Any]) -> bool:
     counts = report["counts"]
+    lifecycle = view.lifecycle_figures(report)
     return bool(
-        counts["created"] or counts["aliases_added"] or counts["deferred"] or counts["held"] or view.alerts(report)
+        counts["created"]
+        or counts["aliases_added"]
+        or counts["deferred"]
+        or counts["held"]
+        or lifecycle["changes"]
+        or lifecycle["held"]
+        or view.alerts(report)
     )
+
+
+def lifecycle_lines(reports: list[dict[str, Any]]) -> list[str]:
+    """One line of the lifecycle changes made by the real runs, one more for what the latest run holds."""
+    real = [r for r in reports if not r["dry_run"] and view.lifecycle(r) is not None]
+    if not real:
+        return []
+    made: Counter[str] = Counter()
+    for report in real:
+        for part in view.lifecycle_sections(report):
+            if part.key in LIFECYCLE_CHANGES or part.key in ("deferred", "failed"):
+                made[part.key.replace("_", " ")] += len(part.entries)
+    latest = real[-1]
+    figures = view.lifecycle_figures(latest)
+    changes = ", ".join(f"{name} {n}" for name, n in made.items()) or "no change"
+    out = [f"Managed users: {figures['managed']} managed, {figures['unmanaged']} unmanaged; {changes}"]
+    if figures["held"]:
+        out.append(
+            f"HELD: {figures['held']} destructive change(s) wait for a person since run {latest['run_id']}: "
+            f"connector approve --run {latest['run_id']} (or deny)"
+        )
+    return out
 
 
 def digest_text(reports: list[dict[str, Any]], *, now: datetime, covers: timedelta) -> str:
@@ -38,6 +68,7 @@ def digest_text(reports: list[dict[str, Any]], *, now: datetime, covers: timedel
         f"not created {totals['skipped']}, deferred {totals['deferred']}, held {totals['held']}, "
         f"errors {totals['errors']}"
     )
+    out.extend(lifecycle_lines(reports))
     attention = [(r["run_id"], alert) for r in reports for alert in view.alerts(r)]
     if attention:
         out.extend(["", "Needs attention:"])

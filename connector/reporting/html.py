@@ -46,6 +46,13 @@ def render_run_html(report: dict[str, Any]) -> str:
         ("new log lines", counts["lines_read"]),
         ("malformed lines", counts["bad_lines"]),
     ]
+    lifecycle = view.lifecycle(report)
+    lifecycle_figures = view.lifecycle_figures(report)
+    if lifecycle is not None:
+        figures[5:5] = [
+            ("lifecycle changes", lifecycle_figures["changes"]),
+            ("lifecycle held", lifecycle_figures["held"]),
+        ]
     return (
         _environment()
         .get_template("run.html.j2")
@@ -56,6 +63,9 @@ def render_run_html(report: dict[str, Any]) -> str:
             created=view.created_by_org(report),
             skipped=view.skipped_by_reason(report),
             pending_count=len(view.pending(report)),
+            lc=lifecycle,
+            lc_figures=lifecycle_figures,
+            lc_sections=view.lifecycle_sections(report),
         )
     )
 

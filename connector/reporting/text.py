@@ -2,10 +2,63 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any
 
+from connector.reporting import view
+
 EXAMPLES_PER_REASON = 25
+# C0 and C1 controls, DEL, and the bidirectional overrides: a terminal would act on them (colour, cursor,
+# title, text shown reversed). Addresses and details come from mail traffic and the directory.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(value: object) -> str:
+    """``value`` as text a terminal shows as is: control characters become ``\\xNN`` / ``\\uNNNN``."""
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _UNPRINTABLE.sub(escape, str(value))
+
+
+def _limited(lines: list[str]) -> list[str]:
+    if len(lines) <= EXAMPLES_PER_REASON:
+        return lines
+    return [*lines[:EXAMPLES_PER_REASON], f"    ... and {len(lines) - EXAMPLES_PER_REASON} more (see --format json)"]
+
+
+def _lifecycle_lines(report: dict[str, Any]) -> list[str]:
+    """The lifecycle block: the managed users' counts, then one list per kind of change (escaped)."""
+    section = view.lifecycle(report)
+    if section is None:
+        return []
+    figures = view.lifecycle_figures(report)
+    title = "Managed users (dry run, not applied)" if report["dry_run"] else "Managed users"
+    out = [
+        "",
+        f"{title}: {figures['managed']} managed, {figures['unchanged']} unchanged, {figures['changes']} change(s), "
+        f"{figures['held']} held; {figures['unmanaged']} unmanaged user(s) left alone",
+    ]
+    if section.get("limit_reached"):
+        out.append(f"  limit reached: {printable(section['limit_reached'])}")
+    if section.get("adopted"):
+        out.append("  adopted: " + ", ".join(printable(a) for a in section["adopted"]))
+    if section.get("confirmed"):
+        out.append(f"  {len(section['confirmed'])} creation(s) of an earlier run confirmed in the target")
+    for part in view.lifecycle_sections(report):
+        out.append(f"  {part.title} ({len(part.entries)}):")
+        describe = view.change_text if part.with_op else lambda e: str(e.get("detail", ""))
+        lines = [f"    {printable(e.get('address'))}: {printable(describe(e))}" for e in part.entries]
+        out.extend(_limited(lines))
+    for title, key, text in (("Not checked", "unknown", "why"), ("Notes", "notes", "note")):
+        entries = section.get(key) or []
+        if entries:
+            out.append(f"  {title} ({len(entries)}):")
+            out.extend(_limited([f"    {printable(e.get('address'))}: {printable(e.get(text, ''))}" for e in entries]))
+    return out
 
 
 def _created_line(entry: dict[str, Any]) -> str:
@@ -82,6 +135,7 @@ def render_text(report: dict[str, Any]) -> str:
             out.append("")
             out.append(f"{title}:")
             out.extend(f"    {e['address']}: {e['reason']}: {e['detail']}" for e in report[key])
+    out.extend(_lifecycle_lines(report))
     if report.get("planned_changes"):
         out.append("")
         out.append("Planned changes (dry run, not applied):")

@@ -6,6 +6,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from connector.domain.report import LIFECYCLE_CHANGES
+
 EXAMPLES_PER_REASON = 10
 
 
@@ -76,3 +78,73 @@ def headline(report: dict[str, Any]) -> str:
         f"created {counts['created']}, aliases added {counts['aliases_added']}, not created {counts['skipped']}, "
         f"deferred {counts['deferred']}, held {counts['held']}, errors {counts['errors']}"
     )
+
+
+# The lifecycle lists a person reads, in this order: (key in the report's ``lifecycle``, title).
+LIFECYCLE_SECTIONS = (
+    ("moved", "Moved to another org"),
+    ("updated", "Updated"),
+    ("aliases_added", "Aliases added"),
+    ("aliases_removed", "Aliases removed"),
+    ("suspended", "Suspended"),
+    ("reactivated", "Reactivated"),
+    ("deleted", "Deleted"),
+    ("repaired", "Repaired"),
+    ("recreated", "Recreated"),
+    ("held", "Held for a person, limit reached"),
+    ("deferred", "Deferred, planned again next run"),
+    ("failed", "Failed, refused by the target"),
+    ("not_in_plan", "Not in the plan applied"),
+)
+NOT_MADE = frozenset({"held", "deferred", "failed"})  # their entries carry ``why``
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleSection:
+    """One non-empty list of a run's ``lifecycle`` section."""
+
+    key: str
+    title: str
+    entries: list[dict[str, Any]]
+
+    @property
+    def not_made(self) -> bool:
+        """Held, deferred or failed: each entry says why."""
+        return self.key in NOT_MADE
+
+    @property
+    def with_op(self) -> bool:
+        """Lists mixing kinds of change, where each entry names its own."""
+        return self.not_made or self.key == "not_in_plan"
+
+
+def lifecycle(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's lifecycle section; None for runs without one (schema 1, lifecycle off, unsupported target)."""
+    section = report.get("lifecycle")
+    return section if isinstance(section, dict) else None
+
+
+def lifecycle_sections(report: dict[str, Any]) -> list[LifecycleSection]:
+    """The non-empty change lists of the run, in reading order."""
+    section = lifecycle(report) or {}
+    return [LifecycleSection(key, title, list(section[key])) for key, title in LIFECYCLE_SECTIONS if section.get(key)]
+
+
+def lifecycle_figures(report: dict[str, Any]) -> dict[str, int]:
+    """Managed, unmanaged, unchanged users; changes made; held (0 each without a lifecycle section)."""
+    section = lifecycle(report) or {}
+    return {
+        "managed": int(section.get("managed") or 0),
+        "unmanaged": int(section.get("unmanaged") or 0),
+        "unchanged": int(section.get("unchanged") or 0),
+        "changes": sum(len(section.get(key) or []) for key in LIFECYCLE_CHANGES),
+        "held": len(section.get("held") or []),
+    }
+
+
+def change_text(entry: dict[str, Any]) -> str:
+    """One change as a phrase: its kind, its detail, and why it was not made (when it was not)."""
+    text = f"{entry.get('op', '?')}: {entry.get('detail', '')}"
+    if entry.get("why"):
+        text += f" ({entry['why']})"
+    return text

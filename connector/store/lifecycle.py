@@ -39,12 +39,55 @@ def recorded_aliases(row: ManagedUserRow) -> tuple[str, ...]:
     return tuple((row.aliases or {}).get("aliases") or ())
 
 
+_USER_COLUMNS = (
+    ManagedUserRow.address,
+    ManagedUserRow.ownership,
+    ManagedUserRow.status,
+    ManagedUserRow.org,
+    ManagedUserRow.target_id,
+    ManagedUserRow.directory_address,
+    ManagedUserRow.managed_at,
+    ManagedUserRow.suspended_at,
+    ManagedUserRow.suspend_reason,
+    ManagedUserRow.denied,
+)
+
+
 def managed_users(session: Session, *, include_deleted: bool = False) -> list[ManagedUser]:
-    """Every managed user, by address."""
-    query = select(ManagedUserRow).order_by(ManagedUserRow.address)
+    """Every managed user, by address.
+
+    Plain rows, not ORM instances: with 100,000 managed users the session's identity
+    map stays empty, so the commit before each target write stays cheap.
+    """
+    query = select(*_USER_COLUMNS).order_by(ManagedUserRow.address)
     if not include_deleted:
         query = query.where(ManagedUserRow.status != ManagedStatus.DELETED.value)
-    return [_user(row) for row in session.scalars(query)]
+    return [
+        ManagedUser(
+            address=row.address,
+            ownership=Ownership(row.ownership),
+            status=ManagedStatus(row.status),
+            org=row.org,
+            target_id=row.target_id,
+            directory_address=row.directory_address,
+            managed_at=row.managed_at,
+            suspended_at=row.suspended_at,
+            suspend_reason=SuspendReason(row.suspend_reason) if row.suspend_reason else None,
+            denied=row.denied,
+        )
+        for row in session.execute(query)
+    ]
+
+
+def all_recorded_aliases(session: Session) -> dict[str, tuple[str, ...]]:
+    """Address -> the aliases last applied, for every managed user (plain rows)."""
+    query = select(ManagedUserRow.address, ManagedUserRow.aliases)
+    return {address: tuple((data or {}).get("aliases") or ()) for address, data in session.execute(query)}
+
+
+def managed_addresses(session: Session) -> set[str]:
+    """Every address with a managed record (deleted ones included)."""
+    return set(session.scalars(select(ManagedUserRow.address)))
 
 
 def managed_rows(session: Session, addresses: Iterable[str] | None = None) -> dict[str, ManagedUserRow]:
@@ -140,6 +183,10 @@ def adopt(session: Session, address: str, *, org: str | None, target_id: str | N
 def record_applied(session: Session, change: Change, *, now: datetime, run_id: int | None) -> None:
     """Note in the managed record what a change the target confirmed did."""
     row = session.get(ManagedUserRow, change.address)
+    if row is None and change.target_id:
+        # A rename earlier in this run moved the record; the user's later changes still name the old address.
+        live = ManagedUserRow.status != ManagedStatus.DELETED.value
+        row = session.scalars(select(ManagedUserRow).where(ManagedUserRow.target_id == change.target_id, live)).first()
     if row is None:
         return
     row.updated_at = now
@@ -182,6 +229,14 @@ def _rename(session: Session, row: ManagedUserRow, new_primary: str) -> None:
     session.add(ManagedUserRow(**values))
 
 
+def record_renamed(session: Session, old: str, new: str, *, now: datetime) -> None:
+    """The target shows a rename we made but never recorded (a crash): the record follows it."""
+    row = session.get(ManagedUserRow, old)
+    if row is not None:
+        row.updated_at = now
+        _rename(session, row, new)
+
+
 def record_suspended_seen(session: Session, address: str, reason: str, *, now: datetime) -> None:
     """The target shows a suspension we asked for but never recorded (a crash): record it now."""
     row = session.get(ManagedUserRow, address)
@@ -192,10 +247,26 @@ def record_suspended_seen(session: Session, address: str, reason: str, *, now: d
         row.updated_at = now
 
 
+def record_org_seen(session: Session, address: str, org: str, *, now: datetime) -> None:
+    """The target shows the user in ``org`` already (a move whose record a crash lost): record it now."""
+    row = session.get(ManagedUserRow, address)
+    if row is not None and row.org != org:
+        row.org = org
+        row.updated_at = now
+
+
 def deny(session: Session, address: str, kind: str, reason: str, *, now: datetime) -> None:
     row = session.get(ManagedUserRow, address)
     if row is not None:
         row.denied = f"{kind}:{reason}"
+        row.updated_at = now
+
+
+def clear_denied(session: Session, address: str, *, now: datetime) -> None:
+    """The directory state a denial was about changed: the change may be proposed again."""
+    row = session.get(ManagedUserRow, address)
+    if row is not None and row.denied is not None:
+        row.denied = None
         row.updated_at = now
 
 

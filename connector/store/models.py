@@ -103,6 +103,8 @@ class RunRow(Base):
     held_count: Mapped[int | None] = mapped_column(Integer)
     error_count: Mapped[int | None] = mapped_column(Integer)
     warning_count: Mapped[int | None] = mapped_column(Integer)
+    lifecycle_change_count: Mapped[int | None] = mapped_column(Integer)  # lifecycle changes made
+    lifecycle_held_count: Mapped[int | None] = mapped_column(Integer)  # destructive changes held
 
 
 class TargetOrgRow(Base):
@@ -269,18 +271,21 @@ class TargetStateRow(Base):
 
 
 class TargetExportRow(Base):
-    """A change for the batch-file target; ``file`` is set once it is assigned to a file, never twice."""
+    """One change for the batch-file target, ``id`` in the order it was made (a user may be suspended twice);
+    ``file`` is set once it is assigned to a file, never twice."""
 
     __tablename__ = "target_exports"
 
-    target: Mapped[str] = mapped_column(String(255), primary_key=True)
-    change: Mapped[str] = mapped_column(String(16), primary_key=True)  # add_user | add_alias
-    address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target: Mapped[str] = mapped_column(String(255), index=True)
+    change: Mapped[str] = mapped_column(String(16))  # add_user | add_alias | update_user | ... (batch_file.py)
+    address: Mapped[str] = mapped_column(ADDRESS)
     user_address: Mapped[str] = mapped_column(ADDRESS)
     org: Mapped[str | None] = mapped_column(String(255))
     display_name: Mapped[str | None] = mapped_column(String(255))
     external_id: Mapped[str | None] = mapped_column(String(255))
     recorded_at: Mapped[datetime]
+    new_address: Mapped[str | None] = mapped_column(ADDRESS)  # update_user: the new primary of a rename
     file: Mapped[str | None] = mapped_column(String(255), index=True)
     written_at: Mapped[datetime | None]
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from connector.domain.decisions import CandidateState, Decision
 from connector.domain.evidence import AddressEvidence, Delivery
-from connector.domain.report import RunSummary
+from connector.domain.report import LIFECYCLE_CHANGES, RunSummary
 from connector.sources.base import SourceCheckpoint
 from connector.store.models import CandidateRow, CheckpointRow, EvidenceRow, RunRow
 
@@ -226,6 +226,9 @@ def finish_run(session: Session, run_id: int, now: datetime, status: str, report
     row.held_count = counts.get("held")
     row.error_count = counts.get("errors")
     row.warning_count = len(report.get("warnings", []))
+    lifecycle = counts.get("lifecycle") or {}
+    row.lifecycle_change_count = sum(lifecycle.get(name, 0) for name in LIFECYCLE_CHANGES)
+    row.lifecycle_held_count = lifecycle.get("held", 0)
 
 
 def get_run(session: Session, run_id: int | None = None) -> RunRow | None:
@@ -251,6 +254,8 @@ def list_runs(session: Session, *, since: datetime | None = None, limit: int | N
             RunRow.held_count,
             RunRow.error_count,
             RunRow.warning_count,
+            RunRow.lifecycle_change_count,
+            RunRow.lifecycle_held_count,
         )
         .where(RunRow.finished_at.is_not(None))
         .order_by(RunRow.id.desc())
@@ -272,6 +277,8 @@ def list_runs(session: Session, *, since: datetime | None = None, limit: int | N
             held=row.held_count or 0,
             errors=row.error_count or 0,
             warnings=row.warning_count or 0,
+            lifecycle_changes=row.lifecycle_change_count or 0,
+            lifecycle_held=row.lifecycle_held_count or 0,
         )
         for row in session.execute(stmt)
     ]

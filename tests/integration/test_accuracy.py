@@ -5,12 +5,17 @@ bounces later, a strict domain, a dictionary-attack burst and the 14-day edges. 
 connector must create exactly the people the ground truth says, never a bogus or a
 duplicate user; the bare rule (3 messages in 14 days, or any 250, no directory, no guard)
 is computed on the same flow to show what the safety layers prevent.
+
+Then the directory changes (a leaver, a disabled account, aliases added and removed, a new
+display name, an OU move that an org rule maps to another org, a new primary address) and
+the next run must bring the target exactly in line, and the one after must change nothing.
 """
 
 from __future__ import annotations
 
 import random
 import string
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +27,8 @@ from sqlalchemy import select
 from connector.app import build_connector, utc_now
 from connector.compliance.embedded import EmbeddedComplianceDirectory
 from connector.config import load_settings
-from connector.store.models import EvidenceRow
+from connector.store.lifecycle import managed_users
+from connector.store.models import EvidenceRow, TargetAliasRow, TargetOrgRow, TargetUserRow
 from connector.store.repository import evidence_from_row
 from jobs.cycle import run_cycle
 from tests.conftest import utc
@@ -158,6 +164,7 @@ class Scenario:
             },
             "domain_aliases": {"acme.net": "acme.test"},
             "directory": {"type": "ldif", "path": "directory.ldif", "schema_preset": "active_directory"},
+            "org_rules": [{"org": "Acme Sales", "dn_within": f"OU=Sales,{self.ad.base}"}],  # nobody at first
         }
         (root / "connector.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
         return root / "connector.yaml"
@@ -215,3 +222,133 @@ def test_zero_bogus_zero_duplicates_every_real_user_created(tmp_path: Path) -> N
     )
     assert len(bare_bogus) >= 40 + 6 + 2  # the attack, the ghosts, the traps
     assert bare_duplicates == 3  # p10-p12: alias and primary are two "users" for the bare rule
+    lifecycle_phase(scenario, config, connector)
+
+
+# -- lifecycle: the directory changes after the creations, the next run converges exactly -------------------
+
+Target = dict[str, tuple[str, tuple[str, ...], str | None, bool]]  # primary -> (org, aliases, display name, active)
+
+SECTIONS = (
+    "moved",
+    "updated",
+    "aliases_added",
+    "aliases_removed",
+    "suspended",
+    "reactivated",
+    "deleted",
+    "repaired",
+    "recreated",
+)
+
+
+def target_state(connector: Any) -> Target:
+    """The embedded target read back from its tables."""
+    with connector.sessions() as session:
+        orgs = {o.id: o.name for o in session.scalars(select(TargetOrgRow))}
+        aliases: dict[int, list[str]] = {}
+        for alias in session.scalars(select(TargetAliasRow).order_by(TargetAliasRow.address)):
+            aliases.setdefault(alias.user_id, []).append(alias.address)
+        return {
+            u.primary_address: (orgs[u.org_id], tuple(aliases.get(u.id, ())), u.display_name, bool(u.active))
+            for u in session.scalars(select(TargetUserRow))
+        }
+
+
+def edit_person(scenario: Scenario, name: str, edit: Callable[[list[str]], list[str] | None]) -> None:
+    """Change (or, when ``edit`` returns None, delete) the directory entry of person ``name``."""
+    entries = scenario.ad.entries
+    (index,) = [i for i, e in enumerate(entries) if e.startswith(f"dn: CN={name},OU=People,")]
+    lines = edit(entries[index].splitlines())
+    if lines is None:
+        del entries[index]
+    else:
+        entries[index] = "\n".join(lines)
+
+
+def replaced(old: str, *new: str) -> Callable[[list[str]], list[str]]:
+    def edit(lines: list[str]) -> list[str]:
+        assert old in lines, (old, lines)
+        i = lines.index(old)
+        return [*lines[:i], *new, *lines[i + 1 :]]
+
+    return edit
+
+
+def lifecycle_phase(scenario: Scenario, config: Path, connector: Any) -> None:
+    before = target_state(connector)
+    assert all(active for _, _, _, active in before.values())
+    expected = dict(before)
+
+    def expect(address: str, **changes: Any) -> None:
+        org, aliases, display_name, active = expected.pop(address)
+        new = {"org": org, "aliases": aliases, "display_name": display_name, "active": active, **changes}
+        expected[new.pop("primary", address)] = (
+            new["org"],
+            tuple(sorted(new["aliases"])),
+            new["display_name"],
+            new["active"],
+        )
+
+    edit_person(scenario, "P00", replaced("userAccountControl: 512", "userAccountControl: 514"))
+    expect("p00@acme.test", active=False)
+    edit_person(scenario, "P01", lambda lines: None)
+    expect("p01@acme.test", active=False)
+    edit_person(scenario, "P02", lambda lines: [*lines, "proxyAddresses: smtp:p02.second@acme.test"])
+    expect("p02@acme.test", aliases=("p02.alias@acme.test", "p02.second@acme.test"))
+    edit_person(scenario, "P03", replaced("proxyAddresses: smtp:p03.alias@acme.test"))
+    expect("p03@acme.test", aliases=())
+    edit_person(scenario, "P04", replaced("displayName: P04", "displayName: Paula Four"))
+    expect("p04@acme.test", display_name="Paula Four")
+    edit_person(
+        scenario, "P05", replaced(f"dn: CN=P05,OU=People,{scenario.ad.base}", f"dn: CN=P05,OU=Sales,{scenario.ad.base}")
+    )
+    expect("p05@acme.test", org="Acme Sales")
+    edit_person(
+        scenario,
+        "P06",
+        replaced(
+            "proxyAddresses: SMTP:p06@acme.test",
+            "proxyAddresses: SMTP:p06.new@acme.test",
+            "proxyAddresses: smtp:p06@acme.test",
+        ),
+    )
+    expect("p06@acme.test", primary="p06.new@acme.test", aliases=("p06.alias@acme.test", "p06@acme.test"))
+    edit_person(scenario, "G00", replaced("userAccountControl: 512", "userAccountControl: 514"))
+    expect("g00@globex.test", active=False)
+    edit_person(scenario, "I00", lambda lines: None)
+    expect("i00@initech.test", active=False)
+    edit_person(scenario, "P21", lambda lines: None)  # never created: nothing to do
+    scenario.ad.write(config.parent / "directory.ldif")
+
+    connector = build_connector(load_settings(config), {})  # a new one: the LDIF directory reads its file once
+    with freeze_time(T0 + timedelta(days=37)):
+        report = run_cycle(connector, clock=utc_now).to_json()
+    assert report["status"] == "ok", report["errors"]
+    assert target_state(connector) == expected
+    lifecycle = report["lifecycle"]
+    made = {section: sorted(c["address"] for c in lifecycle[section]) for section in SECTIONS if lifecycle[section]}
+    assert made == {
+        "suspended": ["g00@globex.test", "i00@initech.test", "p00@acme.test", "p01@acme.test"],
+        "moved": ["p05@acme.test"],
+        "updated": ["p04@acme.test", "p06@acme.test"],
+        "aliases_added": ["p02@acme.test", "p06@acme.test"],  # p06: its old primary, kept as an alias
+        "aliases_removed": ["p03@acme.test"],
+    }
+    reasons = {c["address"]: c["reason"] for c in lifecycle["suspended"]}
+    assert reasons == {
+        "p00@acme.test": "disabled_in_directory",
+        "g00@globex.test": "disabled_in_directory",
+        "p01@acme.test": "not_in_directory",
+        "i00@initech.test": "not_in_directory",
+    }
+    assert lifecycle["managed"] == len(before) and lifecycle["unknown"] == []
+    with connector.sessions() as session:  # the renamed user's record follows it
+        assert {u.address for u in managed_users(session)} == set(expected)
+
+    with freeze_time(T0 + timedelta(days=38)):  # converged: the next run has nothing to do
+        report = run_cycle(connector, clock=utc_now).to_json()
+    assert report["status"] == "ok", report["errors"]
+    assert not any(report["lifecycle"][section] for section in (*SECTIONS, "held", "deferred", "failed"))
+    assert report["lifecycle"]["unchanged"] == len(before)
+    assert target_state(connector) == expected

@@ -141,7 +141,7 @@ def test_shipped_configs_are_valid(capsys: pytest.CaptureFixture[str]) -> None:
 def test_json_report_is_stable_json(demo_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sync", "-c", str(demo_config), "--format", "json", "--dry-run"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
     assert set(report) >= {"run_id", "started_at", "finished_at", "dry_run", "sources", "counts", "created"}
 
 

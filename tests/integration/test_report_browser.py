@@ -15,7 +15,7 @@ from selenium.webdriver.common.by import By
 from connector.cli import main
 from connector.config import load_settings
 from connector.reporting.html import render_run_html
-from tests.sample_report import sample_report
+from tests.sample_report import busy_lifecycle, sample_report
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 HOSTILE = "<script>alert(1)</script>@x.test"
@@ -81,6 +81,8 @@ def test_the_report_reads_right_in_chromium_and_hostile_text_stays_text(
         "not created": "43",
         "deferred": "0",
         "held for review": "0",
+        "lifecycle changes": "0",  # run 1 manages nobody yet: its users are checked from run 2 on
+        "lifecycle held": "0",
         "errors": "0",
         "new log lines": "919",
         "malformed lines": "2",
@@ -106,9 +108,13 @@ def test_the_report_reads_right_in_chromium_and_hostile_text_stays_text(
 
 def test_hostile_addresses_in_every_field_show_as_text(browser: webdriver.Chrome, tmp_path: Path) -> None:
     """Other log formats may let such an address through as a candidate: every field must hold."""
+    lifecycle = busy_lifecycle()
+    lifecycle["moved"][0]["address"] = HOSTILE
+    lifecycle["held"][0]["why"] = "<svg onload=alert(4)>"
     r = sample_report(
         warnings=[f"catch-all suspected: {HOSTILE}"],
         held=[{"address": HOSTILE, "reason": "attack_burst", "detail": "<img src=x onerror=alert(2)>"}],
+        lifecycle=lifecycle,
     )
     r["created"][0]["address"] = HOSTILE
     r["created"][0]["evidence"]["messages"][0]["message_id"] = "<svg onload=alert(3)>"
@@ -125,5 +131,9 @@ def test_hostile_addresses_in_every_field_show_as_text(browser: webdriver.Chrome
     held = browser.find_element(By.ID, "held").text
     assert HOSTILE in held and "<img src=x onerror=alert(2)>" in held
     assert HOSTILE in browser.find_element(By.ID, "skipped").text
+    tables = browser.find_elements(By.CSS_SELECTOR, "#lifecycle table")
+    assert len(tables) == 15  # 13 lists of changes, not checked, notes: every one shown
+    assert HOSTILE in tables[0].text  # moved
+    assert tables[9].find_elements(By.TAG_NAME, "td")[-1].text == "<svg onload=alert(4)>"  # held: why
     browser.save_screenshot(str(tmp_path / "hostile.png"))
     assert (tmp_path / "hostile.png").stat().st_size > 0

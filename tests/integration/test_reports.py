@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,15 @@ from connector.app import build_connector, utc_now
 from connector.cli import main
 from connector.config import load_settings
 from connector.domain.decisions import CandidateState, Reason
+from connector.domain.lifecycle import ChangeKind
+from connector.domain.report import LIFECYCLE_LISTS, SCHEMA_VERSION
+from connector.monitoring.metrics import Metrics
 from connector.store.database import make_engine, make_sessionmaker, upgrade
 from connector.store.models import RunRow
 from connector.store.repository import list_runs
 from jobs.cycle import run_cycle
+from jobs.reconcile import SECTIONS
+from jobs.registry import run_job
 from tests.conftest import ROOT
 
 SCHEMA = json.loads((ROOT / "docs" / "report.schema.json").read_text())
@@ -46,8 +52,17 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 def test_the_schema_is_valid_and_knows_every_reason_and_state() -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
-    assert SCHEMA["properties"]["schema_version"]["const"] == 1
+    assert SCHEMA["properties"]["schema_version"]["const"] == SCHEMA_VERSION == 2
+    assert SCHEMA["$id"].endswith("/v2.json")
     assert set(SCHEMA["$defs"]["reason"]["enum"]) == {r.value for r in Reason}
+    assert set(SCHEMA["$defs"]["change_kind"]["enum"]) == {k.value for k in ChangeKind}
+    lifecycle = SCHEMA["$defs"]["lifecycle"]["properties"]
+    assert set(SCHEMA["$defs"]["counts"]["properties"]["lifecycle"]["properties"]) == {
+        *LIFECYCLE_LISTS,
+        "managed",
+        "unmanaged",
+    }
+    assert set(LIFECYCLE_LISTS) < set(lifecycle) and set(SECTIONS.values()) < set(lifecycle)
     assert set(SCHEMA["$defs"]["candidate_state"]["enum"]) == {s.value for s in CandidateState}
 
 
@@ -74,7 +89,11 @@ def test_the_schema_is_strict(demo_config: Path, capsys: pytest.CaptureFixture[s
     assert VALIDATOR.is_valid(report)
     for path, value in (
         (("surprise",), 1),
-        (("schema_version",), 2),
+        (("schema_version",), 1),
+        (("lifecycle", "moved"), [{"op": "move", "address": "a@acme.com"}]),  # no detail
+        (("lifecycle", "held"), [{"op": "suspend", "address": "a@acme.com", "detail": "gone"}]),  # no why
+        (("lifecycle", "updated"), [{"op": "rename", "address": "a@acme.com", "detail": "x"}]),
+        (("counts", "lifecycle", "moved"), -1),
         (("counts", "created"), -1),
         (("created", 0, "colour"), "red"),
         (("skipped", 0, "reason"), "felt_like_it"),
@@ -187,9 +206,84 @@ def test_the_migration_fills_the_counts_of_existing_runs(tmp_path: Path) -> None
 
 
 def test_the_sample_report_used_by_rendering_tests_matches_the_schema() -> None:
-    from tests.sample_report import sample_report
+    from tests.sample_report import busy_lifecycle, sample_report, schema_1_report
 
     assert VALIDATOR.is_valid(sample_report())
+    busy = sample_report(lifecycle=busy_lifecycle())
+    assert [f"{list(e.absolute_path)}: {e.message}" for e in VALIDATOR.iter_errors(busy)] == []
+    assert not VALIDATOR.is_valid(schema_1_report())  # version 1 is read, never written
+
+
+def test_lifecycle_changes_reach_the_report_pages_csv_history_and_metrics(
+    demo_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(demo_config)
+    assert main(["sync", "-c", config]) == 0  # run 1 creates 6 users
+    ldif = demo_config.parent / "demo" / "directory.ldif"
+    entries = ldif.read_text().split("\n\n")
+    kept = [e for e in entries if not e.startswith("dn: uid=erin,")]
+    assert len(kept) == len(entries) - 1
+    ldif.write_text("\n\n".join(kept).replace("displayName: Alice Archer", "displayName: Alice Smith"))
+    capsys.readouterr()
+
+    connector = build_connector(load_settings(demo_config), {})
+    metrics = Metrics()
+    outcome = run_job(connector, "decide", utc_now, metrics=metrics)  # run 2, as the scheduler runs it
+    assert outcome.status == "ok"
+    report = stored_reports(demo_config)[1]
+    assert [f"{list(e.absolute_path)}: {e.message}" for e in VALIDATOR.iter_errors(report)] == []
+    lifecycle = report["lifecycle"]
+    assert [(c["op"], c["address"]) for c in lifecycle["updated"] + lifecycle["suspended"]] == [
+        ("update", "alice@acme.com"),
+        ("suspend", "erin@acme.com"),
+    ]
+    assert (lifecycle["managed"], lifecycle["unchanged"]) == (6, 4)
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert value("connector_lifecycle_changes_total", kind="update") == 1.0
+    assert value("connector_lifecycle_changes_total", kind="suspend") == 1.0
+    assert value("connector_lifecycle_changes_total", kind="move") == 0.0
+    assert value("connector_managed_users") == 6.0
+
+    code, out = cli(capsys, "report", "show", "2", "-c", config)
+    assert (
+        code == 0
+        and (
+            "Managed users: 6 managed, 4 unchanged, 2 change(s), 0 held; 0 unmanaged user(s) left alone\n"
+            "  Updated (1):\n"
+            "    alice@acme.com: display_name 'Alice Archer' -> 'Alice Smith'\n"
+            "  Suspended (1):\n"
+            "    erin@acme.com: the mail directory has no object with this address\n"
+        )
+        in out
+    )
+    code, out = cli(capsys, "report", "show", "2", "--format", "csv", "--rows", "lifecycle", "-c", config)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and [(r["address"], r["op"], r["outcome"], r["reason"]) for r in rows] == [
+        ("alice@acme.com", "update", "made", ""),
+        ("erin@acme.com", "suspend", "made", "not_in_directory"),
+    ]
+    code, out = cli(capsys, "report", "list", "--format", "csv", "--rows", "lifecycle", "-c", config)
+    assert code == 0 and out.count("\n") == 3  # header + run 2's two changes; run 1 changed nobody
+
+    code, out = cli(capsys, "report", "list", "--format", "json", "-c", config)
+    assert [(r["run_id"], r["lifecycle_changes"], r["lifecycle_held"]) for r in json.loads(out)] == [
+        (2, 2, 0),
+        (1, 0, 0),
+    ]
+    code, out = cli(capsys, "report", "list", "-c", config)
+    assert out.splitlines()[1].split()[-2:] == ["2", "0"] and "changes, c.held:" in out
+
+    page = (reports_dir(demo_config) / "run-2.html").read_text()
+    section = page[page.index('<section id="lifecycle">') : page.index('<section id="skipped">')]
+    assert 'id="lifecycle-updated"' in section and 'id="lifecycle-suspended"' in section
+    assert "&#39;Alice Archer&#39; -&gt; &#39;Alice Smith&#39;" in section and "erin@acme.com" in section
+    index = (reports_dir(demo_config) / "index.html").read_text()
+    row = index[index.index('href="run-2.html"') :]
+    cells = re.findall(r'<td class="num">(\d+)</td>', row[: row.index("</tr>")])
+    assert cells[4:6] == ["2", "0"]  # created, not created, deferred, held, then changes and changes held
 
 
 def test_pages_are_not_world_readable(demo_config: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -102,6 +102,8 @@ def test_metrics_endpoint(demo_config: Path, state_url: str) -> None:
     assert 'connector_job_runs_total{job="decide",status="ok"}' in body
     assert "connector_job_duration_seconds_count" in body
     assert re.search(r'connector_last_success_timestamp_seconds\{job="decide"\} \d', body)
+    assert 'connector_lifecycle_changes_total{kind="suspend"} 0.0' in body  # the demo's users stay in line
+    assert re.search(r"^connector_managed_users \d", body, re.MULTILINE)
 
 
 def test_sigterm_finishes_the_current_batch_and_exits_in_bounded_time(

@@ -62,6 +62,9 @@ def upgrade() -> None:
     op.create_index(op.f("ix_held_changes_address"), "held_changes", ["address"], unique=False)
     with op.batch_alter_table("target_users") as batch:
         batch.add_column(sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.true()))
+    with op.batch_alter_table("runs") as batch:  # history pages show them without loading reports
+        batch.add_column(sa.Column("lifecycle_change_count", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("lifecycle_held_count", sa.Integer(), nullable=True))
     _backfill()
 
 
@@ -116,6 +119,9 @@ def _backfill() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("lifecycle_held_count")
+        batch.drop_column("lifecycle_change_count")
     with op.batch_alter_table("target_users") as batch:
         batch.drop_column("active")
     op.drop_index(op.f("ix_held_changes_address"), table_name="held_changes")

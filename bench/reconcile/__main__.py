@@ -1,0 +1,536 @@
+"""One reconcile cycle over N managed users at a local scim2-server, against a naive full rewrite.
+
+    .venv/bin/python -m bench.reconcile [--users 100000] [--changed 0.01]
+
+N users are managed by the connector and held by a scim2-server in its own
+process (loaded straight into its storage at start-up, not through the API).
+A share ``--changed`` of them then changes in the mail directory, an LDIF file
+(``LdifDirectory``, Active Directory attributes): display names, moves to
+another org through the ``department`` org rule, aliases added and removed,
+accounts disabled or deleted (both: suspensions). Modes, each on a fresh
+server loaded with the same users:
+
+1. connector: ``jobs.reconcile.reconcile`` (the lifecycle step of a cycle), once,
+   then again with nothing changed (it must write nothing);
+2. baseline: what a hand-written sync script does: PUT every managed user with
+   its full desired state, then PUT each org group with all its members, one
+   request after the other on one keep-alive connection.
+
+The server counts every request by method and resource. A write is any
+POST/PUT/PATCH/DELETE except a POST search. Both modes end with the server's
+users and groups compared with the desired state (untimed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+from sqlalchemy import insert
+
+from connector.app import Connector, build_connector, utc_now
+from connector.config import load_settings
+from connector.directory.ldif import LdifDirectory
+from connector.domain.lifecycle import ChangeKind, ManagedStatus, Ownership
+from connector.domain.report import RunReport
+from connector.store import repository
+from connector.store.models import ManagedUserRow
+from jobs.reconcile import ReconcileResult, reconcile
+from tests.scim_server import TOKEN
+
+ROOT = Path(__file__).resolve().parents[2]
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
+DOMAIN_ORG = "Acme Corp"
+# department -> org; the first three through org rules, the last through the domain's org
+DEPARTMENTS = {
+    "Sales": "Acme Sales",
+    "Engineering": "Acme Engineering",
+    "Support": "Acme Support",
+    "Finance": DOMAIN_ORG,
+}
+# The mix of directory changes, repeated: 30 % renames, 25 % moves, 15 % + 10 % aliases, 20 % leavers.
+MIX = (
+    "rename", "move", "add_alias", "remove_alias", "disable", "delete", "rename", "move", "add_alias", "rename",
+    "move", "rename", "move", "remove_alias", "disable", "delete", "rename", "move", "add_alias", "rename",
+)  # fmt: skip
+EXPECTED_KIND = {
+    "rename": ChangeKind.UPDATE,
+    "move": ChangeKind.MOVE,
+    "add_alias": ChangeKind.ADD_ALIASES,
+    "remove_alias": ChangeKind.REMOVE_ALIASES,
+    "disable": ChangeKind.SUSPEND,
+    "delete": ChangeKind.SUSPEND,
+}
+REQUESTS_PER_SECOND = 1000  # the connector's rate limit in this bench (default 20/s would dominate)
+
+
+# -- the population -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """One managed user as the mail directory describes it."""
+
+    index: int
+    display_name: str
+    department: str
+    aliases: tuple[str, ...]
+    enabled: bool = True
+    present: bool = True  # still in the directory
+
+    @property
+    def address(self) -> str:
+        return f"user{self.index:06d}@acme.com"
+
+    @property
+    def org(self) -> str:
+        return DEPARTMENTS[self.department]
+
+    @property
+    def target_id(self) -> str:
+        return uuid.UUID(int=self.index + 1).hex
+
+    @property
+    def guid(self) -> str:
+        return str(uuid.UUID(int=(7 << 64) + self.index))
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.present
+
+
+def group_id(org: str) -> str:
+    return uuid.UUID(int=(9 << 64) + sorted(set(DEPARTMENTS.values())).index(org)).hex
+
+
+def population(n: int) -> list[Person]:
+    departments = list(DEPARTMENTS)
+    return [Person(i, f"User {i:06d}", departments[i % 4], (f"u{i:06d}.alt@acme.com",)) for i in range(n)]
+
+
+def change(people: Sequence[Person], share: float, seed: int = 11) -> tuple[list[Person], Counter[str]]:
+    """The directory after ``share`` of the people changed (the MIX, in turn); what was done."""
+    rng = random.Random(seed)
+    after = list(people)
+    done: Counter[str] = Counter()
+    for turn, i in enumerate(rng.sample(range(len(people)), round(len(people) * share))):
+        what, person = MIX[turn % len(MIX)], after[i]
+        if what == "rename":
+            person = replace(person, display_name=f"{person.display_name} (renamed)")
+        elif what == "move":
+            others = [d for d in DEPARTMENTS if DEPARTMENTS[d] != person.org]
+            person = replace(person, department=others[turn % len(others)])
+        elif what == "add_alias":
+            person = replace(person, aliases=(*person.aliases, f"u{person.index:06d}.new@acme.com"))
+        elif what == "remove_alias":
+            person = replace(person, aliases=())
+        elif what == "disable":
+            person = replace(person, enabled=False)
+        else:
+            person = replace(person, present=False)
+        after[i] = person
+        done[what] += 1
+    return after, done
+
+
+def ldif(people: Sequence[Person]) -> str:
+    """The directory as an Active Directory LDIF export (``proxyAddresses``, ``userAccountControl``)."""
+    records = []
+    for p in people:
+        if not p.present:
+            continue
+        proxies = "".join(f"proxyAddresses: smtp:{alias}\n" for alias in p.aliases)
+        records.append(
+            f"dn: CN=user{p.index:06d},OU=People,DC=acme,DC=com\n"
+            "objectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\nobjectClass: user\n"
+            f"cn: user{p.index:06d}\ndisplayName: {p.display_name}\nmail: {p.address}\n"
+            f"proxyAddresses: SMTP:{p.address}\n{proxies}department: {p.department}\n"
+            f"userAccountControl: {512 if p.enabled else 514}\nobjectGUID: {p.guid}\n"
+        )
+    return "\n".join(records)
+
+
+def user_resource(p: Person) -> dict[str, Any]:
+    """The SCIM user as the target should hold it (the seed, and the baseline's PUT body)."""
+    return {
+        "schemas": [USER_SCHEMA],
+        "id": p.target_id,
+        "userName": p.address,
+        "displayName": p.display_name,
+        "externalId": p.guid,
+        "active": p.active,
+        "emails": [
+            {"value": p.address, "primary": True, "type": "work"},
+            *({"value": alias} for alias in p.aliases),
+        ],
+    }
+
+
+def group_resources(people: Sequence[Person]) -> list[dict[str, Any]]:
+    members: dict[str, list[dict[str, str]]] = {org: [] for org in sorted(set(DEPARTMENTS.values()))}
+    for p in people:
+        members[p.org].append({"value": p.target_id, "type": "User"})
+    return [
+        {"schemas": [GROUP_SCHEMA], "id": group_id(org), "displayName": org, "members": found}
+        for org, found in members.items()
+    ]
+
+
+# -- the server ---------------------------------------------------------------------------------------
+
+
+class ServerProcess:
+    """tests/scim_server.py in its own process, loaded from a seed file; it counts every request."""
+
+    def __init__(self, seed: Path) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "tests.scim_server", "--load", str(seed)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        self.url = f"http://127.0.0.1:{int(self._process.stdout.readline())}/v2"
+
+    def counts(self) -> Counter[str]:
+        """Requests since the last call, by ``METHOD /Resource/{id}`` (Bulk operations as ``Bulk ...``)."""
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write("counts\n")
+        self._process.stdin.flush()
+        return Counter(json.loads(self._process.stdout.readline()))
+
+    def close(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        self._process.wait(timeout=60)
+
+
+@contextmanager
+def server(seed: Path) -> Iterator[ServerProcess]:
+    started = time.perf_counter()
+    process = ServerProcess(seed)
+    print(f"   scim2-server loaded in {time.perf_counter() - started:.1f} s", flush=True)
+    try:
+        yield process
+    finally:
+        process.close()
+
+
+def is_write(shape: str) -> bool:
+    method, _, path = shape.partition(" ")
+    if method == "POST":
+        return not path.endswith("/.search") and path != "/token"
+    return method in ("PUT", "PATCH", "DELETE")
+
+
+@dataclass
+class Measure:
+    label: str
+    seconds: float
+    counts: Counter[str]
+
+    @property
+    def writes(self) -> int:
+        return sum(n for shape, n in self.counts.items() if is_write(shape))
+
+    @property
+    def requests(self) -> int:
+        return sum(n for shape, n in self.counts.items() if not shape.startswith("Bulk "))
+
+    def show(self) -> None:
+        methods: Counter[str] = Counter()
+        for shape, n in self.counts.items():
+            if not shape.startswith("Bulk "):
+                methods[shape.partition(" ")[0]] += n
+        by_method = ", ".join(f"{m} {n}" for m, n in sorted(methods.items())) or "none"
+        print(
+            f"{self.label:<36} {self.seconds:8.2f} s  {self.requests:7d} requests ({by_method}), {self.writes} writes",
+            flush=True,
+        )
+        for shape, n in sorted(self.counts.items()):
+            print(f"{'':<40}{n:7d}  {shape}{'  (write)' if is_write(shape) else ''}")
+
+
+def read_back(url: str) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
+    """Every user (by userName) and every group's member ids, paged (untimed check)."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {TOKEN}"
+
+    def pages(path: str) -> Iterator[dict[str, Any]]:
+        start = 1
+        while True:
+            response = session.get(f"{url}{path}", params={"startIndex": start, "count": 1000}, timeout=300)
+            response.raise_for_status()
+            body = response.json()
+            resources = body.get("Resources") or []
+            yield from resources
+            start += len(resources)
+            if not resources or start > body["totalResults"]:
+                return
+
+    users = {u["userName"]: u for u in pages("/Users")}
+    groups = {g["displayName"]: {m["value"] for m in g.get("members") or []} for g in pages("/Groups")}
+    return users, groups
+
+
+def mismatches(url: str, people: Sequence[Person]) -> list[str]:
+    """Where the server differs from what the directory wants."""
+    users, groups = read_back(url)
+    found = []
+    for p in people:
+        user = users.get(p.address)
+        if user is None:
+            found.append(f"{p.address}: missing")
+            continue
+        emails = sorted(e["value"].lower() for e in user.get("emails") or [])
+        wanted = sorted([p.address, *p.aliases])
+        if (user.get("displayName"), emails, user.get("active", True)) != (p.display_name, wanted, p.active):
+            found.append(f"{p.address}: {user.get('displayName')!r} {emails} active={user.get('active')}")
+    for group in group_resources(people):
+        wanted_ids = {m["value"] for m in group["members"]}
+        have = groups.get(group["displayName"], set())
+        if have != wanted_ids:
+            found.append(
+                f"group {group['displayName']}: {len(have - wanted_ids)} extra, {len(wanted_ids - have)} missing"
+            )
+    return found
+
+
+def check(url: str, people: Sequence[Person], verify: bool) -> int:
+    if not verify:
+        return 0
+    found = mismatches(url, people)
+    print(f"   check against the directory: {'OK' if not found else f'{len(found)} differences, e.g. {found[:3]}'}")
+    return len(found)
+
+
+# -- the connector ------------------------------------------------------------------------------------
+
+
+def wire(url: str, workdir: Path, directory: Path, suspensions: int) -> Connector:
+    (workdir / "empty.log").touch()
+    config = {
+        "state": {"url": f"sqlite:///{workdir / 'state.sqlite'}"},
+        "sources": [{"name": "none", "format": "postfix", "path": str(workdir / "empty.log")}],
+        "domains": {"acme.com": {"org": DOMAIN_ORG, "method": "smartcreate"}},
+        "directory": {"type": "ldif", "path": str(directory), "schema_preset": "active_directory"},
+        "org_rules": [
+            {"org": org, "attribute": "department", "equals": [department]}
+            for department, org in DEPARTMENTS.items()
+            if org != DOMAIN_ORG
+        ],
+        "target": {
+            "type": "scim",
+            "url": url,
+            "bearer_token": {"env": "SCIM_TOKEN"},
+            "requests_per_second": REQUESTS_PER_SECOND,
+            "page_size": 1000,
+        },
+        "lifecycle": {"max_suspend_per_run": max(100, suspensions)},
+    }
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return build_connector(load_settings(path), {"SCIM_TOKEN": TOKEN})
+
+
+def seed_managed(connector: Connector, people: Sequence[Person]) -> None:
+    """The connector's records of the users it created a month ago (one bulk insert)."""
+    then = utc_now() - timedelta(days=30)
+    rows = [
+        {
+            "address": p.address,
+            "ownership": Ownership.CREATED.value,
+            "status": ManagedStatus.ACTIVE.value,
+            "org": p.org,
+            "target_id": p.target_id,
+            "aliases": {"aliases": sorted(p.aliases)},
+            "managed_at": then,
+            "updated_at": then,
+        }
+        for p in people
+    ]
+    with connector.engine.begin() as connection:
+        for start in range(0, len(rows), 10_000):
+            connection.execute(insert(ManagedUserRow), rows[start : start + 10_000])
+
+
+def reconcile_once(connector: Connector, profile: Path | None = None) -> tuple[float, ReconcileResult]:
+    now = utc_now()
+    with connector.sessions() as session:
+        run_id = repository.start_run(session, now, False)
+        session.commit()
+        report = RunReport(run_id=run_id, started_at=now, dry_run=False)
+        profiler = cProfile.Profile() if profile else None
+        started = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        result = reconcile(
+            session, connector, connector.target, report, now=now, commit=True, address_map=connector.address_map
+        )
+        seconds = time.perf_counter() - started
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(str(profile))
+            pstats.Stats(str(profile)).sort_stats("cumulative").print_stats(25)
+    assert result is not None, "the lifecycle is off or the target cannot reconcile"
+    problems = [*report.errors, *report.warnings]
+    if problems:
+        print(f"   report problems: {problems[:5]}")
+    return seconds, result
+
+
+def connector_mode(
+    seed: Path, directory: Path, workdir: Path, before: Sequence[Person], after: Sequence[Person], args: Any
+) -> dict[str, float]:
+    expected: Counter[str] = Counter()
+    for old, new in zip(before, after, strict=True):
+        if old != new:
+            expected[kind_of(old, new).value] += 1
+    with server(seed) as target:
+        connector = wire(target.url, workdir, directory, expected[ChangeKind.SUSPEND.value])
+        seed_managed(connector, before)
+        assert isinstance(connector.directory, LdifDirectory)
+        started = time.perf_counter()
+        entries = connector.directory.count_entries()
+        print(
+            f"   directory: LDIF file read by LdifDirectory, {entries} entries in "
+            f"{time.perf_counter() - started:.1f} s (before the timed cycle)",
+            flush=True,
+        )
+        target.counts()  # forget the set-up
+        seconds, result = reconcile_once(connector, args.profile)
+        first = Measure("connector: reconcile, cycle 1", seconds, target.counts())
+        first.show()
+        applied = Counter(c.kind.value for c in result.applied)
+        print(
+            f"   changes: {len(result.plan.changes)} planned, {len(result.applied)} applied "
+            f"{dict(sorted(applied.items()))}; expected {dict(sorted(expected.items()))}; "
+            f"held {len(result.plan.held)}, failed {len(result.failed)}, deferred {len(result.deferred)}, "
+            f"unknown {len(result.plan.unknown)}"
+        )
+        for change, why in [*result.failed, *result.deferred][:5]:
+            print(f"   ! {change.kind.value} {change.address}: {why}")
+        extra, moves = first.writes - len(result.applied), applied[ChangeKind.MOVE.value]
+        if extra == moves and extra:
+            print(f"   writes - changes = {extra:+d}: each of the {moves} moves joins one group and leaves another")
+        elif extra:
+            print(f"   writes - changes = {extra:+d} ({moves} moves): see the writes per resource above")
+        seconds, again = reconcile_once(connector)
+        second = Measure("connector: reconcile, cycle 2 (no change)", seconds, target.counts())
+        second.show()
+        differences = check(target.url, after, args.verify)
+        connector.engine.dispose()
+    return {
+        "changes": float(sum(expected.values())),
+        "moves": float(expected[ChangeKind.MOVE.value]),
+        "connector_applied": float(len(result.applied)),
+        "connector_applied_as_expected": float(applied == expected),
+        "connector_seconds": first.seconds,
+        "connector_requests": float(first.requests),
+        "connector_writes": float(first.writes),
+        "connector_differences": float(differences),
+        "second_seconds": second.seconds,
+        "second_requests": float(second.requests),
+        "second_writes": float(second.writes),
+        "second_changes": float(len(again.plan.changes)),
+    }
+
+
+def kind_of(old: Person, new: Person) -> ChangeKind:
+    if not new.active:
+        return ChangeKind.SUSPEND
+    if new.display_name != old.display_name:
+        return ChangeKind.UPDATE
+    if new.org != old.org:
+        return ChangeKind.MOVE
+    return ChangeKind.ADD_ALIASES if len(new.aliases) > len(old.aliases) else ChangeKind.REMOVE_ALIASES
+
+
+# -- the baseline -------------------------------------------------------------------------------------
+
+
+def baseline_mode(seed: Path, after: Sequence[Person], args: Any) -> dict[str, float]:
+    with server(seed) as target:
+        session = requests.Session()
+        session.headers.update({"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/scim+json"})
+        target.counts()
+        started = time.perf_counter()
+        for person in after:
+            response = session.put(f"{target.url}/Users/{person.target_id}", json=user_resource(person), timeout=60)
+            assert response.status_code == 200, response.text
+        for group in group_resources(after):
+            response = session.put(f"{target.url}/Groups/{group['id']}", json=group, timeout=300)
+            assert response.status_code == 200, response.text
+        measure = Measure("baseline: PUT every user and group", time.perf_counter() - started, target.counts())
+        measure.show()
+        differences = check(target.url, after, args.verify)
+    return {
+        "baseline_seconds": measure.seconds,
+        "baseline_requests": float(measure.requests),
+        "baseline_writes": float(measure.writes),
+        "baseline_differences": float(differences),
+    }
+
+
+# -- main ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--changed", type=float, default=0.01, help="share of the users changed in the directory")
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false", help="the connector only")
+    parser.add_argument("--no-verify", dest="verify", action="store_false", help="skip the read-back checks")
+    parser.add_argument("--profile", type=Path, help="cProfile the connector's first cycle into this file")
+    args = parser.parse_args(argv)
+
+    before = population(args.users)
+    after, done = change(before, args.changed)
+    print(
+        f"-- {args.users} managed users, {sum(done.values())} changed in the directory "
+        f"({', '.join(f'{what} {n}' for what, n in sorted(done.items()))})",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-reconcile-") as tmp:
+        workdir = Path(tmp)
+        seed, directory = workdir / "seed.json", workdir / "directory.ldif"
+        seed.write_text(json.dumps({"Users": [user_resource(p) for p in before], "Groups": group_resources(before)}))
+        directory.write_text(ldif(after))
+        figures = connector_mode(seed, directory, workdir, before, after, args)
+        if args.baseline:
+            figures.update(baseline_mode(seed, after, args))
+    changes = int(figures["changes"])
+    print(
+        f"connector cycle 1: {int(figures['connector_writes'])} writes for {changes} changes; "
+        f"cycle 2 (no change): {int(figures['second_writes'])} writes"
+    )
+    if args.baseline:
+        print(
+            f"ratio baseline / connector: time {figures['baseline_seconds'] / figures['connector_seconds']:6.1f}x, "
+            f"writes {figures['baseline_writes'] / max(1.0, figures['connector_writes']):6.1f}x, "
+            f"requests {figures['baseline_requests'] / max(1.0, figures['connector_requests']):6.1f}x"
+        )
+    return figures
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,504 @@
+"""The lifecycle of managed users over SCIM: full cycles against a real scim2-server.
+
+The mail directory is an AD-style LDIF file the tests rewrite between runs; the
+gateway log is written once. Every run is a whole ``run_cycle`` (or ``connector
+sync``), and the target is checked by querying the SCIM server back.
+"""
+
+from __future__ import annotations
+
+import base64
+import multiprocessing
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from connector.app import build_connector, utc_now
+from connector.cli import main
+from connector.config import load_settings
+from connector.domain.report import RunReport
+from jobs.cycle import run_cycle
+from tests.integration.test_scim_target import post_by_hand, scim_get
+from tests.mailflow import MailFlow
+from tests.scim_server import TOKEN, Fault, FaultProxy, ScimTestServer
+
+DOMAIN = "acme.com"
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass
+class Person:
+    name: str
+    mail: str
+    aliases: tuple[str, ...] = ()
+    department: str = "Engineering"
+    disabled: bool = False
+
+
+@dataclass
+class Directory:
+    """The mail directory as an Active Directory LDIF export, rewritten between runs."""
+
+    path: Path
+    people: dict[str, Person] = field(default_factory=dict)
+
+    def add(self, uid: str, **attributes: Any) -> Person:
+        attributes.setdefault("name", uid.title())
+        attributes.setdefault("mail", f"{uid}@{DOMAIN}")
+        self.people[uid] = Person(**attributes)
+        return self.people[uid]
+
+    def write(self) -> None:
+        entries = []
+        for uid, person in sorted(self.people.items()):
+            guid = base64.b64encode(uid.encode().ljust(16, b"\0")[:16]).decode()
+            lines = [
+                f"dn: CN={person.name},OU=People,DC=acme,DC=com",
+                *(f"objectClass: {c}" for c in ("top", "person", "organizationalPerson", "user")),
+                f"cn: {person.name}",
+                f"displayName: {person.name}",
+                f"mail: {person.mail}",
+                f"proxyAddresses: SMTP:{person.mail}",
+                *(f"proxyAddresses: smtp:{alias}" for alias in person.aliases),
+                f"department: {person.department}",
+                f"userAccountControl: {514 if person.disabled else 512}",
+                f"objectGUID:: {guid}",
+            ]
+            entries.append("\n".join(lines))
+        self.path.write_text("version: 1\n\n" + "\n\n".join(entries) + "\n", encoding="utf-8")
+
+
+@dataclass
+class Site:
+    """One connector installation: config, mail log, directory; runs cycles against ``url``."""
+
+    tmp_path: Path
+    url: str
+    directory: Directory
+    lifecycle: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path:
+        return self.tmp_path / "connector.yaml"
+
+    def write(self, recipients: list[str]) -> None:
+        flow = MailFlow()
+        at = datetime.now(UTC) - timedelta(hours=2)
+        for i, rcpt in enumerate(recipients):
+            flow.deliver(at + timedelta(minutes=i), rcpt)
+        flow.write(self.tmp_path / "mail.log")
+        self.directory.write()
+        config = {
+            "state": {"url": f"sqlite:///{self.tmp_path / 'state.sqlite'}"},
+            "sources": [{"name": "gw", "path": str(self.tmp_path / "mail.log")}],
+            "domains": {DOMAIN: {"org": "Acme", "method": "smartcreate", "threshold": 1}},
+            "directory": {"type": "ldif", "path": str(self.directory.path), "schema_preset": "active_directory"},
+            "org_rules": [{"org": "Sales", "attribute": "department", "equals": ["Sales"]}],
+            "target": {
+                "type": "scim",
+                "url": self.url,
+                "bearer_token": {"env": "SCIM_TOKEN"},
+                "requests_per_second": 1000,
+                "retry": {"attempts": 2, "backoff_seconds": 0.01},
+                "quarantine": {"after_failures": 1000},
+            },
+            "lifecycle": self.lifecycle,
+        }
+        self.config.write_text(yaml.safe_dump(config), encoding="utf-8")
+
+    def run(self) -> RunReport:
+        return run_cycle(build_connector(load_settings(self.config), {"SCIM_TOKEN": TOKEN}), clock=utc_now)
+
+    def managed(self) -> dict[str, tuple[str, str | None]]:
+        """address -> (status, org) of the connector's managed-user records."""
+        with sqlite3.connect(self.tmp_path / "state.sqlite") as db:
+            rows = db.execute("SELECT address, status, org FROM managed_users").fetchall()
+        return {address: (status, org) for address, status, org in rows}
+
+
+def make_site(tmp_path: Path, url: str, **lifecycle: Any) -> Site:
+    return Site(tmp_path, url, Directory(tmp_path / "directory.ldif"), lifecycle)
+
+
+def users(server: ScimTestServer) -> dict[str, dict[str, Any]]:
+    """userName -> resource of every user on the server (asserting there is one per name)."""
+    resources = scim_get(server, "/Users", count=1000).get("Resources") or []
+    names = [r["userName"] for r in resources]
+    assert len(names) == len(set(names)), f"duplicate users: {names}"
+    return {r["userName"]: r for r in resources}
+
+
+def groups(server: ScimTestServer) -> dict[str, set[str]]:
+    """Group name -> userNames of its members (a member id that is no user shows as itself)."""
+    names = {r["id"]: r["userName"] for r in users(server).values()}
+    found = scim_get(server, "/Groups", count=1000).get("Resources") or []
+    return {g["displayName"]: {names.get(m["value"], m["value"]) for m in g.get("members") or []} for g in found}
+
+
+def aliases(resource: dict[str, Any]) -> list[str]:
+    return sorted(e["value"] for e in resource.get("emails") or [] if e["value"] != resource["userName"])
+
+
+def scim_write(server: ScimTestServer, method: str, path: str, body: dict[str, Any]) -> None:
+    response = requests.request(
+        method,
+        server.url + path,
+        json=body,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/scim+json"},
+        timeout=5,
+    )
+    assert response.status_code in (200, 204), response.text
+
+
+def patch(server: ScimTestServer, path: str, *operations: dict[str, Any]) -> None:
+    scim_write(
+        server,
+        "PATCH",
+        path,
+        {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": list(operations)},
+    )
+
+
+def group_id(server: ScimTestServer, name: str) -> str:
+    [group] = scim_get(server, "/Groups", filter=f'displayName eq "{name}"')["Resources"]
+    return str(group["id"])
+
+
+def writes(server: ScimTestServer) -> dict[str, int]:
+    """Write requests the server got since the last call, by shape."""
+    return {shape: n for shape, n in server.take_counts().items() if shape.split(" ")[0] in WRITES}
+
+
+def lifecycle_of(report: RunReport) -> dict[str, Any]:
+    assert report.lifecycle is not None
+    return report.lifecycle
+
+
+def addresses(section: list[dict[str, Any]]) -> list[str]:
+    return sorted(change["address"] for change in section)
+
+
+def a(uid: str) -> str:
+    return f"{uid}@{DOMAIN}"
+
+
+# -- moves, updates, aliases -------------------------------------------------------------------------
+
+
+def test_a_department_change_moves_the_user_and_directory_edits_are_written(
+    tmp_path: Path, server: ScimTestServer
+) -> None:
+    site = make_site(tmp_path, server.url)
+    site.directory.add("ann", department="Sales")
+    site.directory.add("bob", name="Bob Baker", aliases=(a("robert"),))
+    site.directory.add("cat")
+    site.write([a("ann"), a("bob"), a("cat")])
+    report = site.run()
+    assert report.status == "ok", report.errors
+    assert groups(server) == {"Acme": {a("bob"), a("cat")}, "Sales": {a("ann")}}
+    server.take_counts()
+
+    # bob moves to Sales, is renamed in the directory and gains an alias; cat's alias list is unchanged.
+    bob = site.directory.people["bob"]
+    bob.department, bob.name, bob.aliases = "Sales", "Robert Baker", (a("robert"), a("bobby"))
+    site.directory.write()
+    report = site.run()
+    assert report.status == "ok", report.errors
+    lifecycle = lifecycle_of(report)
+    assert addresses(lifecycle["moved"]) == [a("bob")]
+    assert lifecycle["moved"][0]["org"] == "Sales" and lifecycle["moved"][0]["from_org"] == ["Acme"]
+    assert addresses(lifecycle["updated"]) == [a("bob")]
+    assert addresses(lifecycle["aliases_added"]) == [a("bob")]
+    assert lifecycle["deferred"] == [] and lifecycle["failed"] == []
+    assert groups(server) == {"Acme": {a("cat")}, "Sales": {a("ann"), a("bob")}}
+    resource = users(server)[a("bob")]
+    assert resource["displayName"] == "Robert Baker" and aliases(resource) == [a("bobby"), a("robert")]
+    # Only the changes were written: two user PATCHes (If-Match followed our own first write), two group PATCHes.
+    assert writes(server) == {"PATCH /Users/{id}": 2, "PATCH /Groups/{id}": 2}
+    assert site.managed()[a("bob")] == ("active", "Sales")
+
+    report = site.run()  # converged: nothing left to write
+    assert report.status == "ok" and lifecycle_of(report)["unchanged"] == 3
+    assert writes(server) == {}
+
+
+# -- repairs and hand-made users ---------------------------------------------------------------------
+
+
+def test_a_membership_and_an_alias_removed_by_hand_are_restored(tmp_path: Path, server: ScimTestServer) -> None:
+    site = make_site(tmp_path, server.url)
+    site.directory.add("ann", aliases=(a("anna"),))
+    site.directory.add("bob")
+    site.write([a("ann"), a("bob")])
+    assert site.run().status == "ok"
+    ann = users(server)[a("ann")]
+    patch(server, f"/Groups/{group_id(server, 'Acme')}", {"op": "remove", "path": f'members[value eq "{ann["id"]}"]'})
+    patch(server, f"/Users/{ann['id']}", {"op": "remove", "path": f'emails[value eq "{a("anna")}"]'})
+    assert groups(server) == {"Acme": {a("bob")}} and aliases(users(server)[a("ann")]) == []
+
+    report = site.run()
+    assert report.status == "ok", report.errors
+    repaired = lifecycle_of(report)["repaired"]
+    assert sorted((r["address"], r["reason"]) for r in repaired) == [(a("ann"), "aliases"), (a("ann"), "org")]
+    assert groups(server) == {"Acme": {a("ann"), a("bob")}}
+    assert aliases(users(server)[a("ann")]) == [a("anna")]
+    assert lifecycle_of(site.run())["repaired"] == []
+
+
+def test_a_hand_made_user_is_never_touched_and_counts_as_unmanaged(tmp_path: Path, server: ScimTestServer) -> None:
+    site = make_site(tmp_path, server.url)
+    site.directory.add("ann")
+    site.directory.add("zed", department="Sales", disabled=True)  # would be moved and suspended if it were ours
+    site.write([a("ann"), a("zed")])
+    made = post_by_hand(
+        server,
+        {"userName": a("zed"), "displayName": "Zed by hand", "emails": [{"value": a("zed")}, {"value": a("z")}]},
+    )
+    report = site.run()  # creates ann (and Acme); zed is already in the target: not ours
+    assert report.status == "ok", report.errors
+    patch(server, f"/Groups/{group_id(server, 'Acme')}", {"op": "add", "path": "members", "value": [{"value": made["id"]}]})
+    before = users(server)[a("zed")]
+
+    for _ in range(2):
+        report = site.run()
+        assert report.status == "ok", report.errors
+        lifecycle = lifecycle_of(report)
+        assert lifecycle["managed"] == 1 and lifecycle["unmanaged"] == 1
+        assert lifecycle["suspended"] == [] and lifecycle["moved"] == [] and lifecycle["aliases_removed"] == []
+    assert users(server)[a("zed")] == before  # same meta.version: not one write
+    assert groups(server) == {"Acme": {a("ann"), a("zed")}}
+    assert a("zed") not in site.managed()
+
+
+# -- failures of the creating run ---------------------------------------------------------------------
+
+
+def test_a_500_on_the_membership_patch_is_repaired_by_the_next_run(
+    tmp_path: Path,
+    server: ScimTestServer,
+    proxy: FaultProxy,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    site = make_site(tmp_path, proxy.url())
+    for uid in ("ann", "bob", "cat"):
+        site.directory.add(uid)
+    site.directory.add("dan", department="Sales")
+    site.write([a("ann"), a("bob"), a("cat"), a("dan")])
+    proxy.add(Fault("PATCH", "/Groups", "status", times=1000, status=500))
+    report = site.run()
+    assert report.status == "partial"
+    assert set(users(server)) == {a("ann"), a("bob"), a("cat"), a("dan")}
+    assert groups(server) == {"Acme": set(), "Sales": set()}  # every membership write failed
+    assert {u: status for u, (status, _) in site.managed().items()} == dict.fromkeys(map(a, "ann bob cat dan".split()), "active")
+
+    proxy.faults.clear()
+    monkeypatch.setenv("SCIM_TOKEN", TOKEN)
+    assert main(["sync", "-c", str(site.config), "--format", "json"]) == 0
+    capsys.readouterr()
+    assert set(users(server)) == {a("ann"), a("bob"), a("cat"), a("dan")}  # no duplicate (users() checks too)
+    assert groups(server) == {"Acme": {a("ann"), a("bob"), a("cat")}, "Sales": {a("dan")}}
+    assert site.run().status == "ok" and proxy.count("POST", "/Users") == 0
+
+
+# -- leavers ----------------------------------------------------------------------------------------
+
+
+def test_a_disabled_entry_is_suspended_and_reactivated_when_enabled_again(
+    tmp_path: Path, server: ScimTestServer
+) -> None:
+    site = make_site(tmp_path, server.url)
+    site.directory.add("ann")
+    site.directory.add("bob")
+    site.write([a("ann"), a("bob")])
+    assert site.run().status == "ok"
+
+    site.directory.people["bob"].disabled = True
+    site.directory.write()
+    report = site.run()
+    assert report.status == "ok", report.errors
+    assert [(c["address"], c["reason"]) for c in lifecycle_of(report)["suspended"]] == [
+        (a("bob"), "disabled_in_directory")
+    ]
+    found = users(server)
+    assert found[a("bob")]["active"] is False and found[a("ann")]["active"] is True
+    assert groups(server) == {"Acme": {a("ann"), a("bob")}}  # suspended, not removed
+    assert site.managed()[a("bob")][0] == "suspended"
+    assert lifecycle_of(site.run())["suspended"] == []  # once
+
+    site.directory.people["bob"].disabled = False
+    site.directory.write()
+    report = site.run()
+    assert report.status == "ok", report.errors
+    assert addresses(lifecycle_of(report)["reactivated"]) == [a("bob")]
+    assert users(server)[a("bob")]["active"] is True and site.managed()[a("bob")][0] == "active"
+
+
+# -- conflicts (ETags) --------------------------------------------------------------------------------
+
+
+class HandEditProxy(FaultProxy):
+    """A fault proxy that lets an admin edit the server by hand just before a matching request goes on."""
+
+    def __init__(self, upstream_port: int) -> None:
+        super().__init__(upstream_port)
+        self.before: list[tuple[str, str, Callable[[], None]]] = []
+
+    def _take(self, method: str, path: str) -> Fault | None:
+        for edit in self.before:
+            if edit[0] == method and path.startswith(edit[1]):
+                self.before.remove(edit)
+                edit[2]()
+                break
+        return super()._take(method, path)
+
+
+def test_a_412_on_an_if_match_write_reads_the_user_again_and_plans_again(
+    tmp_path: Path, server: ScimTestServer
+) -> None:
+    assert scim_get(server, "/ServiceProviderConfig")["etag"]["supported"] is True
+    proxy = HandEditProxy(server.port)
+    try:
+        site = make_site(tmp_path, proxy.url())
+        for uid in ("ann", "bob", "cat"):
+            site.directory.add(uid)
+        site.write([a("ann"), a("bob"), a("cat")])
+        assert site.run().status == "ok"
+        found = users(server)
+        bob, cat = found[a("bob")], found[a("cat")]
+
+        def by_hand(user: dict[str, Any], name: str) -> Callable[[], None]:
+            return lambda: patch(server, f"/Users/{user['id']}", {"op": "replace", "path": "displayName", "value": name})
+
+        # bob leaves; an admin edits him between our read and our write: 412, read again, suspended after all.
+        site.directory.people["bob"].disabled = True
+        site.directory.write()
+        proxy.before.append(("PATCH", f"/Users/{bob['id']}", by_hand(bob, "Bob by hand")))
+        report = site.run()
+        assert report.status == "ok", report.errors
+        assert addresses(lifecycle_of(report)["suspended"]) == [a("bob")] and lifecycle_of(report)["deferred"] == []
+        assert proxy.count("PATCH", f"/Users/{bob['id']}") == 2  # the first one was refused with 412
+        bob = users(server)[a("bob")]
+        assert bob["active"] is False and bob["displayName"] == "Bob by hand"  # the admin's edit is not lost
+
+        # Two edits in a row: re-planned once only, then deferred to the next run.
+        site.directory.people["cat"].disabled = True
+        site.directory.write()
+        proxy.before += [("PATCH", f"/Users/{cat['id']}", by_hand(cat, f"Cat {i}")) for i in range(2)]
+        report = site.run()
+        assert report.status == "partial"
+        [deferred] = lifecycle_of(report)["deferred"]
+        assert deferred["address"] == a("cat") and "412" in deferred["why"]
+        assert users(server)[a("cat")].get("active") is not False
+        report = site.run()
+        assert report.status == "ok" and addresses(lifecycle_of(report)["suspended"]) == [a("cat")]
+        assert users(server)[a("cat")]["active"] is False
+    finally:
+        proxy.close()
+
+
+# -- kill -9 during the apply phase --------------------------------------------------------------------
+
+
+def _sync(config: Path) -> None:
+    os.environ["SCIM_TOKEN"] = TOKEN
+    os._exit(main(["sync", "-c", str(config)]))
+
+
+def sync_killed_after(site: Site, proxy: FaultProxy, writes: int) -> bool:
+    """``connector sync`` in a child process, SIGKILLed while the server commits its ``writes``-th write.
+
+    Every write is answered late, so the kill lands after the server did the work and before
+    the child heard of it. The child is forked (it starts in milliseconds, with the modules
+    already imported); a SIGKILL gives it no chance to clean up, as with any process.
+    True if the child was killed (False: it finished first).
+    """
+    for method in WRITES:
+        proxy.add(Fault(method, "/", "slow", times=1000, delay=0.2))
+    start = sum(1 for method, _ in proxy.seen if method in WRITES)
+    child = multiprocessing.get_context("fork").Process(target=_sync, args=(site.config,))
+    child.start()
+    assert child.pid is not None
+    killed = False
+    deadline = time.monotonic() + 60
+    while child.is_alive() and time.monotonic() < deadline:
+        if sum(1 for method, _ in proxy.seen if method in WRITES) - start >= writes:
+            os.kill(child.pid, signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.002)
+    child.join()
+    proxy.faults.clear()
+    return killed and child.exitcode == -signal.SIGKILL
+
+
+def assert_converged(site: Site, server: ScimTestServer, expected_groups: dict[str, set[str]]) -> RunReport:
+    report = site.run()
+    assert report.status == "ok", report.errors
+    assert groups(server) == expected_groups  # users() inside asserts no duplicate
+    return report
+
+
+@pytest.mark.parametrize("kill_at", [1, 2, 3, 4])
+def test_kill_9_in_the_creating_run_converges_on_the_next_run(tmp_path: Path, kill_at: int) -> None:
+    server = ScimTestServer()
+    proxy = FaultProxy(server.port)
+    try:
+        site = make_site(tmp_path, proxy.url())
+        site.directory.add("ann")
+        site.directory.add("bob")
+        site.directory.add("dan", department="Sales")
+        site.write([a("ann"), a("bob"), a("dan")])
+        # writes: POST /Bulk, POST /Groups (Acme), PATCH its members, POST /Groups (Sales), PATCH its members
+        assert sync_killed_after(site, proxy, kill_at)
+        assert_converged(site, server, {"Acme": {a("ann"), a("bob")}, "Sales": {a("dan")}})
+        assert set(site.managed().values()) == {("active", "Acme"), ("active", "Sales")}
+        assert proxy.count("POST", "/Users") == 0 and proxy.count("POST", "/Bulk") == 1  # found, never sent again
+    finally:
+        proxy.close()
+        server.close()
+
+
+@pytest.mark.parametrize("kill_at", [1, 2, 3, 4])
+def test_kill_9_while_lifecycle_changes_are_applied_converges_on_the_next_run(tmp_path: Path, kill_at: int) -> None:
+    server = ScimTestServer()
+    proxy = FaultProxy(server.port)
+    try:
+        site = make_site(tmp_path, proxy.url())
+        for uid in ("ann", "bob", "cat"):
+            site.directory.add(uid)
+        site.directory.add("dan", department="Sales")
+        site.write([a(uid) for uid in ("ann", "bob", "cat", "dan")])
+        assert site.run().status == "ok"
+
+        site.directory.people["bob"].department = "Sales"  # move: add to Sales (1), remove from Acme (2)
+        site.directory.people["cat"].disabled = True  # suspend (3)
+        dan = site.directory.people["dan"]
+        dan.name, dan.aliases = "Dan Daniels", (a("daniel"),)  # update (4), add alias (5)
+        site.directory.write()
+        assert sync_killed_after(site, proxy, kill_at)
+
+        assert_converged(site, server, {"Acme": {a("ann"), a("cat")}, "Sales": {a("bob"), a("dan")}})
+        found = users(server)
+        assert [u for u, r in found.items() if r.get("active") is False] == [a("cat")]
+        assert found[a("dan")]["displayName"] == "Dan Daniels" and aliases(found[a("dan")]) == [a("daniel")]
+        assert site.managed() == {
+            a("ann"): ("active", "Acme"),
+            a("bob"): ("active", "Sales"),
+            a("cat"): ("suspended", "Acme"),
+            a("dan"): ("active", "Sales"),
+        }
+        assert lifecycle_of(site.run())["unchanged"] == 4
+    finally:
+        proxy.close()
+        server.close()
