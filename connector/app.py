@@ -140,6 +140,7 @@ def _attribute_mapping(preset: str, custom: CustomMappingSettings | None) -> Att
         contact_object_classes=tuple(custom.contact_object_classes),
         disabled_flag_attribute=custom.disabled_flag_attribute,
         disabled_flag_mask=custom.disabled_flag_mask,
+        locked_attributes=tuple(custom.locked_attributes),
     )
 
 

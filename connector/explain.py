@@ -9,9 +9,8 @@ from datetime import datetime, timedelta
 
 from connector.app import Connector
 from connector.compliance.known import load_known
-from connector.config.safety import Mode
 from connector.directory.lookup import lookup_candidates
-from connector.domain.decisions import Method, Outcome
+from connector.domain.decisions import Decision, Method
 from connector.domain.evidence import AddressEvidence
 from connector.domain.lifecycle import (
     Change,
@@ -25,7 +24,6 @@ from connector.domain.lifecycle import (
 from connector.errors import RetriableError
 from connector.policy import catch_all
 from connector.policy.addresses import DomainRule, InvalidAddress
-from connector.policy.decide import assess, resolve
 from connector.policy.exclusions import Exclusions
 from connector.policy.known import KnownAddresses
 from connector.policy.plans import change_key
@@ -51,6 +49,7 @@ class LifecyclePlan:
 
 
 PlanUser = Callable[[str], LifecyclePlan]
+DecideNow = Callable[[str], Decision | None]
 
 
 def _iso(value: datetime | None) -> str:
@@ -107,9 +106,19 @@ def _event_lines(events: list[EventLogRow], address: str) -> list[str]:
     return lines
 
 
-def explain(connector: Connector, address: str, *, now: datetime, plan_user: PlanUser | None = None) -> str:
+def explain(
+    connector: Connector,
+    address: str,
+    *,
+    now: datetime,
+    plan_user: PlanUser | None = None,
+    decide_now: DecideNow | None = None,
+) -> str:
     """Normalisation steps, stored evidence, target and directory answers, the decision, and
-    (with ``plan_user``) the lifecycle of the managed user the address belongs to."""
+    (with ``plan_user``) the lifecycle of the managed user the address belongs to.
+
+    ``decide_now`` (``jobs/cycle.py: simulate``) and ``plan_user`` are the cycle's own
+    functions, handed in by the CLI: explain shows what a run would do, it does not re-implement it."""
     out = [f"Address: {address}"]
     try:
         mapped = connector.address_map.map(address)
@@ -120,7 +129,6 @@ def explain(connector: Connector, address: str, *, now: datetime, plan_user: Pla
     out.append(f"  canonical address: {mapped.address}")
 
     rule = mapped.rule
-    effective_note, suspended, waiting = "", False, False
     with connector.sessions() as session:
         stored = repository.load_evidence(session, [mapped.address]).get(mapped.address)
         candidate = repository.get_candidate(session, mapped.address)
@@ -146,8 +154,6 @@ def explain(connector: Connector, address: str, *, now: datetime, plan_user: Pla
         probe_configured = connector.probe is not None and connector.probe.configured(mapped.domain)
         effective = catch_all.effective_rule(rule, finding, probe_configured)
         out.append(f"  effect: {effective.note or 'Autocreate'}")
-        rule = effective.rule
-        effective_note, suspended, waiting = effective.note, effective.suspended, effective.waiting
 
     out.append("Guards:")
     exclusions = Exclusions(connector.settings.safety.exclusions.local_parts, blocked)
@@ -160,14 +166,6 @@ def explain(connector: Connector, address: str, *, now: datetime, plan_user: Pla
     if candidate is not None and candidate.reason in ("dictionary_attack", "limit_reached", "catch_all_suspended"):
         guard_lines.append(f"  last run: {candidate.reason}: {candidate.detail}")
     out.extend(guard_lines or ["  none hit"])
-    guard_verdicts = []  # what replaces a creation, most specific first (as in a run)
-    if exclusions.blocked(mapped.address):
-        guard_verdicts.append("skip: blocked")
-    if pattern is not None:
-        guard_verdicts.append("skip: excluded_address")
-    if effective_note and (suspended or waiting):
-        reason = "catch_all_suspended" if suspended else "catch_all_unknown"
-        guard_verdicts.append(f"skip: {reason}: {mapped.domain} {effective_note}")
 
     out.append("Compliance directory:")
     try:
@@ -183,8 +181,6 @@ def explain(connector: Connector, address: str, *, now: datetime, plan_user: Pla
         known = None
 
     out.append("Mail directory:")
-    answer = None
-    directory_ok = True
     try:
         looked_up = lookup_candidates(connector.directory, [evidence])[mapped.address]
         if isinstance(looked_up, RetriableError):
@@ -197,24 +193,15 @@ def explain(connector: Connector, address: str, *, now: datetime, plan_user: Pla
             out.append(f"  primary {answer.primary_address}; aliases: {', '.join(answer.aliases) or 'none'}")
             out.append(f"  display name {answer.display_name!r}; enabled: {answer.enabled}")
     except RetriableError as exc:
-        directory_ok = False
         out.append(f"  unavailable: {exc}")
 
-    out.append("Decision if a run happened now:")
-    if known is None or not directory_ok:
-        out.append("  deferred: a directory is unavailable")
+    out.append("Decision if a run happened now (the cycle's own code, every guard, nothing written):")
+    if decide_now is None:
+        out.append("  not computed")
+    elif (decision := decide_now(mapped.address)) is None:
+        out.append("  nothing to decide: no evidence is stored for this address")
     else:
-        decision = assess(mapped.address, rule, evidence, known, now)
-        if decision is None and rule is not None:
-            decision = resolve(
-                mapped.address, rule, evidence, answer, known, connector.address_map, connector.org_rules
-            )
-        if decision is not None:
-            out.append(f"  {decision.outcome.value}: {decision.reason.value}: {decision.detail}")
-            if decision.outcome is Outcome.CREATE_USER and guard_verdicts:
-                out.append(f"  but the guards say: {guard_verdicts[0]}")
-            elif decision.outcome is Outcome.CREATE_USER and connector.settings.safety.mode is Mode.APPROVE:
-                out.append("  but review mode holds it: awaiting_approval (connector approve)")
+        out.append(f"  {decision.outcome.value}: {decision.reason.value}: {decision.detail}")
     if plan_user is not None:
         out.append("Lifecycle:")
         out.extend(_lifecycle_lines(connector, mapped.address, known, plan_user))
@@ -295,7 +282,7 @@ def _lifecycle_lines(
     how = "created by the connector" if managed.ownership is Ownership.CREATED else "adopted (taken over on purpose)"
     since = managed.managed_at.isoformat() if managed.managed_at else "?"
     lines.append(
-        f"  managed: {how} since {since}; status {managed.status.value}; org {managed.org or '(none recorded)'}; "
+        f"  managed since {since}: {how}; status {managed.status.value}; org {managed.org or '(none recorded)'}; "
         f"target id {managed.target_id or '(not known yet)'}"
     )
     if managed.suspended_at is not None:
@@ -342,6 +329,10 @@ def _lifecycle_lines(
             f"{limits.max_suspend_per_run}, max_delete_per_run={limits.max_delete_per_run} or "
             f"max_share_of_org={limits.max_share_of_org:g}, a run holds every destructive change instead)"
         )
+    if managed.address in plan.changes.abandoned:
+        lines.append("  its creation never reached the target: the next run forgets this record")
+    if managed.address in plan.changes.confirmed:
+        lines.append("  its creation is in the target: the next run records it as active")
     lines.extend(f"  note: {note}" for a, note in plan.changes.notes if a == managed.address)
     lines.extend(f"  not checked: {why}" for a, why in plan.changes.unknown if a == managed.address)
     return lines

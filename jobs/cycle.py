@@ -150,11 +150,13 @@ def decide_and_sync(
     plan: frozenset[str] | None = None,
     recheck: bool = False,
     also: Collection[str] = (),
-) -> None:
+    lifecycle: bool = True,
+) -> list[Decision]:
     """Decide every due candidate, cross-check the qualified ones, provision them, reconcile managed users.
 
     With ``plan`` (``connector apply``), only the changes named in it are made.
-    ``also`` names canonical addresses decided as well even when not due (``explain``).
+    ``also`` names canonical addresses decided as well even when not due (``explain``);
+    ``lifecycle=False`` leaves the managed users alone. Returns the run's final decisions.
     """
     address_map = connector.address_map
     try:
@@ -270,7 +272,9 @@ def decide_and_sync(
         session.commit()
     else:
         session.flush()
-    if target_down is None and not connector.stop.is_set():
+    if not lifecycle:
+        pass
+    elif target_down is None and not connector.stop.is_set():
         created_now = {d.user_address for d, _ in decisions if d.outcome is Outcome.CREATE_USER and d.user_address}
         reconcile(
             session,
@@ -295,6 +299,7 @@ def decide_and_sync(
         session.flush()
     if isinstance(target, DryRunComplianceDirectory):
         report.planned_changes = list(target.planned)
+    return [decision for decision, _ in decisions]
 
 
 def _report_ingest(report: RunReport, result: IngestResult) -> None:
@@ -385,12 +390,13 @@ def run_cycle(
     return report
 
 
-def simulate(connector: Connector, addresses: Collection[str], *, now: datetime) -> RunReport:
-    """What a run would decide now, with every guard, for the due candidates and ``addresses``.
+def simulate(connector: Connector, addresses: Collection[str], *, now: datetime) -> dict[str, Decision]:
+    """What a run would decide now, with every guard, for ``addresses`` (and every due candidate).
 
     The same ``decide_and_sync`` as a real run, against a dry-run target, in a
-    session that is rolled back: nothing is stored, nothing is written.
-    ``connector explain`` reads its answer from the returned report.
+    session that is rolled back: nothing is stored, nothing is written. The
+    managed users are left out (``explain`` plans its one user with the lifecycle
+    planner). Canonical address -> decision; an address without evidence is absent.
     """
     target = DryRunComplianceDirectory(connector.target)
     report = RunReport(
@@ -402,8 +408,10 @@ def simulate(connector: Connector, addresses: Collection[str], *, now: datetime)
     )
     with connector.sessions() as session:
         try:
-            decide_and_sync(session, connector, target, report, now=now, commit=False, also=addresses)
+            decisions = decide_and_sync(
+                session, connector, target, report, now=now, commit=False, also=addresses, lifecycle=False
+            )
         finally:
             session.rollback()
-    report.planned_changes = list(target.planned)
-    return report
+    wanted = set(addresses)
+    return {d.address: d for d in decisions if d.address in wanted}

@@ -76,7 +76,7 @@ def directory_states(
     address_map: AddressMap,
     connector: Connector,
 ) -> dict[str, DirectoryState]:
-    """Each managed user's directory verdict; a batch the directory could not answer is UNKNOWN."""
+    """Each managed user's directory verdict; from the first batch the directory could not answer on, UNKNOWN."""
     forms = {u.address: [u.address] + ([u.directory_address] if u.directory_address else []) for u in users}
     queries = list(dict.fromkeys(form for group in forms.values() for form in group))
     found: dict[str, DirectoryAnswer] = {}
@@ -253,6 +253,9 @@ def _apply_one(
     if target_id and not change.target_id:
         change = replace(change, target_id=target_id)
     store.record_applied(session, change, now=now, run_id=run_id)
+    if change.kind is ChangeKind.DELETE:
+        # A person who comes back to the directory later is created again from new mail.
+        repository.forget_created(session, change.address)
     if commit:
         session.commit()
 
@@ -285,6 +288,7 @@ def apply_changes(
             continue
         pending = list(user_changes)
         replanned = False
+        primary = address  # where the target has the user now (a rename in this run moves it)
         while pending:
             change = pending.pop(0)
             if plan_keys is not None and change_key(change.key()) not in plan_keys:
@@ -295,6 +299,8 @@ def apply_changes(
                     session.commit()  # no write lock held while the target writes
                 _apply_one(target, change, session, now=now, run_id=run_id, commit=commit)
                 result.applied.append(change)
+                if change.kind is ChangeKind.UPDATE and isinstance(change.fields.get("primary_address"), str):
+                    primary = change.fields["primary_address"]
             except ConflictError as exc:
                 if replanned:
                     result.deferred.append((change, str(exc)))
@@ -302,7 +308,12 @@ def apply_changes(
                     break
                 replanned = True
                 kinds = {c.kind for c in [change, *pending]}
-                pending = _replan(target, users[address], inputs, policy, address_map, now, kinds)
+                try:
+                    pending = _replan(target, users[address], primary, inputs, policy, address_map, now, kinds)
+                except RetriableError as again:  # the target cannot be read now: next run
+                    result.deferred.append((change, f"{exc}; reading it again failed: {again}"))
+                    result.deferred.extend((c, "after a conflict") for c in pending)
+                    break
             except RetriableError as exc:
                 result.deferred.append((change, str(exc)))
                 result.deferred.extend((c, "after an earlier failure for this user") for c in pending)
@@ -314,6 +325,7 @@ def apply_changes(
 def _replan(
     target: LifecycleTarget,
     user: ManagedUser,
+    primary: str,
     inputs: Inputs,
     policy: LifecyclePolicy,
     address_map: AddressMap,
@@ -324,7 +336,7 @@ def _replan(
 
     A destructive change is kept only if it was planned (within the limits) before.
     """
-    fresh = target.read_users([user.address]).get(user.address)
+    fresh = target.read_users([primary]).get(primary)  # ``primary``: the user's address in the target now
     actual = {user.address: _canonical_target_user(fresh, address_map) if fresh else None}
     again = plan_reconcile(
         [user],
@@ -338,28 +350,17 @@ def _replan(
     return [c for c in again.changes if not c.destructive or c.kind in kinds]
 
 
-_LEFT = {
-    DirectoryVerdict.GONE: SuspendReason.NOT_IN_DIRECTORY,
-    DirectoryVerdict.DISABLED: SuspendReason.DISABLED_IN_DIRECTORY,
-    DirectoryVerdict.NOT_A_USER: SuspendReason.NOT_A_USER,
-}
-
-
 def _catch_up(session: Session, inputs: Inputs, *, now: datetime) -> None:
-    """Records left behind by a crash between a target write and its record catch up with the target.
+    """A user the target already shows in the org the directory asks for is recorded in that org.
 
-    A leaver the target already shows suspended is recorded as suspended (so it is reactivated when it
-    comes back, or deleted after the grace period); a user already in the org the directory asks for
-    is recorded in that org.
+    A crash between a move's write and its record would otherwise leave the record in the old org
+    (the planner sees nothing to do), and the per-org limits would count the user there.
     """
     for user in inputs.users:
         actual, state = inputs.actual.get(user.address), inputs.directory.get(user.address)
-        if actual is None or state is None or user.status not in (ManagedStatus.ACTIVE, ManagedStatus.SUSPENDED):
+        if actual is None or state is None or state.desired is None or user.status is ManagedStatus.CREATING:
             continue
-        reason = _LEFT.get(state.verdict)
-        if reason is not None and not actual.active and user.status is ManagedStatus.ACTIVE:
-            store.record_suspended_seen(session, user.address, reason.value, now=now)
-        elif state.desired is not None and user.org != state.desired.org and state.desired.org in actual.orgs:
+        if user.org != state.desired.org and state.desired.org in actual.orgs:
             store.record_org_seen(session, user.address, state.desired.org, now=now)
 
 
@@ -393,6 +394,14 @@ def reconcile(
     for address in change_set.confirmed:
         actual = inputs.actual.get(address)
         store.confirm(session, address, now=now, target_id=actual.target_id if actual else None)
+    store.record_target_ids(
+        session,
+        {
+            u.address: actual.target_id
+            for u in inputs.users
+            if u.target_id is None and (actual := inputs.actual.get(u.address)) is not None and actual.target_id
+        },
+    )
     for address in change_set.abandoned:
         store.forget(session, address)
     for address, reason in change_set.suspended_seen:
@@ -427,9 +436,7 @@ def reconcile(
     if commit:
         session.commit()
     managed = {u.address for u in inputs.users} | set(skip)  # users created in this run are managed too
-    report.add_lifecycle(
-        result_json(result, managed=len(managed), unmanaged=len(known - managed), adopted=adopted)
-    )
+    report.add_lifecycle(result_json(result, managed=len(managed), unmanaged=len(known - managed), adopted=adopted))
     _report_problems(report, result, inputs)
     return result
 

@@ -70,6 +70,17 @@ def approve(connector: Connector, rows: list[StagedRow], *, who: str, now: datet
         for row in rows:
             creation = store.decision_from_json(row.decision)
             user = new_user_for(creation)
+            # As in the cycle: the intent to manage the user is committed before the target is asked.
+            new_intent = lifecycle_store.record_intent(
+                session,
+                user.primary_address,
+                org=user.org,
+                aliases=user.aliases,
+                directory_address=creation.directory_address,
+                now=now,
+                run_id=row.run_id,
+            )
+            session.commit()
             try:
                 target.ensure_org(user.org)
                 created = target.create_user(user)
@@ -79,6 +90,10 @@ def approve(connector: Connector, rows: list[StagedRow], *, who: str, now: datet
             except SkippableError as exc:
                 result.failed.append((row.address, str(exc)))
                 continue
+            if created or not new_intent:
+                lifecycle_store.confirm(session, user.primary_address, now=now)
+            else:  # made outside the connector meanwhile: not ours
+                lifecycle_store.forget(session, user.primary_address)
             note = "" if created else "; it already existed in the compliance directory"
             approved = Decision(
                 creation.address,
@@ -154,7 +169,7 @@ def approve_held(connector: Connector, rows: list[HeldChangeRow], *, who: str, n
         session.commit()
         target = connector.target
         if not connector.settings.lifecycle.enabled or not reconcile.reconciles(target):
-            why = "lifecycle.enabled is off" if reconcile.reconciles(target) else f"{target.describe()} cannot"
+            why = "lifecycle.enabled is off" if reconcile.reconciles(target) else "the target cannot read users back"
             result.waiting.extend((change, f"approved, not made: {why}") for _, _, change in held)
             return result
         wanted = {(change.address, change.kind.value) for _, _, change in held}

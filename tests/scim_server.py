@@ -6,9 +6,9 @@ real; ``/token`` answers the OAuth 2 client credentials grant. The proxy
 forwards one request at a time and can drop the answer after the server
 committed it, answer 429/500 itself, or be slow.
 
-Every request is counted by method and resource shape (``PATCH /Users/{id}``,
-Bulk operations as ``Bulk PATCH /Users/{id}``), and ``load`` puts users and
-groups straight into the storage, for the benchmarks.
+For the benchmarks, every request is counted and timed by method and resource
+shape (``PATCH /Users/{id}``; Bulk operations as ``Bulk PATCH /Users/{id}``),
+and ``load`` puts users and groups straight into the storage.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
             name = "HTTP_" + key.upper().replace("-", "_")
             if name not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
                 environ[name] = value
-        self.server.count(self.command, parts.path, body)
+        started = time.perf_counter()
         captured: dict[str, Any] = {}
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
@@ -113,6 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
             with self.server.lock:  # the in-memory storage is not built for parallel writers
                 chunks = list(self.server.app(environ, start_response))
         data = b"".join(chunks)
+        self.server.count(self.command, parts.path, body, time.perf_counter() - started)
         code, _, reason = captured["status"].partition(" ")
         self.send_response(int(code), reason)
         for name, value in captured["headers"]:
@@ -131,14 +132,16 @@ class _WsgiHttpServer(ThreadingHTTPServer):
     lock: threading.Lock
     tokens_issued: int = 0
     requests: Counter[str]
+    seconds: Counter[str]
     count_lock: threading.Lock
 
-    def count(self, method: str, path: str, body: bytes) -> None:
+    def count(self, method: str, path: str, body: bytes, seconds: float) -> None:
         shapes = [request_shape(method, path)]
         if shapes[0] == "POST /Bulk":
             shapes += bulk_shapes(body)
         with self.count_lock:
             self.requests.update(shapes)
+            self.seconds[shapes[0]] += seconds
 
     def token_answer(self, authorization: str, body: bytes) -> tuple[str, dict[str, Any]]:
         expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
@@ -169,6 +172,7 @@ class ScimTestServer:
         self._server.app = app
         self._server.lock = threading.Lock()
         self._server.requests = Counter()
+        self._server.seconds = Counter()
         self._server.count_lock = threading.Lock()
         self.scheme = "http"
         if tls is not None:
@@ -191,11 +195,13 @@ class ScimTestServer:
     def tokens_issued(self) -> int:
         return self._server.tokens_issued
 
-    def take_counts(self) -> dict[str, int]:
-        """Requests served since the last call, by ``request_shape`` (and Bulk operations)."""
+    def take_counts(self) -> dict[str, dict[str, float]]:
+        """Since the last call, by ``request_shape``: ``requests`` served (and Bulk operations) and
+        ``seconds`` the server spent on them (waiting for the storage lock included)."""
         with self._server.count_lock:
-            counts = dict(self._server.requests)
+            counts = {"requests": dict(self._server.requests), "seconds": dict(self._server.seconds)}
             self._server.requests.clear()
+            self._server.seconds.clear()
         return counts
 
     def load(self, users: Sequence[dict[str, Any]], groups: Sequence[dict[str, Any]] = ()) -> None:
@@ -216,6 +222,24 @@ class ScimTestServer:
                 loaded.append(resource)
         with self._server.lock:
             self.storage.resources = [*self.storage.resources, *loaded]
+
+    def state(self) -> dict[str, Any]:
+        """What the storage holds, read directly (a check for the benchmarks, not the API)."""
+        with self._server.lock:
+            resources: dict[str | None, list[Any]] = {"User": [], "Group": []}
+            for resource in self.storage.resources:
+                resources.setdefault(resource.meta.resource_type if resource.meta else None, []).append(resource)
+        return {
+            "Users": {
+                u.user_name: {
+                    "displayName": u.display_name,
+                    "emails": [e.value for e in u.emails or []],
+                    "active": u.active,
+                }
+                for u in resources["User"]
+            },
+            "Groups": {g.display_name: [m.value for m in g.members or []] for g in resources["Group"]},
+        }
 
     def close(self) -> None:
         self._server.shutdown()
@@ -338,7 +362,8 @@ class FaultProxy:
 
 if __name__ == "__main__":
     # A server in its own process (the benchmarks): prints the port to use, serves until stdin closes.
-    # Each line "counts" on stdin is answered with one JSON line: the requests since the last ask.
+    # Each line "counts" on stdin is answered with one JSON line: ``take_counts()``;
+    # "state PATH" writes what the storage holds to PATH as JSON, then answers "ok".
     parser = argparse.ArgumentParser()
     parser.add_argument("latency_ms", nargs="?", type=float, default=0.0, help="added to every answer (a proxy)")
     parser.add_argument("--load", type=Path, help='JSON file {"Users": [...], "Groups": [...]} to start with')
@@ -351,7 +376,11 @@ if __name__ == "__main__":
     latency_proxy.latency = args.latency_ms / 1000
     print(latency_proxy.port if latency_proxy.latency else server.port, flush=True)
     for line in sys.stdin:
-        if line.strip() == "counts":
+        command, _, argument = line.strip().partition(" ")
+        if command == "counts":
             print(json.dumps(server.take_counts()), flush=True)
+        elif command == "state":
+            Path(argument).write_text(json.dumps(server.state()))
+            print("ok", flush=True)
     latency_proxy.close()
     server.close()

@@ -18,7 +18,7 @@ server loaded with the same users:
 
 The server counts every request by method and resource. A write is any
 POST/PUT/PATCH/DELETE except a POST search. Both modes end with the server's
-users and groups compared with the desired state (untimed).
+users and groups (read from its storage) compared with the desired state.
 """
 
 from __future__ import annotations
@@ -211,12 +211,25 @@ class ServerProcess:
         assert self._process.stdout is not None
         self.url = f"http://127.0.0.1:{int(self._process.stdout.readline())}/v2"
 
-    def counts(self) -> Counter[str]:
-        """Requests since the last call, by ``METHOD /Resource/{id}`` (Bulk operations as ``Bulk ...``)."""
+    def counts(self) -> tuple[Counter[str], Counter[str]]:
+        """Requests since the last call and the seconds the server spent on them, by ``METHOD /Resource/{id}``
+        (Bulk operations as ``Bulk ...``)."""
         assert self._process.stdin is not None and self._process.stdout is not None
         self._process.stdin.write("counts\n")
         self._process.stdin.flush()
-        return Counter(json.loads(self._process.stdout.readline()))
+        answer = json.loads(self._process.stdout.readline())
+        return Counter(answer["requests"]), Counter(answer["seconds"])
+
+    def state(self) -> dict[str, Any]:
+        """Users and groups as the server's storage holds them (read directly, not through the API)."""
+        assert self._process.stdin is not None and self._process.stdout is not None
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "state.json"
+            self._process.stdin.write(f"state {path}\n")
+            self._process.stdin.flush()
+            assert self._process.stdout.readline().strip() == "ok"
+            state: dict[str, Any] = json.loads(path.read_text())
+        return state
 
     def close(self) -> None:
         assert self._process.stdin is not None
@@ -244,9 +257,11 @@ def is_write(shape: str) -> bool:
 
 @dataclass
 class Measure:
-    label: str
-    seconds: float
-    counts: Counter[str]
+    """One timed run: wall time, and the server's requests and seconds by request shape."""
+
+    def __init__(self, label: str, seconds: float, counts: tuple[Counter[str], Counter[str]]) -> None:
+        self.label, self.seconds = label, seconds
+        self.counts, self.server_seconds = counts
 
     @property
     def writes(self) -> int:
@@ -263,62 +278,41 @@ class Measure:
                 methods[shape.partition(" ")[0]] += n
         by_method = ", ".join(f"{m} {n}" for m, n in sorted(methods.items())) or "none"
         print(
-            f"{self.label:<36} {self.seconds:8.2f} s  {self.requests:7d} requests ({by_method}), {self.writes} writes",
+            f"{self.label:<40} {self.seconds:8.2f} s {self.requests:7d} requests ({by_method}), {self.writes} writes",
             flush=True,
         )
         for shape, n in sorted(self.counts.items()):
-            print(f"{'':<40}{n:7d}  {shape}{'  (write)' if is_write(shape) else ''}")
+            spent = self.server_seconds.get(shape, 0.0)
+            print(f"{'':<8}{n:7d} {shape:<28} {spent:8.2f} s in the server{'  (write)' if is_write(shape) else ''}")
+        outside = self.seconds - sum(self.server_seconds.values())
+        print(f"{'':<8}{'':7} {'outside the server':<28} {outside:8.2f} s (client work and transport)")
 
 
-def read_back(url: str) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
-    """Every user (by userName) and every group's member ids, paged (untimed check)."""
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {TOKEN}"
-
-    def pages(path: str) -> Iterator[dict[str, Any]]:
-        start = 1
-        while True:
-            response = session.get(f"{url}{path}", params={"startIndex": start, "count": 1000}, timeout=300)
-            response.raise_for_status()
-            body = response.json()
-            resources = body.get("Resources") or []
-            yield from resources
-            start += len(resources)
-            if not resources or start > body["totalResults"]:
-                return
-
-    users = {u["userName"]: u for u in pages("/Users")}
-    groups = {g["displayName"]: {m["value"] for m in g.get("members") or []} for g in pages("/Groups")}
-    return users, groups
-
-
-def mismatches(url: str, people: Sequence[Person]) -> list[str]:
-    """Where the server differs from what the directory wants."""
-    users, groups = read_back(url)
+def mismatches(state: dict[str, Any], people: Sequence[Person]) -> list[str]:
+    """Where the server's users and groups differ from what the directory wants."""
+    users, groups = state["Users"], state["Groups"]
     found = []
     for p in people:
         user = users.get(p.address)
         if user is None:
             found.append(f"{p.address}: missing")
             continue
-        emails = sorted(e["value"].lower() for e in user.get("emails") or [])
-        wanted = sorted([p.address, *p.aliases])
-        if (user.get("displayName"), emails, user.get("active", True)) != (p.display_name, wanted, p.active):
-            found.append(f"{p.address}: {user.get('displayName')!r} {emails} active={user.get('active')}")
+        emails = sorted(e.lower() for e in user["emails"])
+        active = user["active"] is not False
+        if (user["displayName"], emails, active) != (p.display_name, sorted([p.address, *p.aliases]), p.active):
+            found.append(f"{p.address}: {user['displayName']!r} {emails} active={active}")
     for group in group_resources(people):
-        wanted_ids = {m["value"] for m in group["members"]}
-        have = groups.get(group["displayName"], set())
-        if have != wanted_ids:
-            found.append(
-                f"group {group['displayName']}: {len(have - wanted_ids)} extra, {len(wanted_ids - have)} missing"
-            )
+        wanted, have = {m["value"] for m in group["members"]}, set(groups.get(group["displayName"], ()))
+        if have != wanted:
+            found.append(f"group {group['displayName']}: {len(have - wanted)} extra, {len(wanted - have)} missing")
     return found
 
 
-def check(url: str, people: Sequence[Person], verify: bool) -> int:
+def check(target: ServerProcess, people: Sequence[Person], verify: bool) -> int:
+    """Compare the server's storage with the directory (untimed); the number of differences."""
     if not verify:
         return 0
-    found = mismatches(url, people)
+    found = mismatches(target.state(), people)
     print(f"   check against the directory: {'OK' if not found else f'{len(found)} differences, e.g. {found[:3]}'}")
     return len(found)
 
@@ -437,7 +431,7 @@ def connector_mode(
         seconds, again = reconcile_once(connector)
         second = Measure("connector: reconcile, cycle 2 (no change)", seconds, target.counts())
         second.show()
-        differences = check(target.url, after, args.verify)
+        differences = check(target, after, args.verify)
         connector.engine.dispose()
     return {
         "changes": float(sum(expected.values())),
@@ -482,7 +476,7 @@ def baseline_mode(seed: Path, after: Sequence[Person], args: Any) -> dict[str, f
             assert response.status_code == 200, response.text
         measure = Measure("baseline: PUT every user and group", time.perf_counter() - started, target.counts())
         measure.show()
-        differences = check(target.url, after, args.verify)
+        differences = check(target, after, args.verify)
     return {
         "baseline_seconds": measure.seconds,
         "baseline_requests": float(measure.requests),

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -31,11 +31,13 @@ from connector.cli.common import (
 )
 from connector.compliance.base import KnownSnapshot, LifecycleTarget
 from connector.domain.lifecycle import ManagedStatus, TargetUser
-from connector.explain import LifecyclePlan, PlanUser
 from connector.policy.addresses import InvalidAddress
 from connector.reporting.csv_export import spreadsheet_cell
 from connector.store import lifecycle as lifecycle_store
 from connector.store.models import ManagedUserRow
+
+if TYPE_CHECKING:
+    from connector.explain import PlanUser
 
 COLUMNS = ("address", "org", "aliases", "active", "display_name", "managed", "status", "target_id")
 
@@ -243,6 +245,7 @@ def explain_planner(connector: Connector, now: datetime) -> PlanUser:
     The target is wrapped read-only (as in a dry run): explain never writes.
     """
     from connector.compliance.dry_run import DryRunComplianceDirectory
+    from connector.explain import LifecyclePlan
     from jobs import reconcile
 
     def plan_user(address: str) -> LifecyclePlan:

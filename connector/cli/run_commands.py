@@ -8,6 +8,7 @@ import sys
 from connector.app import utc_now
 from connector.cli.common import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, connector_from_args
 from connector.cli.report_commands import print_report
+from connector.domain.decisions import Decision
 from connector.domain.report import RunReport
 
 
@@ -39,9 +40,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from connector.cli.lifecycle_commands import explain_planner
     from connector.explain import explain
+    from jobs.cycle import simulate
 
     connector, now = connector_from_args(args, read_only=True), utc_now()
-    print(explain(connector, args.address, now=now, plan_user=explain_planner(connector, now)), end="")
+
+    def decide_now(address: str) -> Decision | None:
+        return simulate(connector, [address], now=now).get(address)
+
+    text = explain(connector, args.address, now=now, plan_user=explain_planner(connector, now), decide_now=decide_now)
+    print(text, end="")
     return EXIT_OK
 
 

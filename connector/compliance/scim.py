@@ -31,6 +31,7 @@ from connector.compliance.scim_mapping import (
     filter_value,
     group_filter,
     group_payload,
+    group_refs,
     list_page,
     parse_features,
     replace_emails,
@@ -265,7 +266,7 @@ class ScimComplianceDirectory:
         if missing:
             self._add_emails(resource, missing)
         group_id = self._group_id(user.org)
-        if not any(g.get("value") == group_id for g in resource.get("groups") or []):
+        if not any(value == group_id for value, _ in group_refs(resource, "groups") or []):
             self._add_members(user.org, [str(resource["id"])])
 
     def _post_user(self, user: NewUser) -> tuple[dict[str, Any], bool]:

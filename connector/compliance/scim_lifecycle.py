@@ -100,8 +100,8 @@ class ScimLifecycle:
         if not wanted:
             return {}
         try:
-            found, fills_groups = self._find_users(wanted)
-            orgs = self._orgs(list(found.values()), fills_groups)
+            found, fills_groups, listed = self._find_users(wanted)
+            orgs = self._orgs(list(found.values()), fills_groups, listed)
         except SkippableError as exc:
             raise RetriableError(f"cannot read the managed users from the target: {exc}") from exc
         result: dict[str, TargetUser] = {}
@@ -111,9 +111,12 @@ class ScimLifecycle:
                 result[wanted[name]] = user
         return result
 
-    def _find_users(self, wanted: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], bool]:
-        """Lower-cased userName -> resource of the wanted users; and whether the server fills ``groups``."""
-        if not self._dir.features().filter or self._dir.counts(("/Users",))["users"] <= LIST_FACTOR * len(wanted):
+    def _find_users(self, wanted: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], bool, bool]:
+        """Lower-cased userName -> resource of the wanted users; whether the server fills ``groups``;
+        whether all users were listed (else searched)."""
+        listed = not self._dir.features().filter
+        listed = listed or self._dir.counts(("/Users",))["users"] <= LIST_FACTOR * len(wanted)
+        if listed:
             resources: Iterable[dict[str, Any]] = self._dir._pages("/Users", USER_READ_ATTRIBUTES)
         else:
             names = sorted(wanted)
@@ -133,16 +136,16 @@ class ScimLifecycle:
             name = user_name_of(resource)
             if name is not None and name in wanted:
                 found.setdefault(name, resource)
-        return found, fills_groups
+        return found, fills_groups, listed
 
-    def _orgs(self, resources: list[dict[str, Any]], fills_groups: bool) -> dict[str, list[str]]:
+    def _orgs(self, resources: list[dict[str, Any]], fills_groups: bool, listed: bool) -> dict[str, list[str]]:
         """User id -> names of the groups it is a member of."""
         ids = [uid for resource in resources if (uid := resource_id(resource)) is not None]
         if not ids:
             return {}
         if fills_groups:
             return self._orgs_from_user_groups(resources)
-        if self._dir.features().filter and len(ids) <= MEMBER_SEARCHES:
+        if not listed and len(ids) <= MEMBER_SEARCHES:
             searched = self._orgs_by_search(ids)
             if searched is not None:
                 return searched

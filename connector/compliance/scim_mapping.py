@@ -320,7 +320,11 @@ def _user_patch(operations: list[dict[str, Any]], what: str) -> dict[str, Any]:
 def remove_members_patch(user_ids: Sequence[str]) -> dict[str, Any]:
     """PATCH /Groups/{id}: remove members (RFC 7644 3.5.2.2, one value filter each)."""
     operations = [{"op": "remove", "path": f"members[value eq {filter_value(uid)}]"} for uid in user_ids]
-    return PatchOp[Group].model_validate({"Operations": operations}).model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+    try:
+        patch = PatchOp[Group].model_validate({"Operations": operations})
+    except ValidationError as exc:
+        raise SkippableError(f"remove members: not a valid SCIM change: {exc.errors()[0]['msg']}") from exc
+    return patch.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
 
 
 def remove_emails_patch(addresses: Sequence[str]) -> dict[str, Any]:

@@ -37,6 +37,8 @@ class CustomMappingSettings(StrictModel):
     """Integer bit field saying the account is disabled (AD-style)."""
     disabled_flag_mask: int = 2
     """Bit of ``disabled_flag_attribute`` meaning disabled."""
+    locked_attributes: list[str] = []
+    """Attributes whose presence locks the account (``pwdAccountLockedTime``, ``nsAccountLock``)."""
 
 
 class DirectoryMirrorSettings(StrictModel):

@@ -61,6 +61,10 @@ class AttributeMapping:
     disabled_flag_mask: int = 0x2
     """Bit of ``disabled_flag_attribute`` that means disabled (AD ``ACCOUNTDISABLE`` = 0x2)."""
 
+    locked_attributes: tuple[str, ...] = ()
+    """Attributes whose presence locks the account (OpenLDAP ppolicy ``pwdAccountLockedTime``,
+    389-DS ``nsAccountLock``); the values ``false`` and ``0`` do not."""
+
     shared_mailbox_attribute: str | None = None
     """Attribute marking a user object as a shared or resource mailbox (AD Exchange)."""
 
@@ -75,6 +79,7 @@ OPENLDAP = AttributeMapping(
     external_id_attribute="entryUUID",
     user_object_classes=("inetOrgPerson", "person", "organizationalPerson"),
     group_object_classes=("groupOfNames", "groupOfUniqueNames", "posixGroup", "mailGroup"),
+    locked_attributes=("pwdAccountLockedTime", "nsAccountLock"),
 )
 """OpenLDAP with the usual inetOrgPerson schema and the Sendmail/Postfix mail attributes."""
 
@@ -223,6 +228,9 @@ def _is_shared_mailbox(attrs: Mapping[str, tuple[str, ...]], mapping: AttributeM
 
 
 def _enabled(attrs: Mapping[str, tuple[str, ...]], mapping: AttributeMapping) -> bool:
+    for name in mapping.locked_attributes:
+        if any(v.strip().lower() not in ("", "false", "0") for v in _values(attrs, name)):
+            return False
     if mapping.disabled_flag_attribute is None:
         return True
     values = _values(attrs, mapping.disabled_flag_attribute)
@@ -246,6 +254,7 @@ def mapping_attributes(mapping: AttributeMapping) -> tuple[str, ...]:
         *mapping.display_name_attributes,
         *_optional(mapping.external_id_attribute),
         *_optional(mapping.disabled_flag_attribute),
+        *mapping.locked_attributes,
         *_optional(mapping.shared_mailbox_attribute),
     ]
     return tuple(dict.fromkeys(names))

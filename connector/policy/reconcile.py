@@ -348,6 +348,7 @@ def plan_reconcile(
     planned: list[Change] = []
     for user in users:
         state = directory.get(user.address) or DirectoryState(DirectoryVerdict.UNKNOWN, detail="not looked up")
+        unsettled = len(result.unknown) + len(result.abandoned)
         changes = _plan_one(
             user,
             state,
@@ -357,7 +358,9 @@ def plan_reconcile(
             (recorded_aliases or {}).get(user.address, ()),
             result,
         )
-        if not changes and user.status is not ManagedStatus.DELETED:
+        # In line with the directory: checked, nothing to change (an unknown or abandoned user is not).
+        settled = len(result.unknown) + len(result.abandoned) == unsettled
+        if not changes and settled and user.status is not ManagedStatus.DELETED:
             result.unchanged += 1
         planned.extend(sorted(changes, key=lambda c: _ORDER[c.kind]))
     destructive = [c for c in planned if c.destructive and (c.address, c.kind.value) not in approved]

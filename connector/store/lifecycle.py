@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from connector.domain.lifecycle import (
@@ -150,6 +150,18 @@ def confirm(session: Session, address: str, *, now: datetime, target_id: str | N
     if target_id is not None:
         row.target_id = target_id
     row.updated_at = now
+
+
+def record_target_ids(session: Session, ids: dict[str, str]) -> None:
+    """Remember the target ids read back for records that had none (one executemany)."""
+    if ids:
+        statement = (
+            update(ManagedUserRow)
+            .where(ManagedUserRow.address == bindparam("key"))
+            .values(target_id=bindparam("tid"))
+            .execution_options(synchronize_session=False)
+        )
+        session.connection().execute(statement, [{"key": a, "tid": t} for a, t in sorted(ids.items())])
 
 
 def forget(session: Session, address: str) -> None:

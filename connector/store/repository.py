@@ -298,3 +298,13 @@ def prune_runs(session: Session, before: datetime) -> int:
     """Delete finished runs started before ``before``; how many went."""
     stmt = delete(RunRow).where(RunRow.started_at < before, RunRow.finished_at.is_not(None))
     return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def forget_created(session: Session, user_address: str) -> None:
+    """Drop the ``created`` candidate rows of a user the connector deleted: new mail decides again."""
+    session.execute(
+        delete(CandidateRow).where(
+            CandidateRow.state == CandidateState.CREATED.value,
+            or_(CandidateRow.user_address == user_address, CandidateRow.address == user_address),
+        )
+    )

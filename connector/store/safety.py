@@ -81,6 +81,7 @@ def decision_to_json(decision: Decision) -> dict[str, Any]:
         "display_name": decision.display_name,
         "external_id": decision.external_id,
         "evidence": decision.evidence,
+        "directory_address": decision.directory_address,
     }
 
 
@@ -98,6 +99,7 @@ def decision_from_json(data: dict[str, Any]) -> Decision:
         display_name=data.get("display_name"),
         external_id=data.get("external_id"),
         evidence=data.get("evidence") or {},
+        directory_address=data.get("directory_address"),
     )
 
 

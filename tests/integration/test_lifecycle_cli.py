@@ -32,7 +32,9 @@ from connector.domain.lifecycle import TargetUser
 from connector.policy.plans import changes_from_report, read_plan
 from connector.store.models import HeldChangeRow, ManagedUserRow, TargetAliasRow, TargetOrgRow, TargetUserRow
 from tests.conftest import utc
+from tests.integration.test_scim_target import post_by_hand
 from tests.mailflow import AdDirectory, MailFlow
+from tests.scim_server import TOKEN, FaultProxy, ScimTestServer
 
 T0 = utc("2026-11-02T09:00:00")
 NOW = "2026-11-27T12:00:00Z"
@@ -280,12 +282,16 @@ def leavers_setup(
     mail_for(tmp_path, "kim@acme.test")
     lifecycle = {"max_suspend_per_run": limit}
     config = write_config(tmp_path, state_url, lifecycle=lifecycle, safety={"mode": "approve"} if review else None)
-    by_hand(config, *(NewUser(address, "Acme") for address in ["kim@acme.test", *leavers]))
-    code, out, _ = cli(capsys, "adopt", "-c", str(config), "kim@acme.test", *leavers)
+    addresses = ["kim@acme.test", *leavers]
+    entries = build_connector(load_settings(config), {}).directory.lookup(addresses)
+    by_hand(
+        config,
+        *(NewUser(a, "Acme", display_name=e.display_name, external_id=e.external_id) for a, e in entries.items() if e),
+    )
+    code, out, _ = cli(capsys, "adopt", "-c", str(config), *addresses)
     assert code == 0 and out.count("adopted: ") == count + 1
-    code, report = sync(config, capsys)  # display names and external ids from the directory: nothing else
-    assert code == 0 and report["lifecycle"]["managed"] == count + 1
-    assert len(report["lifecycle"]["updated"]) == count + 1 and report["lifecycle"]["moved"] == []
+    code, report = sync(config, capsys)
+    assert code == 0 and report["lifecycle"]["managed"] == count + 1 and report["lifecycle"]["unchanged"] == count + 1
     write_directory(tmp_path / "directory.ldif", [stays, Person("New", "new@acme.test")])
     mail_for(tmp_path, "new@acme.test", append=True)  # a new person: created, or held for review
     return config, leavers
@@ -373,6 +379,30 @@ def test_deny_keeps_them_active_and_is_not_proposed_again_until_the_directory_ch
     code, report = sync(config, capsys)
     assert code == 0 and [c["address"] for c in report["lifecycle"]["suspended"]] == [leavers[0]]
     assert not state(config)[leavers[0]].active and state(config)[leavers[1]].active
+
+
+def test_an_approval_during_a_directory_outage_stays_approved_and_the_next_run_makes_it(
+    tmp_path: Path, state_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, leavers = leavers_setup(tmp_path, state_url, 12, 10, capsys, review=False)
+    code, report = sync(config, capsys)
+    assert code == 1 and len(report["lifecycle"]["held"]) == 12
+    code, out, _ = cli(capsys, "approve", "-c", str(config), "U000@acme.test")  # one, by its address
+    assert code == 0 and out == "suspended: u000@acme.test\n" and not state(config)["u000@acme.test"].active
+    directory = tmp_path / "directory.ldif"
+    directory.rename(tmp_path / "away.ldif")  # the directory cannot answer: nobody is suspended
+    code, out, err = cli(capsys, "approve", "-c", str(config), "--run", str(report["run_id"]))
+    assert code == 1 and out == "" and err.count("approved, left for the next run: suspend ") == 11
+    assert "directory unavailable" in err and all(state(config)[a].active for a in leavers[1:])
+    code, out, _ = cli(capsys, "pending", "-c", str(config))
+    assert out.count("the next run makes it") == 11
+
+    (tmp_path / "away.ldif").rename(directory)
+    code, report = sync(config, capsys)  # approved: they pass the limit, and are made now
+    assert code == 0 and sorted(c["address"] for c in report["lifecycle"]["suspended"]) == leavers[1:]
+    assert report["lifecycle"]["held"] == [] and not any(state(config)[a].active for a in leavers)
+    code, out, _ = cli(capsys, "pending", "-c", str(config))
+    assert out == "nothing pending\n"
 
 
 # --- explain, plan, apply and sync agree -------------------------------------------------------------
@@ -463,3 +493,46 @@ def test_explain_plan_and_the_run_agree_on_every_change(
         assert explain_keys(out) == set() if address != "hal@acme.test" else "unmanaged" in out
     code, report = sync(config, capsys)
     assert code == 0 and lifecycle_keys(report) == set()
+
+
+# --- users of a SCIM target ----------------------------------------------------------------------------
+
+
+def test_users_of_a_scim_target_come_from_the_stored_copy_without_asking_the_server(
+    demo_config: Path,
+    server: ScimTestServer,
+    proxy: FaultProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    post_by_hand(server, {"userName": "alice@acme.com", "emails": [{"value": "alice@acme.com", "primary": True}]})
+    data = yaml.safe_load(demo_config.read_text())
+    data["target"] = {"type": "scim", "url": proxy.url(), "bearer_token": {"env": "SCIM_TOKEN"}}
+    demo_config.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("SCIM_TOKEN", TOKEN)
+    assert main(["sync", "-c", str(demo_config)]) == 0
+    capsys.readouterr()
+    asked = len(proxy.seen)
+
+    assert main(["users", "-c", str(demo_config), "--format", "json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert len(proxy.seen) == asked  # the stored copy: no request to the server
+    assert "stored known-address copy" in listing["source"]
+    users = {u["address"]: u for u in listing["users"]}
+    assert users["alice@acme.com"] == {
+        "address": "alice@acme.com",
+        "org": None,
+        "aliases": [],
+        "active": None,
+        "display_name": None,
+        "managed": "no",
+        "status": None,
+        "target_id": None,
+    }
+    bob = users["bob@acme.com"]
+    assert (bob["org"], bob["aliases"], bob["active"], bob["managed"]) == (
+        "Acme Corp",
+        ["robert@acme.com"],
+        True,
+        "created",
+    )

@@ -293,6 +293,25 @@ def test_record_suspended_seen_only_touches_active_records(sessions: sessionmake
     )
 
 
+def test_what_the_target_shows_already_is_recorded(sessions: sessionmaker[Session]) -> None:
+    managed_alice(sessions)
+    new = "alice.smith@acme.com"
+    with sessions.begin() as session:
+        store.deny(session, ALICE, "suspend", "inactive", now=T0)
+        store.record_renamed(session, ALICE, new, now=T1)
+        store.record_renamed(session, "nobody@acme.com", "x@acme.com", now=T1)
+    with sessions.begin() as session:
+        store.record_org_seen(session, new, "Globex", now=T2)
+        store.clear_denied(session, new, now=T2)
+    with sessions() as session:
+        assert store.managed_addresses(session) == {new}
+        assert store.all_recorded_aliases(session) == {new: ("a.l@acme.com",)}
+    user = store_user(sessions, new)
+    assert (user.org, user.denied, user.target_id, user.managed_at) == ("Globex", None, "t-1", T0)
+    stored = row(sessions, new)
+    assert stored is not None and stored.updated_at == T2
+
+
 # -- held changes ---------------------------------------------------------------------------------------------
 
 

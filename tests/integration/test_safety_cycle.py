@@ -435,8 +435,8 @@ def test_explain_tells_the_whole_story(tmp_path: Path, capsys: pytest.CaptureFix
         "effect: strict: Autocreate",
         "held in run 1: awaiting_approval (connector pending)",
         "user CN=Gina,OU=People,dc=corp,dc=test",
-        "create_user: qualified",
-        "but review mode holds it: awaiting_approval",
+        # The decision comes from the cycle's own code (jobs/cycle.py: simulate), review mode included.
+        "hold: awaiting_approval: review mode: waiting for connector approve; decided: qualified",
         "held (awaiting_approval) in run 1",
     ):
         assert expected in text, expected

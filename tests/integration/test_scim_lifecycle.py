@@ -25,10 +25,13 @@ import yaml
 
 from connector.app import build_connector, utc_now
 from connector.cli import main
+from connector.compliance.base import NewUser
 from connector.config import load_settings
+from connector.domain.lifecycle import Change, ChangeKind, TargetUser
 from connector.domain.report import RunReport
+from connector.errors import ConflictError, RetriableError
 from jobs.cycle import run_cycle
-from tests.integration.test_scim_target import post_by_hand, scim_get
+from tests.integration.test_scim_target import Harness, post_by_hand, scim_get
 from tests.mailflow import MailFlow
 from tests.scim_server import TOKEN, Fault, FaultProxy, ScimTestServer
 
@@ -142,6 +145,9 @@ def groups(server: ScimTestServer) -> dict[str, set[str]]:
     """Group name -> userNames of its members (a member id that is no user shows as itself)."""
     names = {r["id"]: r["userName"] for r in users(server).values()}
     found = scim_get(server, "/Groups", count=1000).get("Resources") or []
+    for group in found:
+        members = [m["value"] for m in group.get("members") or []]
+        assert len(members) == len(set(members)), f"a member twice in {group['displayName']}"
     return {g["displayName"]: {names.get(m["value"], m["value"]) for m in g.get("members") or []} for g in found}
 
 
@@ -266,7 +272,8 @@ def test_a_hand_made_user_is_never_touched_and_counts_as_unmanaged(tmp_path: Pat
     )
     report = site.run()  # creates ann (and Acme); zed is already in the target: not ours
     assert report.status == "ok", report.errors
-    patch(server, f"/Groups/{group_id(server, 'Acme')}", {"op": "add", "path": "members", "value": [{"value": made["id"]}]})
+    acme = f"/Groups/{group_id(server, 'Acme')}"
+    patch(server, acme, {"op": "add", "path": "members", "value": [{"value": made["id"]}]})
     before = users(server)[a("zed")]
 
     for _ in range(2):
@@ -300,7 +307,7 @@ def test_a_500_on_the_membership_patch_is_repaired_by_the_next_run(
     assert report.status == "partial"
     assert set(users(server)) == {a("ann"), a("bob"), a("cat"), a("dan")}
     assert groups(server) == {"Acme": set(), "Sales": set()}  # every membership write failed
-    assert {u: status for u, (status, _) in site.managed().items()} == dict.fromkeys(map(a, "ann bob cat dan".split()), "active")
+    assert {status for status, _ in site.managed().values()} == {"active"}  # confirmed: they exist
 
     proxy.faults.clear()
     monkeypatch.setenv("SCIM_TOKEN", TOKEN)
@@ -348,17 +355,22 @@ def test_a_disabled_entry_is_suspended_and_reactivated_when_enabled_again(
 
 
 class HandEditProxy(FaultProxy):
-    """A fault proxy that lets an admin edit the server by hand just before a matching request goes on."""
+    """A fault proxy that lets an admin edit the server by hand just before a matching request goes on.
+
+    ``before`` holds (method, path prefix, edit) in order; each is used up by one request (an edit
+    of None lets that request pass untouched).
+    """
 
     def __init__(self, upstream_port: int) -> None:
         super().__init__(upstream_port)
-        self.before: list[tuple[str, str, Callable[[], None]]] = []
+        self.before: list[tuple[str, str, Callable[[], None] | None]] = []
 
     def _take(self, method: str, path: str) -> Fault | None:
-        for edit in self.before:
-            if edit[0] == method and path.startswith(edit[1]):
-                self.before.remove(edit)
-                edit[2]()
+        for method_wanted, prefix, edit in self.before:
+            if method_wanted == method and path.startswith(prefix):
+                self.before.remove((method_wanted, prefix, edit))
+                if edit is not None:
+                    edit()
                 break
         return super()._take(method, path)
 
@@ -377,8 +389,9 @@ def test_a_412_on_an_if_match_write_reads_the_user_again_and_plans_again(
         found = users(server)
         bob, cat = found[a("bob")], found[a("cat")]
 
-        def by_hand(user: dict[str, Any], name: str) -> Callable[[], None]:
-            return lambda: patch(server, f"/Users/{user['id']}", {"op": "replace", "path": "displayName", "value": name})
+        def by_hand(user: dict[str, Any], name: str, attribute: str = "displayName") -> Callable[[], None]:
+            edit = {"op": "replace", "path": attribute, "value": name}
+            return lambda: patch(server, f"/Users/{user['id']}", edit)
 
         # bob leaves; an admin edits him between our read and our write: 412, read again, suspended after all.
         site.directory.people["bob"].disabled = True
@@ -403,6 +416,24 @@ def test_a_412_on_an_if_match_write_reads_the_user_again_and_plans_again(
         report = site.run()
         assert report.status == "ok" and addresses(lifecycle_of(report)["suspended"]) == [a("cat")]
         assert users(server)[a("cat")]["active"] is False
+
+        # ann is renamed (her old address stays an alias) and gains an alias; the admin edits her between
+        # the rename and the alias write: the user is read again under her new name, never created again.
+        ann = found[a("ann")]
+        site.directory.people["ann"].mail, site.directory.people["ann"].aliases = a("anne"), (a("ann"), a("aa"))
+        site.directory.write()
+        proxy.before += [
+            ("PATCH", f"/Users/{ann['id']}", None),
+            ("PATCH", f"/Users/{ann['id']}", by_hand(ann, "A", "nickName")),
+        ]
+        report = site.run()
+        assert report.status == "ok", report.errors
+        assert addresses(lifecycle_of(report)["updated"]) == [a("ann")]
+        assert proxy.count("PATCH", f"/Users/{ann['id']}") == 3  # rename, refused alias write, alias write
+        anne = users(server)[a("anne")]  # users() asserts that there is one user per name
+        assert anne["id"] == ann["id"] and aliases(anne) == [a("aa"), a("ann")] and a("ann") not in users(server)
+        assert site.managed()[a("anne")] == ("active", "Acme") and a("ann") not in site.managed()
+        assert lifecycle_of(site.run())["unchanged"] == 3
     finally:
         proxy.close()
 
@@ -499,6 +530,198 @@ def test_kill_9_while_lifecycle_changes_are_applied_converges_on_the_next_run(tm
             a("dan"): ("active", "Sales"),
         }
         assert lifecycle_of(site.run())["unchanged"] == 4
+
+        site.directory.people["cat"].disabled = False  # the suspension is known as ours, whenever it was killed
+        site.directory.write()
+        assert addresses(lifecycle_of(site.run())["reactivated"]) == [a("cat")]
+        assert users(server)[a("cat")]["active"] is True
     finally:
         proxy.close()
         server.close()
+
+
+# -- dry runs -----------------------------------------------------------------------------------------
+
+
+def test_a_dry_run_plans_the_lifecycle_changes_and_writes_nothing(tmp_path: Path, server: ScimTestServer) -> None:
+    site = make_site(tmp_path, server.url)
+    site.directory.add("ann")
+    site.directory.add("bob")
+    site.write([a("ann"), a("bob")])
+    assert site.run().status == "ok"
+    site.directory.people["ann"].department = "Sales"
+    site.directory.people["bob"].disabled = True
+    site.directory.write()
+    server.take_counts()
+
+    connector = build_connector(load_settings(site.config), {"SCIM_TOKEN": TOKEN})
+    report = run_cycle(connector, clock=utc_now, dry_run=True)
+    assert report.status == "ok", report.errors
+    assert f"move {a('ann')}: org Acme -> Sales" in report.planned_changes
+    assert any(c.startswith(f"suspend {a('bob')}:") for c in report.planned_changes)
+    assert writes(server) == {}
+    assert site.managed() == {a("ann"): ("active", "Acme"), a("bob"): ("active", "Acme")}
+
+    report = site.run()
+    assert addresses(lifecycle_of(report)["moved"]) == [a("ann")]
+    assert addresses(lifecycle_of(report)["suspended"]) == [a("bob")]
+
+
+# -- the target on its own: reading back, every kind of change ------------------------------------------
+
+
+def test_read_users_lists_or_searches_and_both_read_the_same(tmp_path: Path, server: ScimTestServer) -> None:
+    proxy = FaultProxy(server.port)
+    try:
+        target = Harness(tmp_path, proxy.url()).target(requests_per_second=1000)
+        target.create_user(NewUser(a("ann"), "Acme", (a("anna"), a("ANNIE")), "Ann Archer", "ext-ann"))
+        target.create_user(NewUser(a("bob"), "Sales"))
+        for i in range(12):
+            post_by_hand(server, {"userName": f"other{i}@acme.com"})
+        ann = users(server)[a("ann")]
+
+        proxy.seen.clear()
+        listed = target.read_users([a("ann"), a("bob"), a("x"), a("y"), "ANN@acme.com"])  # 14 <= 4 x 4: listed
+        assert not any("filter=" in path for _, path in proxy.seen)
+        assert set(listed) == {a("ann"), a("bob")}
+        assert listed[a("ann")] == TargetUser(
+            primary_address=a("ann"),
+            target_id=ann["id"],
+            orgs=("Acme",),
+            aliases=(a("anna"), a("annie")),
+            display_name="Ann Archer",
+            external_id="ext-ann",
+            active=True,
+            version=ann["meta"]["version"],
+        )
+        assert listed[a("bob")].orgs == ("Sales",) and listed[a("bob")].aliases == ()
+
+        proxy.seen.clear()
+        searched = target.read_users([a("ann"), a("bob")])  # 14 > 4 x 2: searched, groups by member
+        assert searched == listed
+        assert any("userName" in path and "filter=" in path for _, path in proxy.seen)
+        assert sum(1 for _, path in proxy.seen if "members.value" in path) == 2
+        assert target.read_users([]) == {}
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (["not", "a", "list response"], "not a SCIM list response"),
+        ({"Resources": "nope", "totalResults": 1}, "not a SCIM list response"),
+        ({"Resources": [], "totalResults": "many"}, "unreadable totalResults"),
+    ],
+)
+def test_an_unreadable_listing_is_an_outage_not_a_crash(
+    tmp_path: Path, server: ScimTestServer, proxy: FaultProxy, body: Any, why: str
+) -> None:
+    target = Harness(tmp_path, proxy.url()).target(requests_per_second=1000)
+    target.create_user(NewUser(a("ann"), "Acme"))
+    proxy.add(Fault("GET", "/Users?", "status", times=10, status=200, body=body))
+    with pytest.raises(RetriableError, match=why):
+        target.read_users([a("ann")])
+
+
+def test_odd_resources_and_a_failing_listing(tmp_path: Path, server: ScimTestServer, proxy: FaultProxy) -> None:
+    target = Harness(tmp_path, proxy.url()).target(requests_per_second=1000)
+    target.create_user(NewUser(a("ann"), "Acme"))
+    odd = {
+        "Resources": [
+            {"userName": 7, "id": "x"},
+            {"userName": a("bob")},
+            {"id": "y", "userName": a("cat"), "emails": "?"},
+        ],
+        "totalResults": 3,
+    }
+    proxy.add(Fault("GET", "/Users?", "status", times=2, status=200, body=odd))  # the count, then the listing
+    found = target.read_users([a("bob"), a("cat")])
+    assert list(found) == [a("cat")] and found[a("cat")].aliases == () and found[a("cat")].active is True
+    proxy.add(Fault("GET", "/Users?", "status", times=10, status=500))
+    with pytest.raises(RetriableError, match="HTTP 500"):
+        target.read_users([a("ann")])
+    proxy.add(Fault("GET", "/Users?", "status", times=10, status=400, body={"status": "400", "detail": "no"}))
+    with pytest.raises(RetriableError):
+        target.read_users([a("ann")])
+
+
+NO_PATCH = {"patch": False, "filter": False, "bulk": False}
+
+
+@pytest.mark.parametrize("features", [None, NO_PATCH], ids=["patch", "put"])
+def test_every_change_kind_applies_and_applies_again_harmlessly(
+    tmp_path: Path, features: dict[str, bool] | None
+) -> None:
+    server = ScimTestServer(features=features)
+    try:
+        harness = Harness(tmp_path, server.url)
+        target = harness.target(requests_per_second=1000)
+        assert target.features().patch is (features is None)
+        target.create_user(NewUser(a("ann"), "Acme", (a("anna"),), "Ann"))
+        target.create_user(NewUser(a("bob"), "Acme"))
+
+        def apply(kind: ChangeKind, **fields: Any) -> str | None:
+            actual = target.read_users([a("ann")])[a("ann")]
+            change = Change(kind, a("ann"), "test", target_id=actual.target_id, version=actual.version, **fields)
+            return target.apply_change(change)
+
+        ann_id = users(server)[a("ann")]["id"]
+        for _ in range(2):  # every change twice: the second finds it done
+            assert apply(ChangeKind.ADD_ALIASES, aliases=(a("ann.archer"),)) == ann_id
+            assert apply(ChangeKind.REMOVE_ALIASES, aliases=(a("anna"),)) == ann_id
+            assert apply(ChangeKind.MOVE, org="Sales", from_org=("Acme",)) == ann_id
+            assert apply(ChangeKind.REPAIR, org="Sales", reason="org") == ann_id
+            assert apply(ChangeKind.SUSPEND, reason="disabled_in_directory") == ann_id
+        ann = users(server)[a("ann")]
+        assert aliases(ann) == [a("ann.archer")] and ann["active"] is False
+        assert groups(server) == {"Acme": {a("bob")}, "Sales": {a("ann")}}
+        known = harness.target().known_addresses()
+        assert known.aliases == {a("ann.archer"): a("ann")}
+
+        assert apply(ChangeKind.REACTIVATE) == ann_id
+        assert apply(ChangeKind.UPDATE, fields={"primary_address": a("anne"), "display_name": "Anne"}) == ann_id
+        anne = users(server)[a("anne")]
+        assert anne["active"] is True and anne["displayName"] == "Anne"
+        assert [(e["value"], e.get("primary", False)) for e in anne["emails"]] == [
+            (a("anne"), True),
+            (a("ann.archer"), False),
+        ]
+        known = harness.target().known_addresses()
+        assert a("anne") in known.users and a("ann") not in known.users
+        assert known.aliases == {a("ann.archer"): a("anne")}
+
+        delete = Change(ChangeKind.DELETE, a("anne"), "test", target_id=anne["id"])
+        assert target.apply_change(delete) is None and target.apply_change(delete) is None  # 404: done
+        assert set(users(server)) == {a("bob")}
+        assert a("anne") not in harness.target().known_addresses().users
+        with pytest.raises(ConflictError, match="no longer in the target"):
+            target.apply_change(Change(ChangeKind.SUSPEND, a("anne"), "test", target_id=anne["id"]))
+
+        recreate = Change(ChangeKind.RECREATE, a("anne"), "test", org="Sales", aliases=(a("ann.archer"),))
+        new_id = target.apply_change(recreate)
+        assert new_id is not None and new_id != anne["id"] and target.apply_change(recreate) == new_id
+        assert aliases(users(server)[a("anne")]) == [a("ann.archer")] and a("anne") in groups(server)["Sales"]
+    finally:
+        server.close()
+
+
+def test_memberships_come_from_the_users_groups_attribute_where_the_server_fills_it(
+    tmp_path: Path, server: ScimTestServer, proxy: FaultProxy
+) -> None:
+    target = Harness(tmp_path, proxy.url()).target(requests_per_second=1000)
+    target.create_user(NewUser(a("ann"), "Acme"))
+    target.create_user(NewUser(a("bob"), "Sales"))
+    found = users(server)
+    acme, sales = group_id(server, "Acme"), group_id(server, "Sales")
+    resources = [
+        {**found[a("ann")], "groups": [{"value": acme, "display": "Acme"}]},
+        {**found[a("bob")], "groups": [{"value": sales}, {"value": "unknown-group"}]},  # no display: looked up
+    ]
+    body = {"Resources": resources, "totalResults": 2}
+    proxy.add(Fault("GET", "/Users?", "status", times=2, status=200, body=body))  # the count, then the listing
+    harness_target = Harness(tmp_path, proxy.url()).target(requests_per_second=1000)  # a new run: no group ids cached
+    proxy.seen.clear()
+    read = harness_target.read_users([a("ann"), a("bob")])
+    assert {address: user.orgs for address, user in read.items()} == {a("ann"): ("Acme",), a("bob"): ("Sales",)}
+    assert not any("members" in path for _, path in proxy.seen)  # the groups were listed by name only

@@ -11,6 +11,7 @@ from connector.directory.mapping import (
     AttributeMapping,
     addresses_of,
     entry_from_attributes,
+    mapping_attributes,
 )
 from connector.domain.directory import DirectoryObjectKind
 
@@ -299,3 +300,30 @@ def test_custom_mapping_needs_no_preset() -> None:
     )
     assert entry.kind is DirectoryObjectKind.USER
     assert addresses_of(entry) == ("a@x.example", "b@x.example")
+
+
+@pytest.mark.parametrize(
+    ("locks", "enabled"),
+    [
+        ({}, True),
+        ({"pwdAccountLockedTime": ["000001010000Z"]}, False),  # ppolicy: locked for good
+        ({"pwdAccountLockedTime": ["20261201120000Z"]}, False),
+        ({"nsAccountLock": ["TRUE"]}, False),  # 389-DS
+        ({"nsAccountLock": ["false"]}, True),
+        ({"nsAccountLock": ["0"]}, True),
+    ],
+)
+def test_openldap_locked_accounts_are_disabled(locks: dict[str, list[str]], enabled: bool) -> None:
+    attributes = {"objectClass": ["inetOrgPerson"], "mail": ["a@x.example"], **locks}
+    assert entry_from_attributes("uid=a,dc=x", attributes, OPENLDAP).enabled is enabled
+    assert "pwdAccountLockedTime" in mapping_attributes(OPENLDAP)
+
+
+def test_directory_text_values_are_cleaned_and_bounded() -> None:
+    attributes = {
+        "objectClass": ["inetOrgPerson"],
+        "mail": ["a@x.example"],
+        "displayName": ["\x1b]0;x\x07" + "A" * 400],
+    }
+    entry = entry_from_attributes("uid=a,dc=x", attributes, OPENLDAP)
+    assert entry.display_name == "]0;x" + "A" * 251

@@ -97,7 +97,7 @@ def test_a_user_in_sync_is_unchanged() -> None:
         (desired(display_name="Alice Smith"), {"display_name": "Alice Smith"}),
         (desired(external_id="e-2"), {"external_id": "e-2"}),
         (
-            desired("alice.smith@acme.com", aliases=(ALICE, "a.l@acme.com")),
+            desired("alice.smith@acme.com"),
             {"primary_address": "alice.smith@acme.com"},
         ),
         (
@@ -121,11 +121,25 @@ def test_a_value_the_directory_does_not_have_is_not_cleared() -> None:
     assert result.changes == [] and result.unchanged == 1
 
 
-def test_rename_keeps_the_old_primary_as_an_alias_without_adding_it() -> None:
-    # The old primary is the target's primary until the rename: never "missing", never "extra".
+def test_an_old_primary_the_directory_keeps_is_added_back_after_the_rename() -> None:
+    # Targets drop the old primary on a rename; the new primary, an alias until now, is never "extra".
     want = desired("alice.smith@acme.com", aliases=(ALICE, "a.l@acme.com"))
     result = plan_one(managed(), present(want), target(aliases=("a.l@acme.com", "alice.smith@acme.com")))
-    assert kinds(result) == [ChangeKind.UPDATE]
+    assert [(c.kind, c.aliases) for c in result.changes] == [
+        (ChangeKind.UPDATE, ()),
+        (ChangeKind.ADD_ALIASES, (ALICE,)),
+    ]
+    assert result.renamed_seen == []
+
+
+def test_a_rename_the_records_missed_is_seen_and_not_made_again() -> None:
+    # The target already has the new primary (a crash after the write): the record follows it.
+    new = "alice.smith@acme.com"
+    result = plan_one(managed(), present(desired(new)), target(new))
+    assert result.renamed_seen == [(ALICE, new)]
+    assert result.changes == []
+    other = plan_one(managed(), present(desired(new)), target("al@acme.com"))  # a primary the directory doesn't say
+    assert other.renamed_seen == [] and kinds(other) == [ChangeKind.UPDATE]
 
 
 def test_org_change_moves_out_of_configured_orgs_only() -> None:
@@ -257,11 +271,13 @@ def test_a_denied_deletion_is_not_proposed_again() -> None:
     assert result.changes == [] and result.notes == [(ALICE, "its deletion was denied by an admin")]
 
 
-def test_a_leaver_suspended_by_hand_is_noted_and_never_deleted() -> None:
+def test_a_leaver_already_inactive_in_the_target_is_recorded_as_suspended_not_deleted_yet() -> None:
+    # A crash after the write, or a suspension by hand: the grace period starts when the record follows.
     policy = replace(POLICY, delete_after=timedelta(days=1))
-    result = plan_one(managed(), DirectoryState(DirectoryVerdict.GONE, detail="gone"), target(active=False), policy)
+    result = plan_one(managed(), DirectoryState(DirectoryVerdict.DISABLED, detail="off"), target(active=False), policy)
     assert result.changes == []
-    assert result.notes == [(ALICE, "gone; already inactive in the target")]
+    assert result.suspended_seen == [(ALICE, "disabled_in_directory")]
+    assert result.notes == [(ALICE, "off; already inactive in the target: recorded as suspended")]
 
 
 # -- the directory could not answer, or the user is not ours to change -----------------------------------
