@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from scim2_models import Meta, ScimProvider
 from scim2_server.memory import InMemoryStorage
@@ -49,11 +49,14 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def request_shape(method: str, path: str) -> str:
-    """``PATCH /v2/Users/2819c?x=1`` -> ``PATCH /Users/{id}``: requests are counted by resource, not by id."""
-    parts = path.split("?")[0].removeprefix("/v2").strip("/").split("/")
+    """``PATCH /v2/Users/2819c`` -> ``PATCH /Users/{id}``, ``GET /v2/Users?filter=userName eq ...`` ->
+    ``GET /Users?filter=userName``: requests are counted by resource and searched attribute, not by id."""
+    path, _, query = path.partition("?")
+    parts = path.removeprefix("/v2").strip("/").split("/")
     if len(parts) > 1 and parts[1] != ".search":
         parts[1] = "{id}"
-    return f"{method} /{'/'.join(parts)}"
+    searched = parse_qs(query).get("filter", [""])[0].split(" ")[0]
+    return f"{method} /{'/'.join(parts)}" + (f"?filter={searched}" if searched else "")
 
 
 def bulk_shapes(body: bytes) -> list[str]:
@@ -113,7 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
             with self.server.lock:  # the in-memory storage is not built for parallel writers
                 chunks = list(self.server.app(environ, start_response))
         data = b"".join(chunks)
-        self.server.count(self.command, parts.path, body, time.perf_counter() - started)
+        self.server.count(self.command, self.path, body, time.perf_counter() - started)
         code, _, reason = captured["status"].partition(" ")
         self.send_response(int(code), reason)
         for name, value in captured["headers"]:
