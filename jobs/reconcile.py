@@ -364,6 +364,37 @@ def _catch_up(session: Session, inputs: Inputs, *, now: datetime) -> None:
             store.record_org_seen(session, user.address, state.desired.org, now=now)
 
 
+def _record_what_the_target_shows(session: Session, change_set: ChangeSet, inputs: Inputs, *, now: datetime) -> None:
+    """Bring the records in line with what the target already shows, before anything is written.
+
+    Creations confirmed or abandoned, target ids learnt, and what a crash between a
+    write and its record left behind (a suspension, a rename, a move).
+    """
+    for address in change_set.confirmed:
+        actual = inputs.actual.get(address)
+        store.confirm(session, address, now=now, target_id=actual.target_id if actual else None)
+    store.record_target_ids(
+        session,
+        {
+            u.address: actual.target_id
+            for u in inputs.users
+            if u.target_id is None and (actual := inputs.actual.get(u.address)) is not None and actual.target_id
+        },
+    )
+    for address in change_set.abandoned:
+        store.forget(session, address)
+    for address, reason in change_set.suspended_seen:
+        store.record_suspended_seen(session, address, reason, now=now)
+    for old, new in change_set.renamed_seen:
+        store.record_renamed(session, old, new, now=now)
+    for user in inputs.users:  # a leaver's denied suspension lasts until the directory has the user again
+        state = inputs.directory.get(user.address)
+        back = state is not None and state.verdict is DirectoryVerdict.PRESENT
+        if back and user.denied and not user.denied.endswith(f":{SuspendReason.INACTIVE.value}"):
+            store.clear_denied(session, user.address, now=now)
+    _catch_up(session, inputs, now=now)
+
+
 def reconcile(
     session: Session,
     connector: Connector,
@@ -391,29 +422,7 @@ def reconcile(
     inputs = gather(session, connector, target, address_map=address_map, skip=skip)
     change_set = plan(inputs, policy, now)
     result = ReconcileResult(change_set)
-    for address in change_set.confirmed:
-        actual = inputs.actual.get(address)
-        store.confirm(session, address, now=now, target_id=actual.target_id if actual else None)
-    store.record_target_ids(
-        session,
-        {
-            u.address: actual.target_id
-            for u in inputs.users
-            if u.target_id is None and (actual := inputs.actual.get(u.address)) is not None and actual.target_id
-        },
-    )
-    for address in change_set.abandoned:
-        store.forget(session, address)
-    for address, reason in change_set.suspended_seen:
-        store.record_suspended_seen(session, address, reason, now=now)
-    for old, new in change_set.renamed_seen:
-        store.record_renamed(session, old, new, now=now)
-    for user in inputs.users:  # a leaver's denied suspension lasts until the directory has the user again
-        state = inputs.directory.get(user.address)
-        back = state is not None and state.verdict is DirectoryVerdict.PRESENT
-        if back and user.denied and not user.denied.endswith(f":{SuspendReason.INACTIVE.value}"):
-            store.clear_denied(session, user.address, now=now)
-    _catch_up(session, inputs, now=now)
+    _record_what_the_target_shows(session, change_set, inputs, now=now)
     if commit:
         session.commit()
     apply_changes(

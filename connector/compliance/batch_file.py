@@ -87,6 +87,7 @@ class ExportedState:
     users: dict[str, ExportedUser] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)  # alias -> primary
     last_id: int = 0  # the last row replayed
+    renamed: dict[str, str] = field(default_factory=dict)  # old primary -> new: a run's later changes name the old
     _owned: dict[str, set[str]] = field(default_factory=dict)  # primary -> aliases
 
     def _attach(self, alias: str, primary: str) -> None:
@@ -133,6 +134,7 @@ class ExportedState:
         del self.users[old]
         user.primary = new_primary
         self.users[new_primary] = user
+        self.renamed[old] = new_primary
         for alias in self.aliases_of(old):
             self._attach(alias, new_primary)
 
@@ -195,6 +197,8 @@ def lines_for(change: Change, state: ExportedState) -> list[ExportLine]:
     user = state.users.get(change.address)
     if user is None and isinstance(new_primary, str):
         user = state.users.get(new_primary)  # renamed already
+    if user is None and change.address in state.renamed:
+        user = state.users.get(state.renamed[change.address])  # renamed earlier in this run: it follows
     if kind is ChangeKind.RECREATE:
         if user is not None:
             return []
