@@ -105,23 +105,13 @@ def _depends_on_a_failed_creation(decision: Decision, known: KnownAddresses) -> 
 
 def _record_intents(session: Session, decisions: Sequence[Decision], *, now: datetime, run_id: int) -> set[str]:
     """Write the managed-user intent of every creation; the addresses whose intent is new."""
-    new: set[str] = set()
-    for decision in decisions:
-        if (
-            decision.outcome is Outcome.CREATE_USER
-            and decision.user_address is not None
-            and lifecycle_store.record_intent(
-                session,
-                decision.user_address,
-                org=decision.org,
-                aliases=decision.aliases,
-                directory_address=decision.directory_address,
-                now=now,
-                run_id=run_id,
-            )
-        ):
-            new.add(decision.user_address)
-    return new
+    return {
+        d.user_address
+        for d in decisions
+        if d.outcome is Outcome.CREATE_USER
+        and d.user_address is not None
+        and lifecycle_store.record_creation_intent(session, d, now=now, run_id=run_id)
+    }
 
 
 def _settle_intent(

@@ -24,6 +24,7 @@ from connector.compliance.dry_run import DryRunComplianceDirectory
 from connector.directory.base import Directory
 from connector.domain.directory import DirectoryAnswer
 from connector.domain.lifecycle import (
+    REPORT_SECTIONS,
     Change,
     ChangeKind,
     ChangeSet,
@@ -481,17 +482,7 @@ def _report_problems(report: RunReport, result: ReconcileResult, inputs: Inputs)
         )
 
 
-SECTIONS = {
-    ChangeKind.MOVE: "moved",
-    ChangeKind.UPDATE: "updated",
-    ChangeKind.ADD_ALIASES: "aliases_added",
-    ChangeKind.REMOVE_ALIASES: "aliases_removed",
-    ChangeKind.SUSPEND: "suspended",
-    ChangeKind.REACTIVATE: "reactivated",
-    ChangeKind.DELETE: "deleted",
-    ChangeKind.REPAIR: "repaired",
-    ChangeKind.RECREATE: "recreated",
-}
+SECTIONS = REPORT_SECTIONS  # change kind -> the report's list of them
 
 
 def result_json(result: ReconcileResult, *, managed: int, unmanaged: int, adopted: Sequence[str]) -> dict[str, object]:

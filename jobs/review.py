@@ -71,15 +71,7 @@ def approve(connector: Connector, rows: list[StagedRow], *, who: str, now: datet
             creation = store.decision_from_json(row.decision)
             user = new_user_for(creation)
             # As in the cycle: the intent to manage the user is committed before the target is asked.
-            new_intent = lifecycle_store.record_intent(
-                session,
-                user.primary_address,
-                org=user.org,
-                aliases=user.aliases,
-                directory_address=creation.directory_address,
-                now=now,
-                run_id=row.run_id,
-            )
+            new_intent = lifecycle_store.record_creation_intent(session, creation, now=now, run_id=row.run_id)
             session.commit()
             try:
                 target.ensure_org(user.org)

@@ -57,6 +57,24 @@ class ChangeKind(StrEnum):
         """Changes that take access away; they are counted against the limits."""
         return self in (ChangeKind.SUSPEND, ChangeKind.DELETE)
 
+    @property
+    def section(self) -> str:
+        """The run report's list of the changes of this kind that were made (docs/report.md)."""
+        return REPORT_SECTIONS[self]
+
+
+REPORT_SECTIONS = {
+    ChangeKind.MOVE: "moved",
+    ChangeKind.UPDATE: "updated",
+    ChangeKind.ADD_ALIASES: "aliases_added",
+    ChangeKind.REMOVE_ALIASES: "aliases_removed",
+    ChangeKind.SUSPEND: "suspended",
+    ChangeKind.REACTIVATE: "reactivated",
+    ChangeKind.DELETE: "deleted",
+    ChangeKind.REPAIR: "repaired",
+    ChangeKind.RECREATE: "recreated",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class ManagedUser:

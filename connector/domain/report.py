@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from connector.domain.decisions import Decision, Outcome
+from connector.domain.lifecycle import REPORT_SECTIONS
 
 SCHEMA_VERSION = 2  # docs/report.schema.json; bump only for incompatible changes
 
@@ -152,17 +153,7 @@ class RunReport:
         }
 
 
-LIFECYCLE_CHANGES = (  # the lists of changes made, one per change kind
-    "moved",
-    "updated",
-    "aliases_added",
-    "aliases_removed",
-    "suspended",
-    "reactivated",
-    "deleted",
-    "repaired",
-    "recreated",
-)
+LIFECYCLE_CHANGES = tuple(REPORT_SECTIONS.values())  # the lists of changes made, one per change kind
 LIFECYCLE_LISTS = (*LIFECYCLE_CHANGES, "held", "deferred", "failed")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
+from connector.domain.decisions import Decision
 from connector.domain.lifecycle import (
     Change,
     ChangeKind,
@@ -20,7 +21,8 @@ from connector.domain.lifecycle import (
 from connector.store.models import HeldChangeRow, ManagedUserRow
 
 
-def _user(row: ManagedUserRow) -> ManagedUser:
+def _user(row: Any) -> ManagedUser:
+    """A ``ManagedUserRow``, or a plain row of its columns, as the domain value."""
     return ManagedUser(
         address=row.address,
         ownership=Ownership(row.ownership),
@@ -62,21 +64,7 @@ def managed_users(session: Session, *, include_deleted: bool = False) -> list[Ma
     query = select(*_USER_COLUMNS).order_by(ManagedUserRow.address)
     if not include_deleted:
         query = query.where(ManagedUserRow.status != ManagedStatus.DELETED.value)
-    return [
-        ManagedUser(
-            address=row.address,
-            ownership=Ownership(row.ownership),
-            status=ManagedStatus(row.status),
-            org=row.org,
-            target_id=row.target_id,
-            directory_address=row.directory_address,
-            managed_at=row.managed_at,
-            suspended_at=row.suspended_at,
-            suspend_reason=SuspendReason(row.suspend_reason) if row.suspend_reason else None,
-            denied=row.denied,
-        )
-        for row in session.execute(query)
-    ]
+    return [_user(row) for row in session.execute(query)]
 
 
 def all_recorded_aliases(session: Session) -> dict[str, tuple[str, ...]]:
@@ -105,6 +93,20 @@ def managed_rows(session: Session, addresses: Iterable[str] | None = None) -> di
 def get_managed(session: Session, address: str) -> ManagedUser | None:
     row = session.get(ManagedUserRow, address)
     return _user(row) if row is not None else None
+
+
+def record_creation_intent(session: Session, decision: Decision, *, now: datetime, run_id: int | None) -> bool:
+    """``record_intent`` for a ``CREATE_USER`` decision (the cycle and ``approve``). True if new."""
+    assert decision.user_address is not None
+    return record_intent(
+        session,
+        decision.user_address,
+        org=decision.org,
+        aliases=decision.aliases,
+        directory_address=decision.directory_address,
+        now=now,
+        run_id=run_id,
+    )
 
 
 def record_intent(

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from connector.app import build_connector, utc_now
 from connector.cli import main
 from connector.config import load_settings
+from connector.domain.report import LIFECYCLE_LISTS
 from connector.store import lifecycle as store
 from connector.store.database import make_engine, make_sessionmaker
 from connector.store.models import CandidateRow, ManagedUserRow, TargetAliasRow, TargetOrgRow, TargetUserRow
@@ -229,20 +230,7 @@ def addresses(report: dict[str, Any], section: str) -> list[str]:
     return sorted(change["address"] for change in report["lifecycle"][section])
 
 
-CHANGE_SECTIONS = (
-    "moved",
-    "updated",
-    "aliases_added",
-    "aliases_removed",
-    "suspended",
-    "reactivated",
-    "deleted",
-    "repaired",
-    "recreated",
-    "held",
-    "deferred",
-    "failed",
-)
+CHANGE_SECTIONS = LIFECYCLE_LISTS
 
 
 def changes(report: dict[str, Any]) -> dict[str, list[str]]:
