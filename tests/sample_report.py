@@ -37,7 +37,12 @@ def busy_lifecycle() -> dict[str, Any]:
             org="Acme Corp",
             reason="not_in_directory",
         ),
-        Change(k.REACTIVATE, "fay@acme.com", "enabled in the mail directory again (back)", org="Acme Corp"),
+        Change(
+            k.REACTIVATE,
+            "fay@acme.com",
+            "a user again in the mail directory, and enabled (it was suspended as not_in_directory)",
+            org="Acme Corp",
+        ),
         Change(
             k.DELETE,
             "gus@acme.com",

@@ -16,9 +16,13 @@ server loaded with the same users:
    its full desired state, then PUT each org group with all its members, one
    request after the other on one keep-alive connection.
 
-The server counts every request by method and resource. A write is any
-POST/PUT/PATCH/DELETE except a POST search. Both modes end with the server's
-users and groups (read from its storage) compared with the desired state.
+The server counts and times every request by method and resource; a write is
+any POST/PUT/PATCH/DELETE except a POST search. Both modes end with the
+server's users and groups (read from its storage) compared with the desired
+state. The directory is an LDIF file because it reads 100,000 entries in
+seconds with nothing else running; a directory mirror would first need a slapd
+to copy from. It is loaded before the timed cycle (its load time is printed
+apart); the managed records are bulk-inserted into a SQLite state database.
 """
 
 from __future__ import annotations

@@ -159,8 +159,12 @@ def _plan_present(
         and user.status is ManagedStatus.SUSPENDED
         and (user.suspend_reason is not SuspendReason.INACTIVE or mail_since_suspension or policy.inactivity is None)
     ):
-        why = "valid mail arrived since" if user.suspend_reason is SuspendReason.INACTIVE else "back"
-        add(ChangeKind.REACTIVATE, f"enabled in the mail directory again ({why})", org=desired.org)
+        if user.suspend_reason is SuspendReason.INACTIVE and mail_since_suspension:
+            detail = "valid mail arrived after its inactivity suspension"
+        else:
+            reason = user.suspend_reason.value if user.suspend_reason else "suspended"
+            detail = f"a user again in the mail directory, and enabled (it was suspended as {reason})"
+        add(ChangeKind.REACTIVATE, detail, org=desired.org)
     fields: dict[str, object] = {}
     if desired.primary_address != actual.primary_address:
         fields["primary_address"] = desired.primary_address

@@ -349,7 +349,10 @@ def test_missing_from_the_target_otherwise_is_only_noted(user: ManagedUser, stat
 def test_a_leaver_who_comes_back_is_reactivated() -> None:
     result = plan_one(suspended(), present(), target(active=False))
     assert [(c.kind, c.org) for c in result.changes] == [(ChangeKind.REACTIVATE, "Acme")]
-    assert result.changes[0].detail == "enabled in the mail directory again (back)"
+    assert (
+        result.changes[0].detail
+        == "a user again in the mail directory, and enabled (it was suspended as not_in_directory)"
+    )
 
 
 INACTIVITY = timedelta(days=90)
@@ -396,7 +399,7 @@ def test_inactive_user_is_reactivated_when_mail_arrives_after_the_suspension(
         assert result.changes == []  # and never suspended twice: the target is inactive already
         return
     assert kinds(result) == [ChangeKind.REACTIVATE]
-    assert result.changes[0].detail == "enabled in the mail directory again (valid mail arrived since)"
+    assert result.changes[0].detail == "valid mail arrived after its inactivity suspension"
 
 
 def test_inactive_users_are_reactivated_when_inactivity_is_turned_off() -> None:
