@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from connector.app import Connector
-from connector.compliance.base import ComplianceDirectory, LifecycleTarget
+from connector.compliance.base import BatchMemberships, ComplianceDirectory, LifecycleTarget
 from connector.compliance.dry_run import DryRunComplianceDirectory
 from connector.directory.base import Directory
 from connector.domain.directory import DirectoryAnswer
@@ -276,11 +276,17 @@ def apply_changes(
     commit: bool,
     plan_keys: frozenset[str] | None = None,
 ) -> None:
-    """Apply the changes user by user; a 412 re-reads the user and plans it once more."""
+    """Apply the changes: memberships in one batch per group where the target offers it, then
+    user by user; a 412 re-reads the user and plans it once more."""
     assert isinstance(target, LifecycleTarget)
+    if plan_keys is not None:
+        result.not_in_plan.extend(c for c in changes if change_key(c.key()) not in plan_keys)
+        changes = [c for c in changes if change_key(c.key()) in plan_keys]
+    batched = _apply_memberships(session, target, changes, result, now=now, run_id=run_id, commit=commit)
     by_user: dict[str, list[Change]] = {}
     for change in changes:
-        by_user.setdefault(change.address, []).append(change)
+        if id(change) not in batched:
+            by_user.setdefault(change.address, []).append(change)
     users = {u.address: u for u in inputs.users}
     for address, user_changes in by_user.items():
         if connector.stop.is_set():
@@ -292,9 +298,6 @@ def apply_changes(
         primary = address  # where the target has the user now (a rename in this run moves it)
         while pending:
             change = pending.pop(0)
-            if plan_keys is not None and change_key(change.key()) not in plan_keys:
-                result.not_in_plan.append(change)
-                continue
             try:
                 if commit:
                     session.commit()  # no write lock held while the target writes
@@ -321,6 +324,45 @@ def apply_changes(
                 break
             except SkippableError as exc:
                 result.failed.append((change, str(exc)))
+
+
+def _membership_only(change: Change) -> bool:
+    """A move or an org repair: only group membership changes, so it can go in a batch per group."""
+    org_repair = change.kind is ChangeKind.REPAIR and change.org is not None and not change.aliases
+    return (change.kind is ChangeKind.MOVE or org_repair) and change.target_id is not None
+
+
+def _apply_memberships(
+    session: Session,
+    target: LifecycleTarget,
+    changes: Sequence[Change],
+    result: ReconcileResult,
+    *,
+    now: datetime,
+    run_id: int | None,
+    commit: bool,
+) -> set[int]:
+    """Moves and org repairs in one batch per group (``BatchMemberships``); ``id()`` of those it handled.
+
+    With 50,000 members in a group, one request per member moved costs the server a rewrite of the
+    group each time; one request per group writes the same changes.
+    """
+    batch = [c for c in changes if _membership_only(c)]
+    if len(batch) < 2 or not isinstance(target, BatchMemberships):
+        return set()
+    if commit:
+        session.commit()  # no write lock held while the target writes
+    for change, outcome in zip(batch, target.apply_memberships(batch), strict=True):
+        if outcome is None:
+            store.record_applied(session, change, now=now, run_id=run_id)
+            result.applied.append(change)
+        elif isinstance(outcome, RetriableError):
+            result.deferred.append((change, str(outcome)))
+        else:
+            result.failed.append((change, str(outcome)))
+    if commit:
+        session.commit()
+    return {id(c) for c in batch}
 
 
 def _replan(

@@ -76,6 +76,16 @@ class BatchCreate(Protocol):
 
 
 @runtime_checkable
+class BatchMemberships(Protocol):
+    """Optional: a target that changes the org memberships of many users at once (one request per group)."""
+
+    def apply_memberships(self, changes: Sequence[Change]) -> list[ConnectorError | None]:
+        """``MOVE`` and org ``REPAIR`` changes of users with a target id; one result per change, in order:
+        None when done, else the error for that change (nothing is partly done for a change that failed)."""
+        ...
+
+
+@runtime_checkable
 class LifecycleTarget(Protocol):
     """A target whose users the connector keeps in sync after creation (``jobs/reconcile.py``)."""
 

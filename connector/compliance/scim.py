@@ -19,7 +19,7 @@ import requests
 
 from connector.compliance.base import KnownSnapshot, NewUser
 from connector.compliance.scim_http import AmbiguousWriteError, ScimHttp
-from connector.compliance.scim_lifecycle import LIST_FACTOR, LOOKUP_CHUNK, ScimLifecycle
+from connector.compliance.scim_lifecycle import LIST_FACTOR, LOOKUP_CHUNK, MEMBERS_CHUNK, ScimLifecycle
 from connector.compliance.scim_mapping import (
     ServerFeatures,
     add_emails_patch,
@@ -44,8 +44,6 @@ from connector.compliance.target_state import KnownStore, TargetHealth
 from connector.config.target import ScimTargetSettings
 from connector.domain.lifecycle import Change, TargetUser
 from connector.errors import ConnectorError, RetriableError, SkippableError
-
-MEMBERS_CHUNK = 1000  # members per PATCH of a group
 
 
 def _body(response: requests.Response) -> Any:
@@ -327,6 +325,10 @@ class ScimComplianceDirectory:
     def apply_change(self, change: Change) -> str | None:
         """Carry out one lifecycle change; the user's target id (None once deleted)."""
         return self._lifecycle.apply_change(change)
+
+    def apply_memberships(self, changes: Sequence[Change]) -> list[ConnectorError | None]:
+        """Moves and membership repairs of many users, grouped per org group (``BatchMemberships``)."""
+        return self._lifecycle.apply_memberships(changes)
 
     # -- many at once -------------------------------------------------------------
 

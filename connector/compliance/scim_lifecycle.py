@@ -52,12 +52,13 @@ from connector.compliance.scim_mapping import (
     version_of,
 )
 from connector.domain.lifecycle import Change, ChangeKind, TargetUser
-from connector.errors import ConflictError, RetriableError, SkippableError
+from connector.errors import ConflictError, ConnectorError, RetriableError, SkippableError
 
 if TYPE_CHECKING:
     from connector.compliance.scim import ScimComplianceDirectory
 
 LOOKUP_CHUNK = 50  # userName eq ... or ... terms per search
+MEMBERS_CHUNK = 1000  # members per PATCH of a group
 LIST_FACTOR = 4  # list all users instead of filtering when the server has at most this many per wanted one
 MEMBER_SEARCHES = 20  # up to this many users: their groups by one ``members.value eq`` search each
 
@@ -215,6 +216,38 @@ class ScimLifecycle:
             self._remove_aliases(user_id, change)
         return user_id
 
+    def apply_memberships(self, changes: Sequence[Change]) -> list[ConnectorError | None]:
+        """Org memberships of many users at once: per group, one PATCH adds (``MEMBERS_CHUNK`` at a
+        time), then one removes. Only what changes is written; a move's removal waits for its add."""
+        results: list[ConnectorError | None] = [None] * len(changes)
+        adds: dict[str, list[int]] = {}
+        for i, change in enumerate(changes):
+            if change.org:
+                adds.setdefault(change.org, []).append(i)
+        for org, indexes in adds.items():
+            ids = [str(changes[i].target_id) for i in indexes]
+            try:
+                for start in range(0, len(ids), MEMBERS_CHUNK):
+                    self._dir._add_members(org, ids[start : start + MEMBERS_CHUNK])
+            except (RetriableError, SkippableError) as exc:
+                for i in indexes:
+                    results[i] = exc
+        removes: dict[str, list[int]] = {}
+        for i, change in enumerate(changes):
+            if results[i] is None and change.kind is ChangeKind.MOVE:
+                for org in change.from_org:
+                    if org != change.org:
+                        removes.setdefault(org, []).append(i)
+        for org, indexes in removes.items():
+            ids = [str(changes[i].target_id) for i in indexes]
+            try:
+                for start in range(0, len(ids), MEMBERS_CHUNK):
+                    self._remove_members(org, ids[start : start + MEMBERS_CHUNK], f"remove members from group {org!r}")
+            except (RetriableError, SkippableError) as exc:
+                for i in indexes:
+                    results[i] = exc
+        return results
+
     def _primary(self, change: Change) -> str:
         """The user's primary now (a rename earlier in this run moved it)."""
         return self._renamed.get(change.address, change.address)
@@ -329,12 +362,15 @@ class ScimLifecycle:
         return None
 
     def _remove_member(self, org: str, user_id: str, change: Change) -> None:
+        self._remove_members(org, [user_id], f"remove {change.address} from group {org!r}")
+
+    def _remove_members(self, org: str, user_ids: Sequence[str], what: str) -> None:
         group_id = self._existing_group(org)
         if group_id is None:
             return
-        path, what = f"/Groups/{group_id}", f"remove {change.address} from group {org!r}"
+        path = f"/Groups/{group_id}"
         if self._dir.features().patch:
-            response = self._http.request("PATCH", path, json=remove_members_patch([user_id]))
+            response = self._http.request("PATCH", path, json=remove_members_patch(user_ids))
             if response.status_code == 400 and no_target(_json(response)):
                 return  # not a member (any more)
         else:
@@ -344,13 +380,13 @@ class ScimLifecycle:
                 current = _json(response)
                 if not isinstance(current, dict):
                     raise RetriableError(f"{what}: unreadable answer to GET {path}")
-                if user_id not in {value for value, _ in group_refs(current, "members") or []}:
+                if not set(user_ids) & {value for value, _ in group_refs(current, "members") or []}:
                     return
                 version = version_of(current) if self._dir.features().etag else None
                 response = self._http.request(
                     "PUT",
                     path,
-                    json=group_without_members(current, [user_id]),
+                    json=group_without_members(current, user_ids),
                     headers={"If-Match": version} if version else {},
                 )
         if response.status_code == 404:  # the group is gone, and the membership with it

@@ -318,8 +318,10 @@ def _user_patch(operations: list[dict[str, Any]], what: str) -> dict[str, Any]:
 
 
 def remove_members_patch(user_ids: Sequence[str]) -> dict[str, Any]:
-    """PATCH /Groups/{id}: remove members (RFC 7644 3.5.2.2, one value filter each)."""
-    operations = [{"op": "remove", "path": f"members[value eq {filter_value(uid)}]"} for uid in user_ids]
+    """PATCH /Groups/{id}: remove members (RFC 7644 3.5.2.2): one operation whose value filter names them all,
+    so that one of them no longer being a member does not fail the others (``noTarget`` only if none is)."""
+    members = " or ".join(f"value eq {filter_value(uid)}" for uid in user_ids)
+    operations = [{"op": "remove", "path": f"members[{members}]"}]
     try:
         patch = PatchOp[Group].model_validate({"Operations": operations})
     except ValidationError as exc:

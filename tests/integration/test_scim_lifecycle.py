@@ -244,6 +244,42 @@ def test_a_department_change_moves_the_user_and_directory_edits_are_written(
     assert writes(proxy, start) == {}
 
 
+def test_many_moves_go_out_as_one_patch_per_group(tmp_path: Path, server: ScimTestServer, proxy: FaultProxy) -> None:
+    """Four people move Acme -> Sales and one is repaired into Acme: one PATCH adds to Sales, one
+    removes from Acme, one adds to Acme (the repair), whatever the number of users; only what
+    changes is written."""
+    site = make_site(tmp_path, proxy.url())
+    uids = ("ann", "bob", "cat", "dan", "eve", "fay")
+    for uid in uids:
+        site.directory.add(uid)
+    site.write([a(uid) for uid in uids])
+    assert site.run().status == "ok"
+    patch(
+        server,
+        f"/Groups/{group_id(server, 'Acme')}",
+        {"op": "remove", "path": f'members[value eq "{users(server)[a("fay")]["id"]}"]'},
+    )
+    for uid in ("ann", "bob", "cat", "dan"):
+        site.directory.people[uid].department = "Sales"
+    site.directory.write()
+    start = len(proxy.seen)
+    report = site.run()
+    assert report.status == "ok", report.errors
+    lifecycle = lifecycle_of(report)
+    assert addresses(lifecycle["moved"]) == [a(u) for u in ("ann", "bob", "cat", "dan")]
+    assert addresses(lifecycle["repaired"]) == [a("fay")]
+    assert groups(server) == {"Acme": {a("eve"), a("fay")}, "Sales": {a(u) for u in ("ann", "bob", "cat", "dan")}}
+    assert writes(proxy, start) == {"POST /Groups": 1, "PATCH /Groups": 3}  # Sales had no member yet: created
+    assert {u: org for u, (_, org) in site.managed().items()} == {
+        **{a(u): "Sales" for u in ("ann", "bob", "cat", "dan")},
+        a("eve"): "Acme",
+        a("fay"): "Acme",
+    }
+    start = len(proxy.seen)
+    assert lifecycle_of(site.run())["unchanged"] == len(uids)
+    assert writes(proxy, start) == {}
+
+
 # -- repairs and hand-made users ---------------------------------------------------------------------
 
 
@@ -506,7 +542,7 @@ def test_kill_9_in_the_creating_run_converges_on_the_next_run(tmp_path: Path, ki
         server.close()
 
 
-@pytest.mark.parametrize("kill_at", [1, 2, 3, 4])
+@pytest.mark.parametrize("kill_at", [1, 2, 3, 4, 5])
 def test_kill_9_while_lifecycle_changes_are_applied_converges_on_the_next_run(tmp_path: Path, kill_at: int) -> None:
     server = ScimTestServer()
     proxy = FaultProxy(server.port)
@@ -518,19 +554,20 @@ def test_kill_9_while_lifecycle_changes_are_applied_converges_on_the_next_run(tm
         site.write([a(uid) for uid in ("ann", "bob", "cat", "dan")])
         assert site.run().status == "ok"
 
-        site.directory.people["bob"].department = "Sales"  # move: add to Sales (1), remove from Acme (2)
+        site.directory.people["ann"].department = "Sales"  # two moves, batched: add both to Sales (1),
+        site.directory.people["bob"].department = "Sales"  # then remove both from Acme (2)
         site.directory.people["cat"].disabled = True  # suspend (3)
         dan = site.directory.people["dan"]
         dan.name, dan.aliases = "Dan Daniels", (a("daniel"),)  # update (4), add alias (5)
         site.directory.write()
         assert sync_killed_after(site, proxy, kill_at)
 
-        assert_converged(site, server, {"Acme": {a("ann"), a("cat")}, "Sales": {a("bob"), a("dan")}})
+        assert_converged(site, server, {"Acme": {a("cat")}, "Sales": {a("ann"), a("bob"), a("dan")}})
         found = users(server)
         assert [u for u, r in found.items() if r.get("active") is False] == [a("cat")]
         assert found[a("dan")]["displayName"] == "Dan Daniels" and aliases(found[a("dan")]) == [a("daniel")]
         assert site.managed() == {
-            a("ann"): ("active", "Acme"),
+            a("ann"): ("active", "Sales"),
             a("bob"): ("active", "Sales"),
             a("cat"): ("suspended", "Acme"),
             a("dan"): ("active", "Sales"),
