@@ -270,6 +270,12 @@ class Measure:
     def writes(self) -> int:
         return sum(n for shape, n in self.counts.items() if is_write(shape))
 
+    def writes_to(self, resource: str) -> int:
+        """Writes to one resource type (``/Users``, ``/Groups``)."""
+        return sum(
+            n for shape, n in self.counts.items() if is_write(shape) and shape.split(" ")[1].startswith(resource)
+        )
+
     @property
     def requests(self) -> int:
         return sum(n for shape, n in self.counts.items() if not shape.startswith("Bulk "))
@@ -435,11 +441,14 @@ def connector_mode(
         )
         for change, why in [*result.failed, *result.deferred][:5]:
             print(f"   ! {change.kind.value} {change.address}: {why}")
-        extra, moves = first.writes - len(result.applied), applied[ChangeKind.MOVE.value]
-        if extra == moves and extra:
-            print(f"   writes - changes = {extra:+d}: each of the {moves} moves joins one group and leaves another")
-        elif extra:
-            print(f"   writes - changes = {extra:+d} ({moves} moves): see the writes per resource above")
+        moves = expected[ChangeKind.MOVE.value]
+        touched = {
+            org for old, new in zip(before, after, strict=True) if old.org != new.org for org in (old.org, new.org)
+        }
+        print(
+            f"   writes: {first.writes_to('/Users')} to users for the {len(result.applied) - moves} other changes, "
+            f"{first.writes_to('/Groups')} to groups for the {moves} moves (between {len(touched)} groups)"
+        )
         seconds, again = reconcile_once(connector)
         second = Measure("connector: reconcile, cycle 2 (no change)", seconds, target.counts())
         second.show()
@@ -447,12 +456,15 @@ def connector_mode(
         connector.engine.dispose()
     return {
         "changes": float(sum(expected.values())),
-        "moves": float(expected[ChangeKind.MOVE.value]),
+        "moves": float(moves),
+        "groups_touched": float(len(touched)),
         "connector_applied": float(len(result.applied)),
         "connector_applied_as_expected": float(applied == expected),
         "connector_seconds": first.seconds,
         "connector_requests": float(first.requests),
         "connector_writes": float(first.writes),
+        "connector_user_writes": float(first.writes_to("/Users")),
+        "connector_group_writes": float(first.writes_to("/Groups")),
         "connector_differences": float(differences),
         "second_seconds": second.seconds,
         "second_requests": float(second.requests),

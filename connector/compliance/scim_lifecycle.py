@@ -20,6 +20,7 @@ again and plans it again.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 
 LOOKUP_CHUNK = 50  # userName eq ... or ... terms per search
 MEMBERS_CHUNK = 1000  # members per PATCH of a group
+OWNERS_MAX_AGE = timedelta(minutes=30)  # a cycle's listing answers "whose address is this?" for that long
 LIST_FACTOR = 4  # list all users instead of filtering when the server has at most this many per wanted one
 MEMBER_SEARCHES = 20  # up to this many users: their groups by one ``members.value eq`` search each
 
@@ -86,6 +88,10 @@ class ScimLifecycle:
         # later changes, planned on the first version, follow our own writes instead of failing on them.
         self._after: dict[tuple[str, str], str] = {}
         self._renamed: dict[str, str] = {}  # old primary -> new, for the known copy of later changes
+        # Address -> (user id, userName) of every user, from the latest full listing: an alias to add is
+        # checked against it instead of one ``emails.value eq`` search each (a full scan on some servers).
+        self._owners: dict[str, tuple[str, str]] = {}
+        self._owners_at: datetime | None = None
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -132,11 +138,17 @@ class ScimLifecycle:
             )
         found: dict[str, dict[str, Any]] = {}
         fills_groups = False
+        owners: dict[str, tuple[str, str]] = {}
         for resource in resources:
             fills_groups = fills_groups or "groups" in resource
             name = user_name_of(resource)
+            if listed and (uid := resource_id(resource)) is not None:
+                for address in emails_of(resource):
+                    owners.setdefault(address, (uid, str(resource.get("userName", ""))))
             if name is not None and name in wanted:
                 found.setdefault(name, resource)
+        if listed:
+            self._owners, self._owners_at = owners, self._dir._clock()
         return found, fills_groups, listed
 
     def _orgs(self, resources: list[dict[str, Any]], fills_groups: bool, listed: bool) -> dict[str, list[str]]:
@@ -394,10 +406,22 @@ class ScimLifecycle:
                 self._dir._groups.pop(org, None)
         self._check(response, what, absent_ok=True)
 
+    def _fresh_owners(self) -> dict[str, tuple[str, str]] | None:
+        """The address owners of the listing made for this cycle (at most ``OWNERS_MAX_AGE`` old), or None."""
+        if self._owners_at is None or self._dir._clock() - self._owners_at > OWNERS_MAX_AGE:
+            return None
+        return self._owners
+
     def _add_aliases(self, user_id: str, change: Change) -> None:
         """Aliases into ``emails``; one another user already has is refused, the others are added."""
         taken: dict[str, str] = {}
+        listing = self._fresh_owners()
         for alias in change.aliases:
+            if listing is not None:
+                owner_id, owner_name = listing.get(alias.lower(), (user_id, ""))
+                if owner_id != user_id:
+                    taken[alias] = owner_name
+                continue
             owner = self._dir._owner_of(alias)
             if owner is not None and resource_id(owner) != user_id:
                 taken[alias] = str(owner.get("userName"))
@@ -412,6 +436,7 @@ class ScimLifecycle:
                 response = self._send_user("PUT", user_id, body, change, current)
             self._check(response, what)
             self._dir._known.add(self._primary(change), free, self._dir._clock())
+            self._owners.update({alias.lower(): (user_id, self._primary(change)) for alias in free})
         if taken:
             described = ", ".join(f"{alias} is an address of {owner}" for alias, owner in taken.items())
             raise SkippableError(f"cannot add alias(es) to {change.address}: {described}")
@@ -436,9 +461,13 @@ class ScimLifecycle:
                 response = self._send_user("PUT", user_id, replace_user(current, {"emails": emails}), change, current)
                 self._check(response, what)
         self._dir._known.remove(self._primary(change), change.aliases)
+        for alias in change.aliases:
+            self._owners.pop(alias.lower(), None)
 
     def _delete(self, user_id: str, change: Change) -> None:
         headers = self._if_match(user_id, change, None)
         response = self._http.request("DELETE", f"/Users/{user_id}", headers=headers)
         self._check(response, f"delete {change.address}", absent_ok=True)  # 404: deleted already
+        if self._owners:  # its addresses are free again
+            self._owners = {a: owner for a, owner in self._owners.items() if owner[0] != user_id}
         self._dir._known.forget_user(self._primary(change))

@@ -30,7 +30,7 @@ from connector.compliance.base import NewUser
 from connector.config import load_settings
 from connector.domain.lifecycle import Change, ChangeKind, TargetUser
 from connector.domain.report import RunReport
-from connector.errors import ConflictError, RetriableError
+from connector.errors import ConflictError, RetriableError, SkippableError
 from jobs.cycle import run_cycle
 from tests.integration.test_scim_target import Harness, post_by_hand, scim_get
 from tests.mailflow import MailFlow
@@ -613,6 +613,27 @@ def test_a_dry_run_plans_the_lifecycle_changes_and_writes_nothing(
 
 
 # -- the target on its own: reading back, every kind of change ------------------------------------------
+
+
+def test_after_a_listing_alias_owners_are_known_without_a_search_per_alias(
+    tmp_path: Path, server: ScimTestServer
+) -> None:
+    proxy = FaultProxy(server.port)
+    try:
+        target = Harness(tmp_path, proxy.url()).target(requests_per_second=1000)
+        target.create_user(NewUser(a("ann"), "Acme"))
+        target.create_user(NewUser(a("bob"), "Acme", (a("shared"),)))
+        listed = target.read_users([a("ann"), a("bob")])  # 2 users on the server: one listing
+        ann_id = str(listed[a("ann")].target_id)
+        proxy.seen.clear()
+        target.apply_change(Change(ChangeKind.ADD_ALIASES, a("ann"), "new", target_id=ann_id, aliases=(a("anna"),)))
+        with pytest.raises(SkippableError, match="is an address of bob"):  # bob has it: refused, not copied
+            target.apply_change(Change(ChangeKind.ADD_ALIASES, a("ann"), "x", target_id=ann_id, aliases=(a("shared"),)))
+        assert not any("emails.value" in path for _, path in proxy.seen)  # the listing answered
+        assert aliases(users(server)[a("ann")]) == [a("anna")]
+        assert aliases(users(server)[a("bob")]) == [a("shared")]
+    finally:
+        proxy.close()
 
 
 def test_read_users_lists_or_searches_and_both_read_the_same(tmp_path: Path, server: ScimTestServer) -> None:
