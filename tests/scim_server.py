@@ -135,7 +135,7 @@ class _WsgiHttpServer(ThreadingHTTPServer):
     lock: threading.Lock
     tokens_issued: int = 0
     requests: Counter[str]
-    seconds: Counter[str]
+    seconds: dict[str, float]
     count_lock: threading.Lock
 
     def count(self, method: str, path: str, body: bytes, seconds: float) -> None:
@@ -144,7 +144,7 @@ class _WsgiHttpServer(ThreadingHTTPServer):
             shapes += bulk_shapes(body)
         with self.count_lock:
             self.requests.update(shapes)
-            self.seconds[shapes[0]] += seconds
+            self.seconds[shapes[0]] = self.seconds.get(shapes[0], 0.0) + seconds
 
     def token_answer(self, authorization: str, body: bytes) -> tuple[str, dict[str, Any]]:
         expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
@@ -175,7 +175,7 @@ class ScimTestServer:
         self._server.app = app
         self._server.lock = threading.Lock()
         self._server.requests = Counter()
-        self._server.seconds = Counter()
+        self._server.seconds = {}
         self._server.count_lock = threading.Lock()
         self.scheme = "http"
         if tls is not None:
@@ -198,11 +198,14 @@ class ScimTestServer:
     def tokens_issued(self) -> int:
         return self._server.tokens_issued
 
-    def take_counts(self) -> dict[str, dict[str, float]]:
+    def take_counts(self) -> dict[str, dict[str, int] | dict[str, float]]:
         """Since the last call, by ``request_shape``: ``requests`` served (and Bulk operations) and
         ``seconds`` the server spent on them (waiting for the storage lock included)."""
         with self._server.count_lock:
-            counts = {"requests": dict(self._server.requests), "seconds": dict(self._server.seconds)}
+            counts: dict[str, dict[str, int] | dict[str, float]] = {
+                "requests": dict(self._server.requests),
+                "seconds": dict(self._server.seconds),
+            }
             self._server.requests.clear()
             self._server.seconds.clear()
         return counts

@@ -204,9 +204,9 @@ def group_resources(people: Sequence[Person]) -> list[dict[str, Any]]:
 class ServerProcess:
     """tests/scim_server.py in its own process, loaded from a seed file; it counts every request."""
 
-    def __init__(self, seed: Path) -> None:
+    def __init__(self, seed: Path, latency_ms: float = 0.0) -> None:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "tests.scim_server", "--load", str(seed)],
+            [sys.executable, "-m", "tests.scim_server", str(latency_ms), "--load", str(seed)],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -242,9 +242,9 @@ class ServerProcess:
 
 
 @contextmanager
-def server(seed: Path) -> Iterator[ServerProcess]:
+def server(seed: Path, latency_ms: float) -> Iterator[ServerProcess]:
     started = time.perf_counter()
-    process = ServerProcess(seed)
+    process = ServerProcess(seed, latency_ms)
     print(f"   scim2-server loaded in {time.perf_counter() - started:.1f} s", flush=True)
     try:
         yield process
@@ -415,7 +415,7 @@ def connector_mode(
     expected: Counter[str] = Counter()
     for what, n in done.items():
         expected[EXPECTED_KIND[what].value] += n
-    with server(seed) as target:
+    with server(seed, args.latency_ms) as target:
         connector = wire(target.url, workdir, directory, expected[ChangeKind.SUSPEND.value])
         started = time.perf_counter()
         seed_managed(connector, before)
@@ -477,7 +477,7 @@ def connector_mode(
 
 
 def baseline_mode(seed: Path, after: Sequence[Person], args: Any) -> dict[str, float]:
-    with server(seed) as target:
+    with server(seed, args.latency_ms) as target:
         session = requests.Session()
         session.headers.update({"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/scim+json"})
         target.counts()
@@ -510,6 +510,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument(
         "--no-verify", dest="verify", action="store_false", help="skip comparing the server with the directory"
     )
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="added to every answer, as from a distant server (a proxy)"
+    )
     parser.add_argument("--profile", type=Path, help="cProfile the connector's first cycle into this file")
     args = parser.parse_args(argv)
 
@@ -517,7 +520,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     after, done = change(before, args.changed)
     print(
         f"-- {args.users} managed users, {sum(done.values())} changed in the directory "
-        f"({', '.join(f'{what} {n}' for what, n in sorted(done.items()))})",
+        f"({', '.join(f'{what} {n}' for what, n in sorted(done.items()))}); "
+        f"{args.latency_ms:g} ms added latency per answer",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="bench-reconcile-") as tmp:
