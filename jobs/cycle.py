@@ -262,9 +262,7 @@ def decide_and_sync(
         session.commit()
     else:
         session.flush()
-    if not lifecycle:
-        pass
-    elif target_down is None and not connector.stop.is_set():
+    if lifecycle and target_down is None and not connector.stop.is_set():
         created_now = {d.user_address for d, _ in decisions if d.outcome is Outcome.CREATE_USER and d.user_address}
         reconcile(
             session,
@@ -278,7 +276,7 @@ def decide_and_sync(
             skip=created_now,
             plan_keys=plan,
         )
-    elif target_down is not None:
+    elif lifecycle and target_down is not None:
         report.errors.append({"stage": "lifecycle", "error": "managed users not reconciled: the target is down"})
     if commit:
         try:
