@@ -221,10 +221,8 @@ def _find_managed(connector: Connector, address: str, known: KnownAddresses | No
         owner = known.owner_of(address) if known is not None else None
         if managed is None and owner is not None and owner != address:
             managed = lifecycle_store.get_managed(session, owner)
-        if managed is None:
-            for row in lifecycle_store.managed_rows(session).values():
-                if address in lifecycle_store.recorded_aliases(row) or row.directory_address == address:
-                    return lifecycle_store.get_managed(session, row.address)
+        if managed is None and (primary := lifecycle_store.managed_owner_of(session, address)) is not None:
+            managed = lifecycle_store.get_managed(session, primary)
     return managed
 
 

@@ -73,6 +73,14 @@ def all_recorded_aliases(session: Session) -> dict[str, tuple[str, ...]]:
     return {address: tuple((data or {}).get("aliases") or ()) for address, data in session.execute(query)}
 
 
+def managed_owner_of(session: Session, address: str) -> str | None:
+    """The managed user whose recorded aliases or directory spelling include ``address`` (plain rows)."""
+    spelled = select(ManagedUserRow.address).where(ManagedUserRow.directory_address == address)
+    if (primary := session.scalars(spelled).first()) is not None:
+        return primary
+    return next((p for p, aliases in all_recorded_aliases(session).items() if address in aliases), None)
+
+
 def managed_addresses(session: Session) -> set[str]:
     """Every address with a managed record (deleted ones included)."""
     return set(session.scalars(select(ManagedUserRow.address)))
