@@ -14,9 +14,9 @@ class LifecycleSettings(StrictModel):
     """Reconcile managed users every cycle (moves, updates, aliases, leavers, repairs). Off: only creations."""
     suspend_leavers: bool = True
     """Suspend (``active: false``) a managed user the directory disables or no longer has; reactivate on return."""
-    delete_after_days: float | None = Field(None, gt=0)
+    delete_after_days: float | None = Field(None, gt=0, le=36500)
     """Delete a user suspended by the connector this many days later (unset: never delete, suspend only)."""
-    inactivity_days: float | None = Field(None, gt=0)
+    inactivity_days: float | None = Field(None, gt=0, le=36500)
     """Suspend a managed user who received no valid mail for this many days (unset: off)."""
     remove_aliases: bool = True
     """Remove aliases of a managed user that the directory no longer lists (hand-added ones included)."""
