@@ -24,6 +24,7 @@ from connector.policy.evidence import record_events
 from connector.sources.base import LogSource, SourceBatch, SourceStats
 from connector.store import repository
 from connector.store import safety as safety_store
+from connector.store.bounds import storable_event
 
 log = logging.getLogger(__name__)
 EXAMPLES = 3
@@ -52,7 +53,7 @@ class IngestResult:
 
 def _merge(total: SourceStats, batch: SourceStats) -> None:
     total.lines_read += batch.lines_read
-    total.ignored_lines += batch.ignored_lines
+    total.foreign_lines += batch.foreign_lines
     total.events += batch.events
     for bad in batch.bad_line_examples:
         if len(total.bad_line_examples) < 5:
@@ -107,7 +108,7 @@ def apply_events(
             if len(tally.addresses) < 1000:
                 tally.addresses.add(mapped.address)
             continue
-        per_address[mapped.address].append((event, mapped))
+        per_address[mapped.address].append((storable_event(event), mapped))  # no NUL, fits the columns
 
     cache = evidence_cache if evidence_cache is not None else {}
     if len(cache) > EVIDENCE_CACHE_LIMIT:
@@ -177,13 +178,21 @@ def ingest(
         if total.error:
             log.error("source %s: %s", source.name, total.error)
             result.errors.append({"stage": "source", "source": source.name, "error": total.error})
-        log.info("source %s: %d lines, %d events, %d bad", source.name, total.lines_read, total.events, total.bad_lines)
+        log.info(
+            "source %s: %d lines, %d events, %d malformed, %d foreign",
+            source.name,
+            total.lines_read,
+            total.events,
+            total.bad_lines,
+            total.foreign_lines,
+        )
         result.sources.append(
             {
                 "name": source.name,
                 "file": total.path,
                 "lines_read": total.lines_read,
-                "ignored_lines": total.ignored_lines,
+                "foreign_lines": total.foreign_lines,
+                "ignored_lines": total.foreign_lines,  # the former name, kept for readers of stored reports
                 "bad_lines": total.bad_lines,
                 "bad_line_examples": [b.to_json() for b in total.bad_line_examples],
                 "events": total.events,

@@ -24,10 +24,12 @@ from connector.cli import (
     run_commands,
     safety_commands,
     service_commands,
+    source_commands,
     target_commands,
 )
-from connector.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_NOT_FOUND, StateNotFound
+from connector.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_NOT_FOUND, StateNotFound, printable
 from connector.errors import ConfigError, ConnectorError
+from connector.monitoring.logformat import TEXT_FORMAT, use_format
 
 COMMAND_MODULES = (
     run_commands,
@@ -38,6 +40,7 @@ COMMAND_MODULES = (
     service_commands,
     target_commands,
     ingest_commands,
+    source_commands,
     lifecycle_commands,
 )
 
@@ -57,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(getattr(args, "verbose", 0), 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=level, format=TEXT_FORMAT, stream=sys.stderr)
+    use_format("text")  # control characters in logged values are escaped (monitoring/logformat.py)
     try:
         return int(args.func(args))
     except ConfigError as exc:
@@ -66,10 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {key or '(file)'}: {message}", file=sys.stderr)
         return EXIT_CONFIG
     except StateNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return EXIT_NOT_FOUND
-    except ConnectorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except ConnectorError as exc:  # its text may carry a server's or a log's words: escaped
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except Exception:  # a bug or an unexpected library error: keep the traceback for the report
         logging.getLogger("connector").exception("unexpected error")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 from connector.app import build_source, utc_now
-from connector.cli.common import EXIT_OK, EXIT_PARTIAL, connector_from_args
+from connector.cli.common import EXIT_OK, EXIT_PARTIAL, connector_from_args, printable
 from connector.config.sources import SourceSettings
 from connector.sources.base import LogSource, SourceBatch
 
@@ -72,13 +72,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     elapsed = progress.elapsed
     for source in result.sources:
         print(
-            f"{source['name']}: {source['lines_read']:,} lines, {source['events']:,} events, "
-            f"{source['bad_lines']:,} bad lines, {source['ignored_lines']:,} ignored"
+            f"{printable(source['name'])}: {source['lines_read']:,} lines, {source['events']:,} events, "
+            f"{source['bad_lines']:,} bad lines (malformed), {source['foreign_lines']:,} foreign "
+            "(other programs' or blank lines)"
         )
         for note in filter(None, [source["restarted"]]):
-            print(f"  note: {note}")
+            print(f"  note: {printable(note)}")
         for bad in source["bad_line_examples"]:
-            print(f"  bad line {bad['line_no']}: {bad['error']}: {bad['text'][:120]!r}")
+            print(f"  bad line {bad['line_no']}: {printable(bad['error'])}: {bad['text'][:120]!r}")
     print(
         f"total: {progress.lines:,} lines, {progress.events:,} events, {progress.bad_lines:,} bad lines "
         f"in {elapsed:.2f} s ({progress.lines / max(elapsed, 1e-9):,.0f} lines/s)"

@@ -4,10 +4,41 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 _REPLY_CODE = re.compile(r"^\s*(\d)\d\d[\s-]")
+
+# Events dated outside these bounds are malformed lines, not events: a log line dated year
+# 0001 or 9999 would overflow date arithmetic later (windows, retention, time zones) and
+# PostgreSQL clients cannot read back every such value. Decoders check with ``plausible_time``.
+EARLIEST_EVENT_AT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_EVENT_AT = datetime(2200, 1, 1, tzinfo=UTC)
+_FIRST_YEAR, _END_YEAR = EARLIEST_EVENT_AT.year, LATEST_EVENT_AT.year
+
+
+def plausible_time(at: datetime) -> bool:
+    """True when ``at`` (UTC) is within ``EARLIEST_EVENT_AT`` (included) .. ``LATEST_EVENT_AT``."""
+    return _FIRST_YEAR <= at.year < _END_YEAR
+
+
+def message_identity(message_id: str) -> str:
+    """The one normal form of a Message-ID, so one message seen through two sources counts once.
+
+    Postfix and Exim log Message-IDs without angle brackets, Exchange and most JSON
+    exporters with them, and the domain part's case may differ between hops:
+    ``" <Ab.12@Partner.TEST> "`` -> ``"Ab.12@partner.test"``. The local part keeps its
+    case (it is the sender's unique token). Idempotent: stored keys can be normalised again.
+    """
+    key = message_id.strip()
+    if key[:1] == "<":
+        key = key[1:]
+    if key[-1:] == ">":
+        key = key[:-1]
+    key = key.strip()
+    local, at, domain = key.rpartition("@")
+    lowered = domain.lower()
+    return f"{local}@{lowered}" if at and lowered != domain else key
 
 
 class DeliveryStatus(StrEnum):
@@ -55,9 +86,12 @@ class DeliveryEvent:
 
     @property
     def message_key(self) -> str:
-        """Identity of the message for de-duplication (same message-id counts once)."""
+        """Identity of the message for de-duplication: the normalised message-id
+        (``message_identity``), so the same message counts once whichever source logged it."""
         if self.message_id:
-            return self.message_id
+            key = message_identity(self.message_id)
+            if key:
+                return key
         return f"{self.host}/{self.queue_id or '?'}/{self.at.isoformat()}"
 
     @property

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from connector.domain.events import message_identity
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
@@ -19,7 +21,9 @@ class Delivery:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Delivery:
-        return cls(message_key=data["message_id"], at=datetime.fromisoformat(data["at"]))
+        # Keys stored before message identity was normalised kept the brackets (Exchange, JSON
+        # lines): normalised on reading, so an old key and the same message's new key are equal.
+        return cls(message_key=message_identity(data["message_id"]), at=datetime.fromisoformat(data["at"]))
 
 
 @dataclass(frozen=True, slots=True)

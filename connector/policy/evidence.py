@@ -109,7 +109,9 @@ def record_events(
 
 _UNKNOWN_USER = re.compile(
     r"user unknown|unknown user|no such (?:user|mailbox|recipient)|does not exist|invalid recipient|"
-    r"recipient not found|mailbox unavailable",
+    r"recipient not found|mailbox unavailable|"
+    # Exim's answer when ``verify = recipient`` finds no router for a local user (Debian's default).
+    r"unrouteable address",
     re.IGNORECASE,
 )
 

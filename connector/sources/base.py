@@ -83,17 +83,27 @@ class BadLine:
 
 @dataclass(slots=True)
 class SourceStats:
-    """Counters for the report: every line is read, ignored, bad or turned into events."""
+    """Counters for the report: every line read is foreign, malformed (bad) or the format's own.
+
+    ``foreign_lines``: lines that are not the format's at all (another program's line in a
+    shared syslog file, blank lines), apart from ``bad_lines``: lines of the format that could
+    not be read. Many foreign lines are normal in a shared file; many bad lines are not.
+    """
 
     path: str = ""
     lines_read: int = 0
-    ignored_lines: int = 0
+    foreign_lines: int = 0
     bad_lines: int = 0
     events: int = 0
     bad_line_examples: list[BadLine] = field(default_factory=list)
     restarted: str | None = None  # why reading restarted at offset 0, if it did
     error: str | None = None  # why the source could not be read at all
     files_read: list[str] = field(default_factory=list)
+
+    @property
+    def ignored_lines(self) -> int:
+        """The former name of ``foreign_lines`` (kept for readers of the old name)."""
+        return self.foreign_lines
 
     def note(self, message: str) -> None:
         """Add a remark on how reading went (rotation, truncation, a missing file)."""
@@ -130,9 +140,12 @@ class LogSource(Protocol):
 class LineDecoder(Protocol):
     """Turns the lines of one log format into events; pure, its state is JSON.
 
-    ``feed`` appends the line's events to ``out`` and returns False for a line
-    that is not ours (another program's), True otherwise; it raises
-    ``SkippableError`` for a line of ours it cannot read.
+    ``feed`` appends the line's events to ``out`` and returns False for a *foreign*
+    line (another program's, or blank), True for a line of the format; it raises
+    ``SkippableError`` (and nothing else) for a line of the format it cannot read.
+    Events are dated within ``EARLIEST_EVENT_AT`` .. ``LATEST_EVENT_AT``
+    (``connector.domain.events.plausible_time``); the file reader counts anything
+    else a decoder raises, or an event out of those bounds, as a malformed line.
     """
 
     def begin_file(self, modified_at: datetime) -> None: ...

@@ -3,17 +3,24 @@
 CSV files that start with ``#Software``, ``#Version``, ``#Log-type``, ``#Date``
 and ``#Fields`` header lines; ``#Fields`` names the columns. One line is one
 event for one message and (in ``recipient-address``) one or several
-recipients separated by ``;``, with their ``recipient-status``:
+recipients separated by ``;``, with their ``recipient-status``. The event ids
+(Microsoft's "Event types in the message tracking log"; docs/sources.md says
+which ones were checked against real output):
 
-- ``RECEIVE``: the message arrived (remembered: its sender; with
-  ``source=DSN`` it is Exchange's own non-delivery report).
-- ``DELIVER`` (to a mailbox) and ``SEND`` (by SMTP to the next hop): delivered.
-- ``FAIL``: delivery failed. ``DSN``: a delivery status notification was
-  written. Both come *after* the server accepted the message: a 5xx
-  ``FAIL``/``DSN`` becomes a ``bounced`` event that voids the recipient's
-  evidence (``rcpt_stage`` false: it was not refused at RCPT TO); a 4xx ``DSN``
-  (delay notice) is ``deferred``.
-- Everything else (``EXPAND``, ``RESOLVE``, ``SUBMIT``, ``AGENTINFO`` ...) carries no outcome.
+- ``RECEIVE``: the message arrived (remembered: with ``source=DSN`` it is
+  Exchange's own non-delivery report).
+- ``DELIVER`` (to a mailbox), ``DUPLICATEDELIVER`` (a duplicate delivered to the
+  same mailbox), ``SEND`` (by SMTP to the next hop) and ``SENDEXTERNAL`` (hybrid:
+  sent by SMTP out of the organisation, e.g. to Exchange Online): delivered.
+- ``FAIL``: delivery failed after the server accepted the message: ``bounced``
+  (``rcpt_stage`` false), or ``expired`` for a queue expiry (``QUEUE.Expired``).
+  ``DSN``: a delivery status notification was written: a 5xx is ``bounced``,
+  a 4xx (delay notice) ``deferred``. ``DEFER``: delivery delayed: ``deferred``.
+- Everything else (``EXPAND``, ``RESOLVE``, ``REDIRECT``, ``SUBMIT``, ``AGENTINFO``,
+  ``HA*`` shadow redundancy, ``DROP``, ``TRANSFER`` ...) says nothing about a
+  recipient's mailbox: no event.
+
+The envelope sender is ``return-path`` (``<>`` is the null sender), else ``sender-address``.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connector.domain.events import DeliveryEvent, DeliveryStatus
+from connector.domain.events import DeliveryEvent, DeliveryStatus, message_identity, plausible_time
 from connector.errors import SkippableError
 from connector.sources.files import FileLogSource
 
@@ -65,7 +72,9 @@ DEFAULT_FIELDS = [
 NDR_TTL = timedelta(days=3)
 _STATUS_START = re.compile(r"^\s*\d{3}\b")
 _DSN_IN_STATUS = re.compile(r"^\s*\d{3} (\d\.\d{1,3}\.\d{1,3})")
-_OUTCOME_EVENTS = frozenset({"DELIVER", "SEND", "FAIL", "DSN"})
+_DELIVERED_EVENTS = frozenset({"DELIVER", "DUPLICATEDELIVER", "SEND", "SENDEXTERNAL"})
+_OUTCOME_EVENTS = _DELIVERED_EVENTS | {"FAIL", "DSN", "DEFER"}
+_QUEUE_EXPIRED = "QUEUE.Expired"
 
 
 class MalformedTrackingLine(SkippableError):
@@ -97,7 +106,8 @@ class ExchangeTrackingDecoder:
         self._ndrs: dict[str, list[str]] = {k: list(v) for k, v in (state.get("ndrs") or {}).items()}
 
     def begin_file(self, modified_at: datetime) -> None:
-        self._fields = list(DEFAULT_FIELDS)  # until this file's #Fields line
+        """Nothing: a file read from its start sets its columns with its own ``#Fields`` line, and
+        a file read on from a checkpoint keeps the columns saved in the state."""
 
     def state(self) -> dict[str, Any]:
         if self._ndrs:
@@ -115,13 +125,18 @@ class ExchangeTrackingDecoder:
             if line.startswith("#Fields:"):
                 self._fields = [f.strip() for f in line[8:].split(",")]
             return True
+        if "\x00" in line:  # never stored: PostgreSQL refuses NUL in text
+            raise MalformedTrackingLine("NUL character in the line")
         try:
             values = next(csv.reader([line]))
         except csv.Error as exc:
             raise MalformedTrackingLine(f"not CSV: {exc}") from exc
-        if len(values) != len(self._fields):
-            raise MalformedTrackingLine(f"{len(values)} columns, #Fields names {len(self._fields)}")
-        row = dict(zip(self._fields, values, strict=True))
+        fields = self._fields
+        if len(values) != len(fields):
+            if len(values) != len(DEFAULT_FIELDS):
+                raise MalformedTrackingLine(f"{len(values)} columns, #Fields names {len(fields)}")
+            fields = DEFAULT_FIELDS  # a file without a header, in the 2013+ column order
+        row = dict(zip(fields, values, strict=True))
         event_id = row.get("event-id", "")
         if event_id == "RECEIVE":
             self._receive(row)
@@ -134,14 +149,42 @@ class ExchangeTrackingDecoder:
         text = row.get("date-time", "")
         try:
             at = datetime.fromisoformat(text)
-        except ValueError as exc:
-            raise MalformedTrackingLine(f"bad date-time {text!r}") from exc
-        return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+            at = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+        except (ValueError, OverflowError) as exc:
+            raise MalformedTrackingLine(f"bad date-time {text[:40]!r}") from exc
+        if not plausible_time(at):
+            raise MalformedTrackingLine(f"date-time out of range: {text[:40]!r}")
+        return at
 
     def _receive(self, row: dict[str, str]) -> None:
         if row.get("source") == "DSN" and row.get("message-id"):
             original = row.get("reference") or row.get("related-recipient-address") or "?"
-            self._ndrs[row["message-id"]] = [self._at(row).isoformat(), original]
+            self._ndrs[message_identity(row["message-id"])] = [self._at(row).isoformat(), original]
+
+    @staticmethod
+    def _sender(row: dict[str, str]) -> str:
+        """The envelope sender: ``return-path`` (MAIL FROM; ``<>`` is the null sender),
+        else the ``sender-address`` header."""
+        return_path = row.get("return-path", "").strip()
+        if return_path:
+            return return_path[1:-1] if return_path[:1] == "<" and return_path[-1:] == ">" else return_path
+        return row.get("sender-address", "")
+
+    @staticmethod
+    def _status(event_id: str, status_text: str) -> DeliveryStatus | None:
+        """The outcome of one recipient of an outcome event; None when it is no news."""
+        if event_id in _DELIVERED_EVENTS:
+            return DeliveryStatus.SENT
+        if event_id == "DEFER":
+            return DeliveryStatus.DEFERRED
+        if event_id == "FAIL":
+            return DeliveryStatus.EXPIRED if _QUEUE_EXPIRED in status_text else DeliveryStatus.BOUNCED
+        code = status_text.lstrip()[:1]  # DSN
+        if code == "5" or not code:
+            return DeliveryStatus.BOUNCED
+        if code == "4":
+            return DeliveryStatus.DEFERRED
+        return None  # a success or relay DSN: no news
 
     def _outcomes(self, row: dict[str, str], event_id: str) -> list[DeliveryEvent]:
         at = self._at(row)
@@ -150,20 +193,14 @@ class ExchangeTrackingDecoder:
             raise MalformedTrackingLine(f"{event_id} without recipient-address")
         statuses = split_statuses(row.get("recipient-status", ""), len(recipients))
         message_id = row.get("message-id") or None
-        ndr = self._ndrs.get(message_id or "")
-        sender = "" if ndr else row.get("sender-address", "") or row.get("return-path", "")
+        ndr = self._ndrs.get(message_identity(message_id)) if message_id else None
+        sender = "" if ndr else self._sender(row)
         events = []
         for recipient, status_text in zip(recipients, statuses, strict=True):
             reply = status_text or None
-            code = status_text.lstrip()[:1]
-            if event_id in ("DELIVER", "SEND"):
-                status = DeliveryStatus.SENT
-            elif event_id == "FAIL" or code == "5" or not code:
-                status = DeliveryStatus.BOUNCED
-            elif code == "4":
-                status = DeliveryStatus.DEFERRED
-            else:
-                continue  # a success or relay DSN: no news
+            status = self._status(event_id, status_text)
+            if status is None:
+                continue
             dsn = _DSN_IN_STATUS.match(status_text)
             events.append(
                 DeliveryEvent(

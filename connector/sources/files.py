@@ -24,6 +24,7 @@ import hashlib
 import logging
 import re
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from io import BufferedIOBase
 from pathlib import Path
 from typing import Any
 
-from connector.domain.events import DeliveryEvent
+from connector.domain.events import EARLIEST_EVENT_AT, LATEST_EVENT_AT, DeliveryEvent
 from connector.errors import SkippableError
 from connector.sources.base import FilePosition, LineDecoder, SourceBatch, SourceCheckpoint, SourceStats
 
@@ -40,8 +41,11 @@ log = logging.getLogger(__name__)
 FINGERPRINT_BYTES = 512
 CHUNK_BYTES = 1 << 20
 MAX_LINE_BYTES = 64 * 1024
+TAIL_STEP_BYTES = 64 * 1024
 MAX_TRACKED_FILES = 200  # positions of files no longer listed are kept a while, then forgotten
 _ROTATION_NUMBER = re.compile(r"\.(\d+)(?:\.gz)?$")
+# plausible_time() inlined in the hot loop
+_FIRST_YEAR, _END_YEAR = EARLIEST_EVENT_AT.year, LATEST_EVENT_AT.year
 
 DecoderFactory = Callable[[dict[str, Any]], LineDecoder]
 
@@ -143,6 +147,41 @@ def match_positions(
     return claimed, unclaimed
 
 
+def last_lines(file: LogFile, count: int) -> list[bytes]:
+    """The last ``count`` complete lines of ``file`` (without their newlines); for a plain file
+    an unfinished last line is left out, as ingest leaves it for the next run. Reads plain
+    files backwards from the end; a ``.gz`` is decompressed once with only ``count`` lines kept."""
+    if count <= 0:
+        return []
+    if file.compressed:
+        kept: deque[bytes] = deque(maxlen=count)
+        pending = b""
+        with file.open() as handle:
+            while chunk := handle.read(CHUNK_BYTES):
+                parts = (pending + chunk).split(b"\n")
+                pending = parts.pop()
+                kept.extend(parts)
+        if pending:
+            kept.append(pending)
+        return list(kept)
+    with open(file.path, "rb") as handle:
+        start = handle.seek(0, 2)
+        data = b""
+        step = TAIL_STEP_BYTES
+        # One more newline than lines wanted: the first piece may be the end of a longer line.
+        while start > 0 and data.count(b"\n") <= count:
+            size = min(step, start)
+            start -= size
+            handle.seek(start)
+            data = handle.read(size) + data
+            step = min(step * 2, CHUNK_BYTES)
+    lines = data.split(b"\n")
+    lines.pop()  # after the last newline: empty, or a line still being written
+    if start > 0:
+        lines = lines[1:]
+    return lines[-count:]
+
+
 class FileLogSource:
     """Reads the files of one log stream from a checkpoint, in batches of complete lines.
 
@@ -169,6 +208,25 @@ class FileLogSource:
 
     def describe(self) -> str:
         return f"{self.format_name} log {', '.join(self.patterns)}"
+
+    def tail(self, count: int) -> tuple[list[tuple[LogFile, list[bytes]]], SourceStats]:
+        """The last ``count`` complete lines of the stream, per file, oldest file first
+        (``connector source check``). Only reads: no checkpoint is involved."""
+        stats = SourceStats(path=", ".join(self.patterns))
+        picked: list[tuple[LogFile, list[bytes]]] = []
+        wanted = count
+        for file in reversed(list_files(self.patterns, stats)):
+            if wanted <= 0:
+                break
+            try:
+                lines = last_lines(file, wanted)
+            except (OSError, EOFError, zlib.error) as exc:
+                stats.note(f"{file.path}: read failed: {exc}")
+                continue
+            picked.append((file, lines))
+            wanted -= len(lines)
+        picked.reverse()
+        return picked, stats
 
     def read(self, checkpoint: SourceCheckpoint | None) -> Iterator[SourceBatch]:
         checkpoint = checkpoint or SourceCheckpoint()
@@ -210,6 +268,7 @@ class _Run:
         self.stats = stats
         self.events: list[DeliveryEvent] = []
         self.lines_in_batch = 0
+        self.decoder_failed = False  # a decoder raised something else than SkippableError this run
 
     def batches(self) -> Iterator[SourceBatch]:
         for index, file in enumerate(self.files):
@@ -236,7 +295,18 @@ class _Run:
         room = MAX_TRACKED_FILES - len(current)
         kept = self.forgotten[len(self.forgotten) - room :] if 0 < room < len(self.forgotten) else self.forgotten
         kept = kept if room > 0 else []
-        state = {"decoder": self.decoder.state(), "line_no": self.line_no}
+        try:
+            decoder_state = self.decoder.state()
+        except Exception as exc:  # a decoder bug: start its state afresh rather than stop every run
+            log.warning(
+                "source %s: the %s decoder's state could not be saved (%s): open joins are dropped",
+                self.source.name,
+                self.source.format_name,
+                type(exc).__name__,
+            )
+            self.stats.note(f"decoder state dropped after {type(exc).__name__}")
+            decoder_state = {}
+        state = {"decoder": decoder_state, "line_no": self.line_no}
         return SourceCheckpoint(tuple(kept + current), state)
 
     def _batch(self) -> SourceBatch:
@@ -307,10 +377,16 @@ class _Run:
             self.positions[index] = file.position(offset)
 
     def _feed_lines(self, lines: list[bytes], first_too_long: bool = False) -> None:
-        """Decode and feed complete lines (the hot loop: keep it lean)."""
+        """Decode and feed complete lines (the hot loop: keep it lean).
+
+        Whatever a line holds, it ends up counted: events, foreign (the decoder returned
+        False), or bad (``SkippableError``, any other exception of the decoder, an event
+        dated out of bounds). Nothing a line holds stops the run.
+        """
         feed, events, stats = self.decoder.feed, self.events, self.stats
         line_no = self.line_no
-        ignored = 0
+        foreign = 0
+        first_year, end_year = _FIRST_YEAR, _END_YEAR
         for raw in lines:
             line_no += 1
             if len(raw) > MAX_LINE_BYTES or first_too_long:
@@ -323,14 +399,40 @@ class _Run:
             before = len(events)
             try:
                 if not feed(text, events):
-                    ignored += 1
+                    foreign += 1
             except SkippableError as exc:
                 stats.add_bad_line(line_no, text, str(exc))
+            except Exception as exc:  # a decoder bug: one bad line, never a stopped run
+                del events[before:]
+                self._decoder_failed(line_no, text, exc)
+                continue
             # Where it was read, for explain (lines are counted over the source's files in order).
             for i in range(before, len(events)):
+                event = events[i]
+                if not first_year <= event.at.year < end_year:
+                    del events[before:]
+                    stats.add_bad_line(line_no, text, f"time out of range: {event.at.isoformat()}")
+                    break
                 # Set on the frozen event in place: a copy per event costs ~10% of ingest.
-                object.__setattr__(events[i], "location", f"{self.reading}:{line_no}")
+                object.__setattr__(event, "location", f"{self.reading}:{line_no}")
         self.line_no = line_no
         self.lines_in_batch += len(lines)
         stats.lines_read += len(lines)
-        stats.ignored_lines += ignored
+        stats.foreign_lines += foreign
+
+    def _decoder_failed(self, line_no: int, text: str, exc: Exception) -> None:
+        """Count a line the decoder failed on with something else than ``SkippableError``;
+        one WARNING per source and run (the line itself only at DEBUG: it holds addresses)."""
+        self.stats.add_bad_line(line_no, text, f"decoder error {type(exc).__name__}: {str(exc)[:200]}")
+        if not self.decoder_failed:
+            self.decoder_failed = True
+            log.warning(
+                "source %s: the %s decoder failed with %s at %s:%d; the line is counted as malformed "
+                "(further failures this run are only counted)",
+                self.source.name,
+                self.source.format_name,
+                type(exc).__name__,
+                self.reading,
+                line_no,
+            )
+        log.debug("decoder failure on %s:%d: %r", self.reading, line_no, text, exc_info=exc)

@@ -13,7 +13,9 @@ The schema (docs/sources.md has it with examples)::
      "ndr_for": null, "ndr_recipients": [],  set on the gateway's own non-delivery reports
      "probe": false}                       an address-verification probe, not a message
 
-Unknown keys are ignored, so exporters may add their own.
+Unknown keys are ignored, so exporters may add their own. A line whose strings hold a NUL
+or a lone surrogate (``"\\ud800"``: not Unicode text, and refused by PostgreSQL) is malformed,
+as is a time outside ``EARLIEST_EVENT_AT`` .. ``LATEST_EVENT_AT``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from connector.domain.events import DeliveryEvent, DeliveryStatus
+from connector.domain.events import DeliveryEvent, DeliveryStatus, plausible_time
 from connector.errors import SkippableError
 from connector.sources.files import FileLogSource
 
@@ -33,6 +35,18 @@ _STATUSES = {s.value: s for s in DeliveryStatus}
 
 class MalformedJsonLine(SkippableError):
     """A line that is not one delivery event of the documented schema."""
+
+
+def _clean(value: str, key: str) -> str:
+    """``value`` when it is text that can be stored: no NUL, no lone surrogate."""
+    if "\x00" in value:
+        raise MalformedJsonLine(f"{key!r} holds a NUL character")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise MalformedJsonLine(f"{key!r} is not Unicode text (a lone surrogate)") from exc
+    return value
 
 
 def _text(data: dict[str, Any], key: str, required: bool = False) -> str | None:
@@ -45,7 +59,7 @@ def _text(data: dict[str, Any], key: str, required: bool = False) -> str | None:
         raise MalformedJsonLine(f"{key!r} must be a string")
     if required and not value:
         raise MalformedJsonLine(f"empty {key!r}")
-    return value
+    return _clean(value, key)
 
 
 def _flag(data: dict[str, Any], key: str) -> bool:
@@ -59,28 +73,32 @@ def parse_event(line: str, source: str) -> DeliveryEvent:
     """One JSON line -> one event (pure); ``MalformedJsonLine`` when it does not fit the schema."""
     try:
         data = json.loads(line)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise MalformedJsonLine(f"not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # ValueError: also an integer of over 4,300 digits
+        raise MalformedJsonLine(f"not JSON: {str(exc)[:200]}") from exc
     if not isinstance(data, dict):
         raise MalformedJsonLine("not a JSON object")
     at_text = _text(data, "at", required=True)
     assert at_text is not None
     try:
         at = datetime.fromisoformat(at_text.replace("Z", "+00:00") if at_text.endswith("Z") else at_text)
-    except ValueError as exc:
-        raise MalformedJsonLine(f"bad 'at': {at_text!r}") from exc
-    if at.tzinfo is None:
-        raise MalformedJsonLine("'at' needs a zone offset")
+        if at.tzinfo is None:
+            raise MalformedJsonLine("'at' needs a zone offset")
+        at = at.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise MalformedJsonLine(f"bad 'at': {at_text[:40]!r}") from exc
+    if not plausible_time(at):
+        raise MalformedJsonLine(f"'at' out of range: {at_text[:40]!r}")
     status = _STATUSES.get(_text(data, "status", required=True) or "")
     if status is None:
         raise MalformedJsonLine(f"unknown status {data.get('status')!r}")
     recipients = data.get("ndr_recipients") or []
     if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
         raise MalformedJsonLine("'ndr_recipients' must be a list of strings")
+    recipients = [_clean(r, "ndr_recipients") for r in recipients]
     recipient = _text(data, "recipient", required=True)
     assert recipient is not None
     return DeliveryEvent(
-        at=at.astimezone(UTC),
+        at=at,
         host=_text(data, "host") or source,
         queue_id=_text(data, "queue_id"),
         message_id=_text(data, "message_id"),

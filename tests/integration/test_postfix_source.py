@@ -104,10 +104,11 @@ def test_missing_file_is_reported_not_fatal(tmp_path: Path) -> None:
 
 def test_malformed_lines_are_counted_with_examples(tmp_path: Path) -> None:
     log = tmp_path / "mail.log"
-    log.write_bytes(b"".join(LINES[:8]) + b"complete garbage\n" + b"".join(LINES[8:]))
+    damaged = b"Nov 27 08:5 mx1 postfix/qmgr[1]: 784D0160034: removed"  # Postfix's own line: malformed
+    log.write_bytes(b"".join(LINES[:8]) + damaged + b"\ncomplete garbage\n" + b"".join(LINES[8:]))
     events, _, batches = read(log, None)
     stats = batches[-1].stats
-    assert stats.bad_lines == 1
+    assert stats.bad_lines == 1 and stats.foreign_lines == 1  # the garbage is no Postfix line: foreign
     assert stats.bad_line_examples[0].line_no == 9
-    assert stats.bad_line_examples[0].text == "complete garbage"
+    assert stats.bad_line_examples[0].text == damaged.decode()
     assert len(events) == len(read(SAMPLE, None)[0])

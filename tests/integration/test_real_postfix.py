@@ -1,156 +1,52 @@
 """End to end with a real Postfix (Debian package) on 127.0.0.1.
 
-The test starts Postfix with its own configuration in a temp dir (own queue,
-``maillog_file`` via postlogd, no chroot), relaying to an aiosmtpd server that
-answers 250 for known users and ``550 5.1.1`` for others. It sends mail with
-smtplib and ingests the log Postfix wrote.
+The harness (``tests.mailflow.real_postfix``) starts Postfix with its own configuration
+in a temp dir (own queue, ``maillog_file`` via postlogd, no chroot), relaying to an
+aiosmtpd server that answers 250 for known users and ``550 5.1.1`` for others. The
+tests send mail with smtplib and read the log Postfix wrote.
 """
 
 from __future__ import annotations
 
-import shutil
 import smtplib
-import socket
 import sqlite3
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from email.message import EmailMessage
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from connector.cli import main
-from connector.domain.events import DeliveryStatus
+from connector.domain.events import DeliveryEvent, DeliveryStatus
+from connector.domain.evidence import AddressEvidence
+from connector.policy.evidence import record_events
+from connector.sources.base import SourceBatch
 from connector.sources.postfix import PostfixLogSource
-
-KNOWN = {"alice@example.com", "bob@example.com", "sender@partner.test"}
-
-MASTER_CF = """\
-{port} inet n - n - - smtpd
-pickup fifo n - n 60 1 pickup
-cleanup unix n - n - 0 cleanup
-qmgr fifo n - n 300 1 qmgr
-rewrite unix - - n - - trivial-rewrite
-bounce unix - - n - 0 bounce
-defer unix - - n - 0 bounce
-trace unix - - n - 0 bounce
-verify unix - - n - 1 verify
-flush unix n - n 1000? 0 flush
-proxymap unix - - n - - proxymap
-smtp unix - - n - - smtp
-relay unix - - n - - smtp
-showq unix n - n - - showq
-error unix - - n - - error
-retry unix - - n - - error
-discard unix - - n - - discard
-anvil unix - - n - 1 anvil
-scache unix - - n - 1 scache
-postlog unix-dgram n - n - 1 postlogd
-"""
-
-MAIN_CF = """\
-compatibility_level = 3.6
-queue_directory = {dir}/queue
-data_directory = {dir}/data
-config_directory = {dir}/etc
-daemon_directory = /usr/lib/postfix/sbin
-command_directory = /usr/sbin
-meta_directory = /etc/postfix
-shlib_directory = /usr/lib/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = mx1.gateway.test
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relay_domains = example.com
-transport_maps = inline:{{ example.com=relay:[127.0.0.1]:{downstream} partner.test=smtp:[127.0.0.1]:{downstream} }}
-smtp_dns_support_level = disabled
-smtputf8_enable = no
-alias_maps =
-alias_database =
-local_recipient_maps =
-biff = no
-maillog_file = {dir}/maillog
-maillog_file_prefixes = {dir}
-syslog_name = postfix
-"""
-
-
-class Downstream:
-    """The mailbox server behind the gateway: 250 for known users, 550 5.1.1 for others."""
-
-    def __init__(self) -> None:
-        self.received: list[Any] = []
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
-        if address.lower() not in KNOWN:
-            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 Ok"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(envelope)
-        return "250 2.0.0 Ok: queued"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.mailflow import (  # noqa: F401  (re-exported: older tests import the harness from here)
+    KNOWN,
+    MAIN_CF,
+    MASTER_CF,
+    Downstream,
+    RealPostfix,
+    free_port,
+    real_postfix,
+    send,
+    wait_for,
+)
 
 
 @pytest.fixture
 def postfix() -> Iterator[tuple[int, Path]]:
-    if shutil.which("postfix") is None:
-        pytest.fail("postfix is not installed (./dev installs it)")
-    downstream = Controller(Downstream(), hostname="127.0.0.1", port=free_port())
-    downstream.start()
-    # Postfix daemons run as user postfix: the directory must be reachable (pytest's tmp is 0700).
-    base = Path(tempfile.mkdtemp(prefix="connector-postfix-", dir="/tmp"))
-    base.chmod(0o755)
-    port = free_port()
-    etc = base / "etc"
-    etc.mkdir()
-    (base / "data").mkdir()
-    (base / "queue").mkdir()
-    shutil.chown(base / "data", "postfix")
-    (etc / "main.cf").write_text(MAIN_CF.format(dir=base, downstream=downstream.port))
-    (etc / "master.cf").write_text(MASTER_CF.format(port=port))
-    subprocess.run(["postfix", "-c", str(etc), "start"], check=True, capture_output=True)
-    try:
-        yield port, base / "maillog"
-    finally:
-        subprocess.run(["postfix", "-c", str(etc), "stop"], capture_output=True)
-        downstream.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    """``(smtpd port, maillog)`` of a running real Postfix."""
+    with real_postfix() as running:
+        yield running.port, running.maillog
 
 
-def send(port: int, recipients: list[str], subject: str) -> None:
-    message = EmailMessage()
-    message["From"] = "sender@partner.test"
-    message["To"] = ", ".join(recipients)
-    message["Subject"] = subject
-    message.set_content("hello")
-    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
-        client.send_message(message, from_addr="sender@partner.test", to_addrs=recipients)
-
-
-def wait_for(path: Path, needles: list[str], timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        text = path.read_text(errors="replace") if path.exists() else ""
-        if all(text.count(needle) >= 1 for needle in needles):
-            return text
-        time.sleep(0.2)
-    raise AssertionError(f"Postfix did not log {needles} in {timeout}s:\n{text[-3000:]}")
+@pytest.fixture
+def gateway() -> Iterator[RealPostfix]:
+    with real_postfix() as running:
+        yield running
 
 
 def test_real_postfix_log_is_ingested(postfix: tuple[int, Path], tmp_path: Path) -> None:
@@ -186,3 +82,135 @@ def test_real_postfix_log_is_ingested(postfix: tuple[int, Path], tmp_path: Path)
     assert '"recent": []' in rows["sender@partner.test"]  # the NDR counts for nobody
     assert '"accepted_at": null' in rows["sender@partner.test"]
     assert '"invalidated_at": null' not in rows["nouser@example.com"]
+
+
+def refuse_bdat(port: int) -> tuple[int, bytes]:
+    """A null-sender message to two recipients sent with BDAT: ``reject_multi_recipient_bounce``."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.partner.test")
+        client.mail("")
+        client.rcpt("alice@example.com")
+        client.rcpt("bob@example.com")
+        client.send(b"BDAT 5 LAST\r\nhello")
+        return client.getreply()
+
+
+def refused_by_postscreen(port: int) -> tuple[int, bytes]:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.partner.test")
+        client.mail("sender@partner.test")
+        return client.rcpt("alice@example.com")
+
+
+def read_until(maillog: Path, done: Callable[[list[DeliveryEvent]], bool], timeout: float = 30) -> list[SourceBatch]:
+    """The log read from the start, once its events satisfy ``done`` (Postfix logs asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        batches = list(PostfixLogSource("gw", maillog).read(None))
+        if done([e for b in batches for e in b.events]):
+            return batches
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not all events logged in {timeout}s:\n{maillog.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def test_real_refusals_and_verify_probes_are_read_exactly(gateway: RealPostfix) -> None:
+    """smtpd refusing one recipient of a message whose queue file is open (``QID: reject:
+    RCPT``), verify(8) probes (cached and not), postscreen's comma-separated reject and a
+    refusal at BDAT, all as the real Postfix writes them."""
+    refused = send(gateway.port, ["alice@example.com", "ghost@example.net", "dave@example.net"], "table")
+    assert {a: code for a, (code, _) in refused.items()} == {"ghost@example.net": 550}
+    refused = send(gateway.port, ["carol@example.org", "ghost@example.org", "ghost@nocache.example.org"], "verify")
+    assert {a: code for a, (code, _) in refused.items()} == {"ghost@example.org": 550, "ghost@nocache.example.org": 450}
+    assert refuse_bdat(gateway.port)[0] == 550
+    assert refused_by_postscreen(gateway.screen_port)[0] == 550
+    batches = read_until(gateway.maillog, lambda events: sum(not e.probe for e in events) >= 7)
+    assert sum(b.stats.bad_lines for b in batches) == 0 and sum(b.stats.foreign_lines for b in batches) == 0
+    # Postfix 3.7 names no recipient at BDAT: read, no event (not among the events below)
+    assert ": reject: BDAT from localhost[127.0.0.1]: 550 5.5.3 " in gateway.maillog.read_text()
+    events = [e for b in batches for e in b.events]
+    got = sorted((e.recipient, e.status.value, e.probe, e.rcpt_stage, e.dsn, e.reply, e.sender) for e in events)
+    user_unknown = "Recipient address rejected: User unknown"
+    downstream_said = f"host 127.0.0.1[127.0.0.1] said: 550 5.1.1 <ghost@example.org>: {user_unknown}"
+    probe_sender = "double-bounce@mx1.gateway.test"
+    assert got == sorted(
+        [
+            ("alice@example.com", "sent", False, False, "2.0.0", "250 2.0.0 Ok: queued", "sender@partner.test"),
+            ("dave@example.net", "sent", False, False, "2.0.0", "250 2.0.0 Ok: queued", "sender@partner.test"),
+            (
+                "ghost@example.net",
+                "rejected",
+                False,
+                True,
+                "5.1.1",
+                f"550 5.1.1 <ghost@example.net>: {user_unknown} in relay recipient table",
+                "sender@partner.test",
+            ),
+            ("carol@example.org", "sent", True, False, "2.1.5", "250 2.1.5 Ok", probe_sender),
+            ("carol@example.org", "sent", False, False, "2.0.0", "250 2.0.0 Ok: queued", "sender@partner.test"),
+            (
+                "ghost@example.org",
+                "bounced",
+                True,
+                True,
+                "5.1.1",
+                f"550 5.1.1 <ghost@example.org>: {user_unknown}",
+                probe_sender,
+            ),
+            (
+                "ghost@example.org",
+                "rejected",
+                False,
+                True,
+                "5.1.1",
+                "550 5.1.1 <ghost@example.org>: Recipient address rejected: undeliverable address: "
+                f"{downstream_said} (in reply to RCPT TO command)",
+                "sender@partner.test",
+            ),
+            (
+                "ghost@nocache.example.org",  # status=undeliverable-but-not-cached
+                "bounced",
+                True,
+                True,
+                "5.1.1",
+                f"550 5.1.1 <ghost@nocache.example.org>: {user_unknown}",
+                probe_sender,
+            ),
+            (
+                "ghost@nocache.example.org",
+                "rejected",
+                False,
+                True,
+                "4.1.1",
+                "450 4.1.1 <ghost@nocache.example.org>: Recipient address rejected: unverified address: "
+                "Address verification in progress",
+                "sender@partner.test",
+            ),
+            # postscreen: "from=<...>, to=<...>, proto=ESMTP, helo=<...>"
+            (
+                "alice@example.com",
+                "rejected",
+                False,
+                True,
+                "5.3.2",
+                "550 5.3.2 Service currently unavailable",
+                "sender@partner.test",
+            ),
+        ]
+    )
+    # The refusal carries the queue id of the message it belongs to; postscreen has none.
+    by_key = {
+        (e.recipient, e.status, e.probe): e for e in events if e.reply != "550 5.3.2 Service currently unavailable"
+    }
+    sent, rejected = DeliveryStatus.SENT, DeliveryStatus.REJECTED
+    assert by_key["ghost@example.net", rejected, False].queue_id == by_key["alice@example.com", sent, False].queue_id
+    assert by_key["ghost@example.org", rejected, False].queue_id == by_key["carol@example.org", sent, False].queue_id
+    assert [e.queue_id for e in events if e.reply == "550 5.3.2 Service currently unavailable"] == [None]
+    # ... and it is a refusal at RCPT TO for the evidence, as a NOQUEUE reject is.
+    ghost = record_events(
+        AddressEvidence("ghost@example.net"),
+        [(e, None) for e in events if e.recipient == "ghost@example.net"],
+        threshold=1,
+        window=timedelta(days=14),
+    )
+    assert ghost.refused_at_rcpt and ghost.invalidated_at is not None

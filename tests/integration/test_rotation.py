@@ -33,6 +33,9 @@ def keys(events: list[DeliveryEvent]) -> list[tuple[str, str, str | None, str | 
 
 
 WHOLE = keys(read(SAMPLE, None)[0])
+# File times from 2027: the sample's stamps have no year and take it from the file's time, and
+# events dated before 1970 are malformed lines (connector.domain.events.EARLIEST_EVENT_AT).
+T0 = 1_800_000_000
 
 
 def write(path: Path, lines: list[bytes], mtime: float) -> None:
@@ -46,14 +49,14 @@ SPLITS = [1, 5, 8, 22, 24, 25, 30, 48, 50, 55]
 @pytest.mark.parametrize("split", SPLITS)
 def test_rename_rotation_reads_the_rest_of_the_old_file_then_the_new_one(tmp_path: Path, split: int) -> None:
     live = tmp_path / "mail.log"
-    write(live, LINES[: split - 1], 1_000)
+    write(live, LINES[: split - 1], T0 + 1_000)
     first, checkpoint, _ = read(tmp_path / "mail.log*", None)
     # Postfix wrote one more line, then logrotate renamed the file and a new one began.
     with live.open("ab") as handle:
         handle.write(LINES[split - 1])
-    os.utime(live, (1_100, 1_100))
+    os.utime(live, (T0 + 1_100, T0 + 1_100))
     live.rename(tmp_path / "mail.log.1")
-    write(live, LINES[split:], 1_200)
+    write(live, LINES[split:], T0 + 1_200)
     rest, checkpoint, _batches = read(tmp_path / "mail.log*", checkpoint)
     assert keys(first + rest) == WHOLE
     again, _, _ = read(tmp_path / "mail.log*", checkpoint)
@@ -64,15 +67,15 @@ def test_rename_rotation_reads_the_rest_of_the_old_file_then_the_new_one(tmp_pat
 def test_compressed_rotation_of_a_half_read_file(tmp_path: Path, split: int) -> None:
     """The old file was gzipped (no delaycompress) before its rest was read."""
     live = tmp_path / "mail.log"
-    write(live, LINES[:split], 1_000)
+    write(live, LINES[:split], T0 + 1_000)
     first, checkpoint, _ = read(tmp_path / "mail.log*", None)
     with live.open("ab") as handle:
         handle.write(b"".join(LINES[split : split + 3]))
     with live.open("rb") as src, gzip.open(tmp_path / "mail.log.1.gz", "wb") as dst:
         shutil.copyfileobj(src, dst)
-    os.utime(tmp_path / "mail.log.1.gz", (1_100, 1_100))
+    os.utime(tmp_path / "mail.log.1.gz", (T0 + 1_100, T0 + 1_100))
     live.unlink()
-    write(live, LINES[split + 3 :], 1_200)
+    write(live, LINES[split + 3 :], T0 + 1_200)
     rest, checkpoint, _ = read(tmp_path / "mail.log*", checkpoint)
     assert keys(first + rest) == WHOLE
     # Next rotation: mail.log -> mail.log.1, mail.log.1.gz -> mail.log.2.gz; nothing is read twice.
@@ -84,16 +87,16 @@ def test_compressed_rotation_of_a_half_read_file(tmp_path: Path, split: int) -> 
 @pytest.mark.parametrize("split", SPLITS)
 def test_copytruncate(tmp_path: Path, split: int) -> None:
     live = tmp_path / "mail.log"
-    write(live, LINES[:split], 1_000)
+    write(live, LINES[:split], T0 + 1_000)
     first, checkpoint, _ = read(tmp_path / "mail.log*", None)
     with live.open("ab") as handle:
         handle.write(b"".join(LINES[split : split + 2]))
     shutil.copy(live, tmp_path / "mail.log.1")
-    os.utime(tmp_path / "mail.log.1", (1_100, 1_100))
+    os.utime(tmp_path / "mail.log.1", (T0 + 1_100, T0 + 1_100))
     with live.open("r+b") as handle:  # same inode, new content
         handle.truncate(0)
         handle.write(b"".join(LINES[split + 2 :]))
-    os.utime(live, (1_200, 1_200))
+    os.utime(live, (T0 + 1_200, T0 + 1_200))
     rest, checkpoint, _ = read(tmp_path / "mail.log*", checkpoint)
     assert keys(first + rest) == WHOLE
 
@@ -101,9 +104,9 @@ def test_copytruncate(tmp_path: Path, split: int) -> None:
 def test_first_run_reads_every_rotation_oldest_first_and_then_only_new_lines(tmp_path: Path) -> None:
     with gzip.open(tmp_path / "mail.log.2.gz", "wb") as handle:
         handle.write(b"".join(LINES[:20]))
-    os.utime(tmp_path / "mail.log.2.gz", (1_000, 1_000))
-    write(tmp_path / "mail.log.1", LINES[20:40], 1_100)
-    write(tmp_path / "mail.log", LINES[40:50], 1_200)
+    os.utime(tmp_path / "mail.log.2.gz", (T0 + 1_000, T0 + 1_000))
+    write(tmp_path / "mail.log.1", LINES[20:40], T0 + 1_100)
+    write(tmp_path / "mail.log", LINES[40:50], T0 + 1_200)
     events, checkpoint, batches = read(tmp_path / "mail.log*", None)
     assert sum(b.stats.lines_read for b in batches) == 50
     with (tmp_path / "mail.log").open("ab") as handle:
@@ -116,10 +119,10 @@ def test_first_run_reads_every_rotation_oldest_first_and_then_only_new_lines(tmp
 def test_a_grown_rotated_file_is_read_to_its_end(tmp_path: Path) -> None:
     """Postfix may write a few lines to the renamed file before it reopens the log."""
     live = tmp_path / "mail.log"
-    write(live, LINES[:30], 1_000)
+    write(live, LINES[:30], T0 + 1_000)
     first, checkpoint, _ = read(tmp_path / "mail.log*", None)
     live.rename(tmp_path / "mail.log.1")
-    write(live, LINES[35:], 1_200)
+    write(live, LINES[35:], T0 + 1_200)
     middle, checkpoint, _ = read(tmp_path / "mail.log*", checkpoint)
     with (tmp_path / "mail.log.1").open("ab") as handle:
         handle.write(b"".join(LINES[30:35]))
@@ -129,7 +132,7 @@ def test_a_grown_rotated_file_is_read_to_its_end(tmp_path: Path) -> None:
 
 def test_checkpoint_survives_json(tmp_path: Path) -> None:
     live = tmp_path / "mail.log"
-    write(live, LINES[:25], 1_000)
+    write(live, LINES[:25], T0 + 1_000)
     first, checkpoint, _ = read(tmp_path / "mail.log*", None)
     restored = SourceCheckpoint.from_json(checkpoint.to_json())
     with live.open("ab") as handle:

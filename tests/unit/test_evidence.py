@@ -8,7 +8,7 @@ import pytest
 
 from connector.domain.events import DeliveryEvent, DeliveryStatus
 from connector.domain.evidence import AddressEvidence
-from connector.policy.evidence import record_event
+from connector.policy.evidence import is_address_failure, record_event
 from tests.conftest import utc
 
 WINDOW = timedelta(days=14)
@@ -208,3 +208,23 @@ def test_a_5xx_without_dsn_voids_when_it_says_the_user_is_unknown() -> None:
         rcpt_stage=True,
     )
     assert qualified_then(unknown).qualified_at is None
+
+
+def test_exims_unrouteable_address_refusal_voids_like_user_unknown() -> None:
+    """Debian's Exim answers an unknown local user at RCPT with "Unrouteable address"."""
+    unrouteable = DeliveryEvent(
+        at=T0 + timedelta(days=3),
+        host="mx1",
+        queue_id=None,
+        message_id=None,
+        sender="x@partner.test",
+        recipient=ADDRESS,
+        orig_recipient=None,
+        relay=None,
+        dsn=None,
+        status=DeliveryStatus.REJECTED,
+        reply="550 Unrouteable address",
+        rcpt_stage=True,
+    )
+    assert is_address_failure(unrouteable)
+    assert qualified_then(unrouteable).qualified_at is None

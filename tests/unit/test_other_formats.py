@@ -11,7 +11,12 @@ import pytest
 from connector.domain.events import DeliveryEvent, DeliveryStatus
 from connector.domain.evidence import AddressEvidence
 from connector.policy.evidence import record_events
-from connector.sources.exchange import ExchangeTrackingDecoder, ExchangeTrackingLogSource, split_statuses
+from connector.sources.exchange import (
+    ExchangeTrackingDecoder,
+    ExchangeTrackingLogSource,
+    MalformedTrackingLine,
+    split_statuses,
+)
 from connector.sources.exim import EximLogSource
 from connector.sources.files import FileLogSource
 from connector.sources.jsonl import JsonLinesLogSource, MalformedJsonLine, parse_event
@@ -132,6 +137,103 @@ def test_exchange_fields_line_sets_the_columns() -> None:
     assert decoder.state()["fields"][0] == "event-id"
 
 
+REAL_SHAPES = DATA / "exchange" / "MSGTRK2026112711-1.LOG"
+
+
+def test_exchange_lines_in_the_shapes_of_real_output() -> None:
+    """Shapes taken from public real (anonymised) message tracking output: a hybrid SENDEXTERNAL
+    to Exchange Online, an intra-organisation SEND whose message-id has no brackets and whose
+    status has no space after the DSN, HAREDIRECTFAIL and NOTIFYMAPI (no outcome), CRLF, BOM."""
+    batches = list(ExchangeTrackingLogSource("ex", REAL_SHAPES).read(None))
+    events = [e for b in batches for e in b.events]
+    assert sum(b.stats.bad_lines for b in batches) == 0
+    assert sum(b.stats.lines_read for b in batches) == 11
+    got = by_recipient(events)
+    assert sorted(got) == ["alice@acme.com", "bob@acme.com", "carol@acme.com"]  # not dave: NOTIFYMAPI
+    [alice] = got["alice@acme.com"]  # HAREDIRECTFAIL and RECEIVE: no outcome; SEND: delivered
+    assert (alice.status, alice.reply, alice.dsn, alice.reply_class) == (
+        DeliveryStatus.SENT,
+        "250 2.1.5Recipient OK",
+        "2.1.5",
+        2,
+    )
+    assert alice.message_key == "20261127101500.1A2B3C4D@relay.partner.test"
+    assert alice.relay == "Intra-Organization SMTP Send Connector"
+    [bob] = got["bob@acme.com"]  # hybrid: his mailbox is in Exchange Online
+    assert (bob.status, bob.reply, bob.sender, bob.host) == (
+        DeliveryStatus.SENT,
+        "250 2.1.5 Recipient OK",
+        "quotes@partner.test",
+        "acme-com.mail.protection.outlook.com",
+    )
+    assert bob.relay is not None and bob.relay.startswith("Outbound to Office 365")
+    [carol] = got["carol@acme.com"]  # return-path <> is the null sender: never counts as a message
+    assert carol.null_sender and carol.sender == ""
+
+
+def tracking_lines(*rows: str) -> list[DeliveryEvent]:
+    decoder = ExchangeTrackingDecoder("ex", {})
+    out: list[DeliveryEvent] = []
+    decoder.feed(
+        "#Fields: date-time,event-id,source,message-id,recipient-address,recipient-status,return-path,reference", out
+    )
+    for row in rows:
+        decoder.feed(row, out)
+    return out
+
+
+def test_exchange_events_known_only_from_the_documentation() -> None:
+    events = tracking_lines(
+        "2026-11-27T10:00:00Z,DEFER,QUEUE,<m1@x.test>,a@acme.com,451 4.4.0 DNS query failed,s@x.test,",
+        "2026-11-27T10:00:01Z,DUPLICATEDELIVER,STOREDRIVER,<m1@x.test>,b@acme.com,,s@x.test,",
+        "2026-11-27T10:00:02Z,FAIL,QUEUE,<m2@x.test>,c@acme.com,550 4.4.7 QUEUE.Expired; message expired,s@x.test,",
+        "2026-11-27T10:00:03Z,FAIL,ROUTING,<m3@x>,d@acme.com,550 5.1.10 RESOLVER.ADR.RecipientNotFound; x,s@x.test,",
+        "2026-11-27T10:00:04Z,DROP,AGENT,<m4@x.test>,e@acme.com,,s@x.test,",
+        "2026-11-27T10:00:05Z,HARECEIVE,SMTP,<m4@x.test>,e@acme.com,,s@x.test,",
+        "2026-11-27T10:00:06Z,RESOLVE,ROUTING,<m4@x.test>,e@acme.com,,s@x.test,",
+    )
+    assert [(e.recipient, e.status, e.dsn) for e in events] == [
+        ("a@acme.com", DeliveryStatus.DEFERRED, "4.4.0"),
+        ("b@acme.com", DeliveryStatus.SENT, None),
+        ("c@acme.com", DeliveryStatus.EXPIRED, "4.4.7"),
+        ("d@acme.com", DeliveryStatus.BOUNCED, "5.1.10"),
+    ]
+    assert events[1].reply_class is None  # a DELIVER without a reply proves no SMTP accept
+
+
+def test_exchange_ndr_links_whatever_the_brackets() -> None:
+    [ndr] = tracking_lines(
+        "2026-11-27T10:00:00Z,RECEIVE,DSN,<NDR.1@EX01.ACME.com>,s@partner.test,,<>,<m1@partner.test>",
+        "2026-11-27T10:00:01Z,SENDEXTERNAL,SMTP,NDR.1@ex01.acme.com,s@partner.test,250 2.1.5 OK,<>,",
+    )
+    assert ndr.is_notification and ndr.ndr_for == "<m1@partner.test>" and ndr.null_sender
+
+
+def test_exchange_nul_is_a_malformed_line_never_an_event() -> None:
+    decoder = ExchangeTrackingDecoder("ex", {})
+    with pytest.raises(MalformedTrackingLine, match="NUL"):
+        decoder.feed("2026-11-27T10:00:00Z,,,,EX01,,,SMTP,SEND,1,<m@x>,n,a\x00@acme.com,250 OK" + "," * 16, [])
+
+
+def test_exchange_columns_survive_a_checkpoint_and_a_file_without_header(tmp_path: Path) -> None:
+    log = tmp_path / "MSGTRK2026112712-1.LOG"
+    log.write_text(
+        "#Fields: date-time,event-id,recipient-address,recipient-status\n2026-11-27T12:00:00Z,SEND,a@acme.com,250 OK\n"
+    )
+    source = ExchangeTrackingLogSource("ex", tmp_path / "MSGTRK*.LOG")
+    first = list(source.read(None))
+    with log.open("a") as handle:  # the next run reads on from the offset, after the #Fields line
+        handle.write("2026-11-27T12:00:01Z,SEND,b@acme.com,250 OK\n")
+    second = list(source.read(first[-1].checkpoint))
+    assert [e.recipient for b in first + second for e in b.events] == ["a@acme.com", "b@acme.com"]
+    assert sum(b.stats.bad_lines for b in second) == 0
+    # A file without any header in the default 2013+ order is still read.
+    headerless = tmp_path / "MSGTRK2026112713-1.LOG"
+    headerless.write_bytes(EXCHANGE.read_bytes().split(b"\n", 5)[5])
+    third = list(source.read(second[-1].checkpoint))
+    assert sum(b.stats.bad_lines for b in third) == 0 and len([e for b in third for e in b.events]) == 8
+
+
 @pytest.mark.parametrize(
     ("text", "count", "expected"),
     [
@@ -178,6 +280,15 @@ def test_jsonl_schema() -> None:
         '{"at": "2026-11-27T10:00:00Z", "recipient": 5, "status": "sent"}',
         '{"at": "2026-11-27T10:00:00Z", "recipient": "a@b.c", "status": "sent", "rcpt_stage": "yes"}',
         '{"at": "2026-11-27T10:00:00Z", "recipient": "a@b.c", "status": "sent", "ndr_recipients": "x"}',
+        # issue 12: each of these stopped every later run
+        '{"at": "0001-01-01T00:00:00+01:00", "recipient": "a@b.c", "status": "sent"}',
+        '{"at": "9999-12-31T23:59:59-01:00", "recipient": "a@b.c", "status": "sent"}',
+        '{"at": "1969-12-31T23:59:59Z", "recipient": "a@b.c", "status": "sent"}',
+        '{"at": "2026-11-27T10:00:00Z", "recipient": "a@b.c", "status": "sent", "n": ' + "9" * 4301 + "}",
+        '{"at": "2026-11-27T10:00:00Z", "recipient": "a\\ud800@b.c", "status": "sent"}',
+        '{"at": "2026-11-27T10:00:00Z", "recipient": "a\\u0000@b.c", "status": "sent"}',
+        '{"at": "2026-11-27T10:00:00Z", "recipient": "a@b.c", "status": "sent", "reply": "250 \\udc80"}',
+        '{"at": "2026-11-27T10:00:00Z", "recipient": "a@b.c", "status": "sent", "ndr_recipients": ["\\u0000"]}',
     ],
 )
 def test_jsonl_rejects_what_does_not_fit_the_schema(line: str) -> None:

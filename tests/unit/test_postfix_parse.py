@@ -80,13 +80,14 @@ def test_year_inference_uses_the_configured_zone() -> None:
     assert line is not None and line.at == utc("2026-11-27T09:00:00")
 
 
-def test_other_programs_are_ignored_and_junk_is_malformed() -> None:
+def test_other_programs_and_non_syslog_text_are_foreign_and_damaged_postfix_lines_malformed() -> None:
     years = YearInference(utc("2026-11-27T12:00:00"), UTC)
     assert parse_line("Nov 27 10:00:00 mx1 CRON[12]: (root) CMD (true)", years) is None
-    with pytest.raises(MalformedLine):
-        parse_line("garbage without a timestamp", years)
+    assert parse_line("garbage without a timestamp", years) is None
     with pytest.raises(MalformedLine):
         parse_line("Foo 27 10:00:00 mx1 postfix/smtp[1]: X", years)
+    with pytest.raises(MalformedLine):
+        parse_line("Nov 27 1O:00:00 mx1 postfix/smtp[1]: 4F3A2B1C9D: removed", years)
 
 
 @pytest.mark.parametrize("program", ["postfix/smtp", "postfix/relay/smtp", "postfix/lmtp", "postfix-out/smtp"])
