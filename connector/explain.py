@@ -21,6 +21,7 @@ from connector.domain.lifecycle import (
     Ownership,
     TargetUser,
 )
+from connector.domain.safe_text import printable
 from connector.errors import RetriableError
 from connector.policy import catch_all
 from connector.policy.addresses import DomainRule, InvalidAddress
@@ -123,7 +124,7 @@ def explain(
     try:
         mapped = connector.address_map.map(address)
     except InvalidAddress as exc:
-        return f"Address: {address}\n  not an address: {exc}\n"
+        return _text([f"Address: {address}", f"  not an address: {exc}"])
     out.append("Normalisation:")
     out.extend(f"  {step}" for step in mapped.steps)
     out.append(f"  canonical address: {mapped.address}")
@@ -211,7 +212,13 @@ def explain(
             f"  {candidate.state} ({candidate.reason}) in run {candidate.run_id} at "
             f"{candidate.decided_at.isoformat()}: {candidate.detail}"
         )
-    return "\n".join(out) + "\n"
+    return _text(out)
+
+
+def _text(lines: list[str]) -> str:
+    """The lines escaped for a terminal: addresses, message ids, replies and directory values are
+    a stranger's text (an ``ESC ] 0 ; ... BEL`` in an address must not retitle the admin's window)."""
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 def _find_managed(connector: Connector, address: str, known: KnownAddresses | None) -> ManagedUser | None:

@@ -25,4 +25,6 @@ def refresh_known(connector: Connector) -> dict[str, int] | None:
     if not isinstance(target, ScimComplianceDirectory):
         log.debug("target %s keeps its addresses locally: nothing to pull", target.describe())
         return None
+    if connector.target_health is not None:
+        connector.target_health.reload()  # shared with other replicas: read it again each run
     return target.refresh_known()

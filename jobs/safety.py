@@ -1,18 +1,25 @@
 """The safety stage of a cycle: catch-all status, exclusions, attack guard, limits, review.
 
-``decide_and_sync`` (jobs/cycle.py) calls it in three places:
+``decide_and_sync`` (jobs/cycle.py) calls it at each step:
 ``SafetyStage.prepare`` before deciding, ``screen`` for every due candidate
-before the usual rules, ``gate`` before a creation is applied, and ``finish``
-once every decision is made. The rules are pure (connector/policy/catch_all,
+before the usual rules, ``gate`` before a creation is applied,
+``recheck_blocks`` before the target is written to, and ``finish`` once every
+decision is made. The rules are pure (connector/policy/catch_all,
 guards, exclusions, limits); this module does the I/O around them.
+
+No transaction is open while the network is asked: ``prepare`` reads, ends
+its transaction, asks the SMTP probe and the directory, then records the
+findings in one short transaction with compare-and-set (``catch_all.version``),
+merging with whatever another writer stored meanwhile. ``recheck_blocks``
+reads the blocked addresses again before the target is written to.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy.orm import Session
@@ -20,9 +27,10 @@ from sqlalchemy.orm import Session
 from connector.app import Connector
 from connector.config.safety import Mode
 from connector.domain.decisions import Decision, Method, Outcome, Reason
+from connector.domain.directory import DirectoryAnswer
 from connector.domain.evidence import AddressEvidence
 from connector.domain.report import RunReport
-from connector.domain.safety import CatchAllFinding, CatchAllStatus
+from connector.domain.safety import Burst, CatchAllFinding, CatchAllStatus
 from connector.errors import RetriableError
 from connector.policy import catch_all, guards
 from connector.policy.addresses import AddressMap, DomainRule
@@ -31,42 +39,104 @@ from connector.policy.exclusions import Exclusions
 from connector.policy.known import KnownAddresses
 from connector.policy.limits import CreationBudget
 from connector.policy.plans import change_key, change_of
+from connector.store import repository
 from connector.store import safety as store
+from connector.store.repository import DueQuery
 
 log = logging.getLogger(__name__)
 
 
-def catch_all_status(
-    session: Session, connector: Connector, domain: str, now: datetime, *, force_probe: bool = False
-) -> CatchAllFinding:
-    """The domain's finding: a fresh cached accept-all, else this run's passive evidence plus the probe
-    (whose answer is cached for its lifetime: the server is not asked every run)."""
-    settings = connector.settings.safety.catch_all
-    cached = store.load_catch_all(session, domain)
-    if cached is not None and cached.fresh(now) and cached.status is CatchAllStatus.ACCEPT_ALL and not force_probe:
-        return cached  # positive lifetime: an accept-all server stays suspect until it expires
-    passive = catch_all.passive_finding(domain, catch_all.tally(store.domain_evidence(session, domain)), settings, now)
-    probe_finding = None
+CAS_ATTEMPTS = 20  # compare-and-set retries of one catch-all row; each re-reads, so this only ends a livelock
+
+
+@dataclass(frozen=True)
+class CatchAllRead:
+    """What the state database said about a domain before the probe was asked.
+
+    ``passive`` is None when a fresh cached accept-all makes the logs irrelevant.
+    """
+
+    domain: str
+    cached: CatchAllFinding | None
+    version: int | None
+    passive: CatchAllFinding | None
+
+    def cached_accept_all(self, now: datetime) -> CatchAllFinding | None:
+        """A fresh cached accept-all: the server stays suspect until it expires."""
+        cached = self.cached
+        fresh = cached is not None and cached.fresh(now) and cached.status is CatchAllStatus.ACCEPT_ALL
+        return cached if fresh else None
+
+    def cached_probe(self, now: datetime) -> CatchAllFinding | None:
+        """A fresh cached probe answer (the server is not asked again within its lifetime)."""
+        cached = self.cached
+        return cached if cached is not None and cached.source == "probe" and cached.fresh(now) else None
+
+
+def read_catch_all(
+    session: Session, connector: Connector, domain: str, now: datetime, *, passive: CatchAllFinding | None = None
+) -> CatchAllRead:
+    """Read the cached finding (with its row version) and tally the passive evidence; no network."""
+    cached, version = store.load_catch_all_versioned(session, domain)
+    read = CatchAllRead(domain, cached, version, passive)
+    if passive is None and read.cached_accept_all(now) is None:
+        settings = connector.settings.safety.catch_all
+        evidence = store.domain_evidence(session, domain)
+        read = replace(read, passive=catch_all.passive_finding(domain, catch_all.tally(evidence), settings, now))
+    return read
+
+
+def needs_probe(read: CatchAllRead, connector: Connector, now: datetime) -> bool:
     probe = connector.probe
-    if probe is not None and probe.configured(domain):
-        if cached is not None and cached.source == "probe" and cached.fresh(now) and not force_probe:
-            probe_finding = cached
+    configured = probe is not None and probe.configured(read.domain)
+    return configured and read.cached_accept_all(now) is None and read.cached_probe(now) is None
+
+
+def run_probe(connector: Connector, read: CatchAllRead, now: datetime) -> CatchAllFinding:
+    """Ask the domain's server (network: called with no transaction open); a failure expires at once."""
+    assert connector.probe is not None and read.passive is not None
+    try:
+        return catch_all.probe_finding(connector.probe.probe(read.domain), connector.settings.safety.catch_all, now)
+    except RetriableError as exc:
+        log.warning("catch-all probe of %s failed: %s", read.domain, exc)
+        return CatchAllFinding(read.domain, read.passive.status, "probe", f"probe failed: {exc}", now, now)
+
+
+def merge_finding(read: CatchAllRead, probed: CatchAllFinding | None, now: datetime) -> CatchAllFinding:
+    """The domain's finding from what was read and what this run's probe said (pure).
+
+    The same rule on the first try and after a conflict, when ``read`` holds what
+    another writer stored meanwhile: a newer probe answer than ours wins.
+    """
+    if (accept_all := read.cached_accept_all(now)) is not None:
+        return accept_all
+    assert read.passive is not None
+    cached_probe = read.cached_probe(now)
+    if cached_probe is not None and (probed is None or cached_probe.checked_at > probed.checked_at):
+        probed = cached_probe
+    return catch_all.combine(read.passive, probed)
+
+
+def record_findings(
+    session: Session,
+    connector: Connector,
+    reads: dict[str, CatchAllRead],
+    probed: dict[str, CatchAllFinding],
+    now: datetime,
+) -> dict[str, CatchAllFinding]:
+    """Store each domain's finding with compare-and-set; on a conflict read the row again and merge."""
+    findings: dict[str, CatchAllFinding] = {}
+    for domain, read in reads.items():
+        for _attempt in range(CAS_ATTEMPTS):
+            finding = merge_finding(read, probed.get(domain), now)
+            if finding == read.cached or store.save_catch_all_if_unchanged(session, finding, read.version):
+                break
+            log.info("catch-all finding of %s changed meanwhile: read again and merge", domain)
+            read = read_catch_all(session, connector, domain, now, passive=read.passive)
         else:
-            try:
-                probe_finding = catch_all.probe_finding(probe.probe(domain), settings, now)
-            except RetriableError as exc:
-                log.warning("catch-all probe of %s failed: %s", domain, exc)
-                probe_finding = CatchAllFinding(
-                    domain,
-                    passive.status,
-                    "probe",
-                    f"probe failed: {exc}",
-                    now,
-                    now,  # expires at once: retried
-                )
-    finding = catch_all.combine(passive, probe_finding)
-    store.save_catch_all(session, finding)
-    return finding
+            raise RetriableError(f"catch-all finding of {domain} keeps changing under concurrent writers")
+        findings[domain] = finding
+    return findings
 
 
 @dataclass
@@ -82,6 +152,8 @@ class SafetyStage:
     exclusions: Exclusions
     budget: CreationBudget
     plan: frozenset[str] | None = None
+    findings: dict[str, CatchAllFinding] = field(default_factory=dict)  # domain -> this run's catch-all finding
+    blocked: set[str] = field(default_factory=set)  # blocked addresses as read at the start
     attacked: dict[str, str] = field(default_factory=dict)  # address -> burst description
     deferred: dict[str, str] = field(default_factory=dict)  # address -> why (directory down during the guard)
     creations: dict[str, Decision] = field(default_factory=dict)  # held address -> the creation it came from
@@ -94,23 +166,56 @@ class SafetyStage:
         session: Session,
         connector: Connector,
         report: RunReport,
-        due: Sequence[AddressEvidence],
+        due: DueQuery,
         known: KnownAddresses,
         *,
         now: datetime,
         plan: frozenset[str] | None = None,
+        commit: bool = True,
     ) -> SafetyStage:
+        """Read what the guards need, ask the network with no transaction open, then record in a short one.
+
+        With ``commit`` the read transaction is ended before the SMTP probe and the
+        directory are asked, and the findings are written afterwards with
+        compare-and-set (another writer may have changed them meanwhile). Without it
+        (dry runs, ``explain``) nothing is written at all.
+        """
         settings = connector.settings
         safety = settings.safety
         rules = connector.address_map.rules
-        # The event log serves explain; it keeps at least the longest window.
-        keep = max([timedelta(days=safety.event_log_days), *(rule.window for rule in rules.values())])
-        store.prune_event_log(session, now - keep - timedelta(days=1))
+        # 1. Read.
+        checked = [d for d, rule in rules.items() if rule.method in (Method.AUTOCREATE, Method.AUTO)]
+        reads = {domain: read_catch_all(session, connector, domain, now) for domain in checked}
+        blocked = store.blocked_addresses(session)
+        utc_now = now.astimezone(UTC)
+        day_start = datetime.combine(utc_now.date(), time(), tzinfo=UTC)  # limits count per UTC day
+        created = store.created_since(session, day_start)
+        bursts = _bursts_to_check(session, connector, due)
+        if commit:
+            session.commit()  # no transaction open while the network is asked
+        # 2. Ask the network.
+        probed = {d: run_probe(connector, read, now) for d, read in reads.items() if needs_probe(read, connector, now)}
+        answers: list[Mapping[str, DirectoryAnswer] | RetriableError] = []
+        for burst in bursts:
+            try:
+                answers.append(_known_in_directory(connector, burst))
+            except RetriableError as exc:
+                answers.append(exc)
+        # 3. Record, in one short transaction.
+        if commit:
+            # The event log serves explain; it keeps at least the longest window.
+            keep = max([timedelta(days=safety.event_log_days), *(rule.window for rule in rules.values())])
+            store.prune_event_log(session, now - keep - timedelta(days=1))
+            findings = record_findings(session, connector, reads, probed, now)
+            session.commit()
+        else:
+            findings = {d: merge_finding(read, probed.get(d), now) for d, read in reads.items()}
+        # 4. Decide what the findings mean (pure).
         effective: dict[str, catch_all.EffectiveRule] = {}
         top: list[str] = []  # catch-all findings that change what a domain does, shown first
         for domain, rule in rules.items():
-            if rule.method in (Method.AUTOCREATE, Method.AUTO):
-                finding = catch_all_status(session, connector, domain, now)
+            if domain in findings:
+                finding = findings[domain]
                 probe_configured = connector.probe is not None and connector.probe.configured(domain)
                 effective[domain] = catch_all.effective_rule(rule, finding, probe_configured)
                 entry = {"guard": "catch_all", "domain": domain, "method": rule.method.value, **finding.to_json()}
@@ -121,9 +226,7 @@ class SafetyStage:
             else:
                 effective[domain] = catch_all.EffectiveRule(rule)
         address_map = AddressMap({d: e.rule for d, e in effective.items()}, settings.domain_aliases)
-        exclusions = Exclusions(safety.exclusions.local_parts, store.blocked_addresses(session))
-        utc_now = now.astimezone(UTC)
-        day_start = datetime.combine(utc_now.date(), time(), tzinfo=UTC)  # limits count per UTC day
+        exclusions = Exclusions(safety.exclusions.local_parts, blocked)
         org_users: dict[str, int] = defaultdict(int)
         users_by_org: dict[str, int] = defaultdict(int)
         for user in known.users():
@@ -131,56 +234,46 @@ class SafetyStage:
                 users_by_org[user_rule.org] += 1
         for domain, rule in rules.items():
             org_users[domain] = users_by_org[rule.org]
-        budget = CreationBudget(safety.limits, store.created_since(session, day_start), org_users)
+        budget = CreationBudget(safety.limits, created, org_users)
         stage = cls(session, connector, report, now, address_map, effective, exclusions, budget, plan)
+        stage.findings, stage.blocked = findings, blocked
         stage.top_warnings.extend(top)
-        stage._guard_bursts(due)
+        for burst, answer in zip(bursts, answers, strict=True):
+            stage._judge_burst(burst, answer)
         return stage
 
-    def _guard_bursts(self, due: Sequence[AddressEvidence]) -> None:
-        """Find bursts of never-seen addresses and ask the directory about their members."""
+    def _judge_burst(self, burst: Burst, answers: Mapping[str, DirectoryAnswer] | RetriableError) -> None:
+        """A burst of never-seen addresses is an attack when enough of them are unknown to the directory."""
         settings = self.connector.settings.safety.attack_guard
-        by_domain: dict[str, dict[str, datetime]] = defaultdict(dict)
-        due_addresses = {evidence.address for evidence in due}
-        for evidence in due:
-            domain = evidence.address.rpartition("@")[2]
-            if evidence.first_seen_at is not None and domain in self.effective:
-                by_domain[domain][evidence.address] = evidence.first_seen_at
-        for domain, first_seen in sorted(by_domain.items()):
-            # Addresses decided in earlier runs but first seen close by belong to the same burst.
-            since = min(first_seen.values()) - settings.window
-            first_seen = {**store.first_seen_since(self.session, domain, since), **first_seen}
-            for burst in guards.find_bursts(domain, first_seen, settings.min_addresses, settings.window):
-                if not any(a in due_addresses for a in burst.addresses):
-                    continue  # wholly decided before
-                try:
-                    answers = self.connector.directory.lookup(list(burst.addresses))
-                except RetriableError as exc:
-                    self.deferred.update({a: str(exc) for a in burst.addresses})
-                    self.report.errors.append({"stage": "attack_guard", "error": str(exc), "domain": domain})
-                    continue
-                answers_all = {a: answers.get(a) for a in burst.addresses}
-                share = guards.unknown_share(burst, answers_all)
-                attack = share >= settings.unknown_share
-                description = (
-                    f"{len(burst.addresses)} never-seen addresses of {domain} first seen between "
-                    f"{burst.first_at.isoformat()} and {burst.last_at.isoformat()}, "
-                    f"{share:.0%} unknown to the directory"
-                )
-                self.report.guards.append(
-                    {
-                        "guard": "dictionary_attack",
-                        "domain": domain,
-                        "attack": attack,
-                        "addresses": list(burst.addresses),
-                        "first_at": burst.first_at.isoformat(),
-                        "last_at": burst.last_at.isoformat(),
-                        "unknown_share": round(share, 3),
-                    }
-                )
-                if attack:
-                    self.top_warnings.insert(0, f"dictionary attack: {description}; nothing from it is created")
-                    self.attacked.update({a: description for a in burst.addresses})
+        domain = burst.domain
+        if isinstance(answers, RetriableError):
+            self.deferred.update({a: str(answers) for a in burst.addresses})
+            self.report.errors.append({"stage": "attack_guard", "error": str(answers), "domain": domain})
+            return
+        answers_all = {a: answers.get(a) for a in burst.addresses}
+        share = guards.unknown_share(burst, answers_all)
+        attack = share >= settings.unknown_share
+        description = (
+            f"{len(burst.addresses)} never-seen addresses of {domain} first seen between "
+            f"{burst.first_at.isoformat()} and {burst.last_at.isoformat()}, "
+            f"{share:.0%} unknown to the directory"
+        )
+        self.report.guards.append(
+            {
+                "guard": "dictionary_attack",
+                "domain": domain,
+                "attack": attack,
+                # The first ones: the rest are in the decision records (dictionary_attack), any number.
+                "addresses": list(burst.addresses[: self.report.listed_per_reason]),
+                "address_count": len(burst.addresses),
+                "first_at": burst.first_at.isoformat(),
+                "last_at": burst.last_at.isoformat(),
+                "unknown_share": round(share, 3),
+            }
+        )
+        if attack:
+            self.top_warnings.insert(0, f"dictionary attack: {description}; nothing from it is created")
+            self.attacked.update({a: description for a in burst.addresses})
 
     def rule(self, address: str) -> DomainRule | None:
         return self.address_map.rule_for(address.rpartition("@")[2])
@@ -205,11 +298,36 @@ class SafetyStage:
         if paused and effective is not None and assess(address, rule, evidence, known, self.now) is None:
             # Decided again when the finding expires, even without new evidence.
             reason = Reason.CATCH_ALL_SUSPENDED if effective.suspended else Reason.CATCH_ALL_UNKNOWN
-            finding = store.load_catch_all(self.session, rule.domain)
+            finding = self.findings.get(rule.domain)
             recheck = finding.expires_at if finding is not None else None
             detail = f"{rule.domain} {effective.note}"
             return Decision(address, Outcome.SKIP, reason, detail, org=rule.org, method=rule.method, recheck_at=recheck)
         return None
+
+    def recheck_blocks(
+        self, planned: Sequence[tuple[Decision, AddressEvidence]]
+    ) -> list[tuple[Decision, AddressEvidence]]:
+        """Read the blocked addresses again before anything is written to the target.
+
+        The directory was asked with no transaction open, so a person may have run
+        ``connector block`` meanwhile: a creation, alias or held creation of an
+        address blocked since the start of the run becomes a ``blocked`` skip.
+        """
+        newly = store.blocked_addresses(self.session) - self.blocked
+        if not newly:
+            return list(planned)
+        self.blocked |= newly
+        result = []
+        for decision, evidence in planned:
+            changes = decision.outcome in (Outcome.CREATE_USER, Outcome.ADD_ALIAS, Outcome.HOLD)
+            if decision.address in newly and changes:
+                self.creations.pop(decision.address, None)
+                detail = "blocked by a person (connector block) during this run"
+                decision = Decision(
+                    decision.address, Outcome.SKIP, Reason.BLOCKED, detail, org=decision.org, method=decision.method
+                )
+            result.append((decision, evidence))
+        return result
 
     def gate(self, decision: Decision) -> Decision:
         """A creation passes, or is held: not in the plan, review mode, or a limit reached."""
@@ -270,3 +388,42 @@ class SafetyStage:
 
 def _skip(address: str, rule: DomainRule, reason: Reason, detail: str) -> Decision:
     return Decision(address, Outcome.SKIP, reason, detail, org=rule.org, method=rule.method)
+
+
+def _bursts_to_check(session: Session, connector: Connector, due: DueQuery) -> list[Burst]:
+    """Bursts of never-seen addresses with a member due now (reads only; the directory is asked later).
+
+    Per domain, one look back from the earliest due address, holding only ``(first seen, address,
+    due)`` per address: 500,000 new addresses in a day cost tens of MB here, not gigabytes.
+    """
+    settings = connector.settings.safety.attack_guard
+    bursts = []
+    for domain in sorted(connector.address_map.rules):
+        earliest = repository.earliest_due_first_seen(session, due, domain)
+        if earliest is None:
+            continue
+        # Addresses decided in earlier runs but first seen close by belong to the same burst.
+        seen = sorted(repository.first_seen_since(session, due, domain, earliest - settings.window))
+        for start, end in guards.burst_spans([at for at, _, _ in seen], settings.min_addresses, settings.window):
+            members = seen[start:end]
+            if any(is_due for _, _, is_due in members):  # else wholly decided before
+                addresses = tuple(sorted(address for _, address, _ in members))
+                bursts.append(Burst(domain, addresses, members[0][0], members[-1][0]))
+        del seen
+    return bursts
+
+
+LOOKUP_CHUNK = 1000  # addresses of a burst asked of the directory at once
+
+
+def _known_in_directory(connector: Connector, burst: Burst) -> dict[str, DirectoryAnswer]:
+    """The directory's answers for the burst's addresses it knows, asked a chunk at a time.
+
+    The unknown ones are left out (``answers.get(a)`` is None for them, as for an
+    unknown address): an attack's 500,000 answers are never held at once.
+    """
+    known: dict[str, DirectoryAnswer] = {}
+    for start in range(0, len(burst.addresses), LOOKUP_CHUNK):
+        answers = connector.directory.lookup(list(burst.addresses[start : start + LOOKUP_CHUNK]))
+        known.update((address, answer) for address, answer in answers.items() if answer is not None)
+    return known

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import unicodedata
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
 from connector.app import Connector, build_connector
 from connector.config import Settings, load_settings
+from connector.domain.safe_text import printable as printable  # the one terminal rule, for every command
 from connector.errors import ConfigError, ConnectorError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_CONFIG, EXIT_FAILED, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
@@ -40,18 +40,3 @@ def connector_from_args(args: argparse.Namespace, *, read_only: bool = False) ->
     if read_only and is_file and not Path(str(url.database)).exists():
         raise StateNotFound(f"no state database at {url.database}: run 'connector sync' first")
     return build_connector(settings, os.environ)
-
-
-def printable(value: object) -> str:
-    """``value`` as text that is safe on a terminal: control and format characters (escape
-    sequences, bidi overrides) are shown escaped (``\\x1b``), never passed raw.
-
-    Target and directory data (display names, addresses) can come from anyone who can edit them.
-    """
-    text = "" if value is None else str(value)
-    if text.isprintable():
-        return text
-    return "".join(
-        ch if ch.isprintable() or unicodedata.category(ch) == "Zs" else ch.encode("unicode_escape").decode("ascii")
-        for ch in text
-    )

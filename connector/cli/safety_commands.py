@@ -29,6 +29,7 @@ from connector.errors import RetriableError
 from connector.policy import catch_all
 from connector.policy.addresses import InvalidAddress, normalise_domain
 from connector.policy.plans import PlanError, change_key, changes_from_report, differences, make_plan, read_plan
+from connector.private_files import write_private
 from connector.probe.smtp import SmtpCatchAllProbe
 from connector.reporting.text import render_text
 from connector.store import lifecycle as lifecycle_store
@@ -136,10 +137,11 @@ def cmd_pending(args: argparse.Namespace) -> int:
     for entry in entries:
         user = entry["user"]
         via = f" (via {entry['address']})" if user != entry["address"] else ""
-        print(f"{user}{via} -> {entry['org']}  [{entry['method']}] held: {entry['held']}, run {entry['run_id']}")
-        print(f"    evidence: {_evidence_text(entry['evidence'])}")
+        line = f"{user}{via} -> {entry['org']}  [{entry['method']}] held: {entry['held']}, run {entry['run_id']}"
+        print(printable(line))
+        print(printable(f"    evidence: {_evidence_text(entry['evidence'])}"))  # message ids come from mail
         if entry["aliases"]:
-            print(f"    aliases: {', '.join(entry['aliases'])}")
+            print(printable(f"    aliases: {', '.join(entry['aliases'])}"))
     if changes:
         print(f"lifecycle changes held for a person ({len(changes)}):")
     for change in changes:
@@ -262,7 +264,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     changes = changes_from_report(report)
     plan = make_plan(changes, run_id=report["run_id"], made_at=utc_now())
-    Path(args.output).write_text(json.dumps(plan, indent=2) + "\n", encoding="utf-8")
+    write_private(Path(args.output), json.dumps(plan, indent=2) + "\n")  # addresses: created 0600
     print(f"plan of {len(changes)} change(s) written to {args.output} (sha256 {plan['sha256']})")
     for change in changes:
         print(f"  {change_key(change)}")

@@ -7,11 +7,12 @@ import logging
 import os
 import signal
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import FrameType
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from connector.app import Connector, build_connector, utc_now
 from connector.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, load_args_settings
@@ -19,9 +20,10 @@ from connector.config import Settings
 from connector.config.runtime import Role
 from connector.domain.report import RunReport
 from connector.errors import RetriableError
+from connector.monitoring.health import failing_runs_problem, missing_files_problem
 from connector.monitoring.logformat import use_format
 from connector.reporting.text import render_text
-from connector.store import status
+from connector.store import repository, status
 
 log = logging.getLogger(__name__)
 EXIT_BY_STATUS = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "skipped": EXIT_PARTIAL}
@@ -84,7 +86,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def health_problems(connector: Connector, now: datetime) -> list[str]:
-    """Why this instance is unhealthy (empty: healthy)."""
+    """Why this instance is unhealthy (empty: healthy): a last success too old for a role,
+    (decide role) the latest ``monitoring.health_failing_runs`` decide runs all ended with errors,
+    or (ingest role) a source whose patterns have matched no file for too long."""
     from jobs.registry import HEALTH_JOBS, STARTED_JOB
 
     max_age = connector.settings.monitoring.health_max_age_seconds
@@ -105,6 +109,27 @@ def health_problems(connector: Connector, now: datetime) -> list[str]:
                     f"{role.value}: last success of {'/'.join(jobs)} at {reference.isoformat()}, "
                     f"older than {max_age:g} s"
                 )
+        if Role.DECIDE in connector.settings.roles:
+            limit = connector.settings.monitoring.health_failing_runs
+            failing = failing_runs_problem(status.latest_decide_runs(session, limit), limit)
+            if failing is not None:
+                problems.append(f"{Role.DECIDE.value}: {failing}")
+        if Role.INGEST in connector.settings.roles:
+            problems.extend(_missing_sources(connector, session, now))
+    return problems
+
+
+def _missing_sources(connector: Connector, session: Session, now: datetime) -> list[str]:
+    """Sources whose patterns have matched no file for longer than their ``missing_after_minutes``."""
+    problems = []
+    for source in connector.settings.sources:
+        checkpoint = repository.load_checkpoint(session, source.name)
+        if checkpoint is None or checkpoint.missing_since is None:
+            continue
+        limit = timedelta(minutes=source.missing_after_minutes)
+        problem = missing_files_problem(source.patterns(), checkpoint.missing_since, now, limit)
+        if problem is not None:
+            problems.append(f"{Role.INGEST.value}: source {source.name}: {problem}")
     return problems
 
 
@@ -159,7 +184,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     run.add_argument("--format", choices=["text", "none"], default="text", help="print the run report (--once)")
     run.set_defaults(func=cmd_run)
 
-    health = sub.add_parser("health", parents=[common], help="exit non-zero when the last success is too old")
+    health = sub.add_parser(
+        "health",
+        parents=[common],
+        help="exit non-zero when the last success is too old or the latest decide runs all ended with errors",
+    )
     health.set_defaults(func=cmd_health)
 
     jobs = sub.add_parser("jobs", parents=[common], help="list the jobs, their schedules and last runs")

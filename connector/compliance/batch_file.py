@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +34,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connector.compliance.base import KnownSnapshot, NewUser
 from connector.domain.lifecycle import Change, ChangeKind, TargetUser
+from connector.domain.safe_text import spreadsheet_cell
 from connector.errors import FatalError, RetriableError, SkippableError
-from connector.reporting.csv_export import spreadsheet_cell
+from connector.private_files import PRIVATE, PRIVATE_FOLDER, ensure_folder, write_atomically
 from connector.store.models import TargetExportRow
 
 ADD_USER, ADD_ALIAS, REMOVE_ALIAS = "add_user", "add_alias", "remove_alias"
@@ -241,7 +241,9 @@ def lines_for(change: Change, state: ExportedState) -> list[ExportLine]:
 def render_csv(rows: list[TargetExportRow]) -> str:
     """The file body: the documented header, then one line per change (docs/targets.md).
 
-    Every cell that a spreadsheet would read as a formula gets a leading apostrophe.
+    Every cell that a spreadsheet would read as a formula (or that starts with the guard
+    itself) gets a leading apostrophe (``spreadsheet_cell``); ``from_spreadsheet_cell``
+    gives the value back. The connector never reads its files: its state is the rows.
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -259,21 +261,6 @@ def render_csv(rows: list[TargetExportRow]) -> str:
         )
         writer.writerow([spreadsheet_cell(cell) for cell in cells])
     return out.getvalue()
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``path`` so that a reader sees either no file or the whole file."""
-    temp = path.with_name(f".{path.name}.tmp")
-    with temp.open("w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 class BatchFileComplianceDirectory:
@@ -398,7 +385,7 @@ class BatchFileComplianceDirectory:
     def flush(self) -> None:
         """Assign this run's changes to a new file, then write every assigned but unwritten file."""
         try:
-            self._directory.mkdir(parents=True, exist_ok=True)
+            ensure_folder(self._directory, PRIVATE_FOLDER)
         except OSError as exc:
             raise RetriableError(f"cannot create {self._directory}: {exc.strerror}") from exc
         with self._sessions.begin() as session:
@@ -436,7 +423,7 @@ class BatchFileComplianceDirectory:
                 )
             )
         try:
-            write_atomically(self._directory / name, render_csv(rows))
+            write_atomically(self._directory / name, render_csv(rows), PRIVATE)
         except OSError as exc:
             raise RetriableError(f"cannot write {self._directory / name}: {exc.strerror}") from exc
         try:

@@ -18,7 +18,7 @@ from typing import Any
 import requests
 
 from connector.compliance.base import KnownSnapshot, NewUser
-from connector.compliance.scim_http import AmbiguousWriteError, ScimHttp
+from connector.compliance.scim_http import AmbiguousWriteError, ScimHttp, error_text, status_of
 from connector.compliance.scim_lifecycle import LIST_FACTOR, LOOKUP_CHUNK, MEMBERS_CHUNK, ScimLifecycle
 from connector.compliance.scim_mapping import (
     ServerFeatures,
@@ -27,7 +27,6 @@ from connector.compliance.scim_mapping import (
     bulk_create_request,
     email_filter,
     emails_of,
-    error_detail,
     filter_value,
     group_filter,
     group_payload,
@@ -105,7 +104,7 @@ class ScimComplianceDirectory:
             params["attributes"] = attributes
         response = self._http.request("GET", path, params=params)
         if response.status_code != 200:
-            raise SkippableError(f"search {path} [{filter_text}] refused: {error_detail(_body(response))}")
+            raise SkippableError(f"search {path} [{filter_text}] refused: {error_text(response)}")
         return list_page(_body(response), f"search {path}")[0]
 
     def find_user(self, address: str) -> dict[str, Any] | None:
@@ -131,7 +130,7 @@ class ScimComplianceDirectory:
                 params["filter"] = filter_text
             response = self._http.request("GET", path, params=params)
             if response.status_code != 200:
-                raise RetriableError(f"listing {path} failed: {error_detail(_body(response))}")
+                raise RetriableError(f"listing {path} failed: {error_text(response)}")
             resources, total = list_page(_body(response), f"listing {path}")
             yield from resources
             start += len(resources)
@@ -182,7 +181,7 @@ class ScimComplianceDirectory:
         for path in paths:
             response = self._http.request("GET", path, params={"count": 0, "startIndex": 1})
             if response.status_code != 200:
-                raise SkippableError(f"listing {path} refused: {error_detail(_body(response))}")
+                raise SkippableError(f"listing {path} refused: {error_text(response)}")
             result[path.strip("/").lower()] = list_page(_body(response), f"listing {path}")[1]
         return result
 
@@ -203,7 +202,7 @@ class ScimComplianceDirectory:
                 if response is not None and response.status_code == 201:
                     found = [_body(response)]
                 elif response is not None and response.status_code != 409:
-                    raise SkippableError(f"cannot create group {name!r}: {error_detail(_body(response))}")
+                    raise SkippableError(f"cannot create group {name!r}: {error_text(response)}")
                 else:  # 409 or a lost answer: it may be there now
                     found = [
                         g
@@ -241,7 +240,7 @@ class ScimComplianceDirectory:
         if response.status_code == 412:
             raise RetriableError(f"group {org!r} changed meanwhile (412); retried next run")
         if response.status_code not in (200, 204):
-            raise SkippableError(f"cannot add members to group {org!r}: {error_detail(_body(response))}")
+            raise SkippableError(f"cannot add members to group {org!r}: {error_text(response)}")
 
     def _add_emails(self, resource: dict[str, Any], addresses: Sequence[str]) -> None:
         path = f"/Users/{resource['id']}"
@@ -255,7 +254,7 @@ class ScimComplianceDirectory:
         if response.status_code == 412:
             raise RetriableError(f"user {resource.get('userName')} changed meanwhile (412); retried next run")
         if response.status_code not in (200, 204):
-            raise SkippableError(f"cannot add aliases to {resource.get('userName')}: {error_detail(_body(response))}")
+            raise SkippableError(f"cannot add aliases to {resource.get('userName')}: {error_text(response)}")
 
     def _reconcile(self, resource: dict[str, Any], user: NewUser) -> None:
         """Bring an existing user in line: missing aliases added, member of its org."""
@@ -282,11 +281,9 @@ class ScimComplianceDirectory:
         if response.status_code == 409:
             found = self.find_user(user.primary_address)
             if found is None:
-                raise SkippableError(
-                    f"{user.primary_address}: 409 but no such userName ({error_detail(_body(response))})"
-                )
+                raise SkippableError(f"{user.primary_address}: 409 but no such userName ({error_text(response)})")
             return found, False
-        raise SkippableError(f"server refused {user.primary_address}: {error_detail(_body(response))}")
+        raise SkippableError(f"server refused {user.primary_address}: {error_text(response)}")
 
     def create_user(self, user: NewUser) -> bool:
         existing = self.find_user(user.primary_address)
@@ -462,13 +459,18 @@ class ScimComplianceDirectory:
             return {}
         new_ids: dict[str, list[str]] = {}
         answered: set[int] = set()
-        for operation in _body(response).get("Operations") or []:
+        body = _body(response)
+        operations = body.get("Operations") if isinstance(body, dict) else None
+        for operation in operations if isinstance(operations, list) else []:
+            if not isinstance(operation, dict):
+                continue  # not an answer: that user goes the single way below
             bulk_id = str(operation.get("bulkId", ""))
-            position = int(bulk_id[1:]) if bulk_id[1:].isdigit() else -1
+            digits = bulk_id[1:]
+            position = int(digits) if digits.isascii() and digits.isdigit() and len(digits) < 10 else -1
             if not 0 <= position < len(batch):
                 continue
             answered.add(position)
-            if int(operation.get("status", 0)) == 201 and operation.get("location"):
+            if status_of(operation.get("status")) == 201 and operation.get("location"):
                 new_ids.setdefault(batch[position].org, []).append(
                     str(operation["location"]).rstrip("/").rpartition("/")[2]
                 )

@@ -3,7 +3,9 @@
 HTTP statuses are sorted into our error classes in one place (``request``):
 429, 5xx and connection errors are retried with exponential back-off and full
 jitter (honouring ``Retry-After``), then raise ``RetriableError``; 401/403
-raise ``FatalError``; other 4xx are returned for the caller to judge.
+raise ``FatalError``; other 4xx are returned for the caller to judge by their
+status. Their bodies only add words: ``error_text`` reads any shape (a SCIM
+error, a string, a list, HTML, nothing) and never raises.
 A write whose answer was lost (connection dropped, 5xx) may have been
 committed, so it is not repeated blindly: ``AmbiguousWriteError`` tells the
 caller to look first.
@@ -26,6 +28,7 @@ from requests.adapters import HTTPAdapter
 
 from connector.compliance.target_state import TargetHealth
 from connector.config.target import OAuthClientSettings, RetrySettings
+from connector.domain.safe_text import printable
 from connector.errors import FatalError, RetriableError
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,48 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 class AmbiguousWriteError(RetriableError):
     """A write may or may not have been applied (its answer was lost)."""
+
+
+NOT_JSON = object()
+"""What ``json_body`` gives for an answer that is not JSON."""
+
+
+def json_body(response: requests.Response) -> Any:
+    """The decoded body (any JSON value), or ``NOT_JSON``: HTML from a proxy, empty, cut, or absurd
+    (an integer of over 4,300 digits, nesting deeper than the interpreter's stack)."""
+    try:
+        return response.json()
+    except (ValueError, RecursionError):
+        return NOT_JSON
+
+
+def status_of(value: object) -> int | None:
+    """An HTTP status given as a number or a string (SCIM sends ``"409"``; some servers 409), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) == 3:
+        return int(value.strip())
+    return None
+
+
+def error_text(response: requests.Response) -> str:
+    """What an error answer says, in one escaped line of at most about 300 characters, whatever its shape.
+
+    RFC 7644 errors are ``{"status", "scimType", "detail"}``; servers, proxies and faults also send
+    a string, a list, a number, ``null``, HTML or nothing. Never raises: the caller has already
+    chosen the error class from the status.
+    """
+    body = json_body(response)
+    if body is NOT_JSON:
+        text = response.text.strip()
+        return f"HTTP {response.status_code} " + (repr(text[:200]) if text else "(no body)")
+    if isinstance(body, dict):
+        parts = [printable(body[k]) for k in ("status", "scimType", "detail") if body.get(k) not in (None, "")]
+        if parts:
+            return " ".join(parts)[:300]
+    return f"HTTP {response.status_code} {printable(repr(body))[:280]}"
 
 
 class RateLimiter:
@@ -72,7 +117,7 @@ def retry_after_seconds(value: str | None, now: datetime, cap: float) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() is true too
         return min(float(value), cap)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -120,11 +165,17 @@ class ClientCredentialsToken:
             raise RetriableError(f"OAuth token endpoint answered {response.status_code}")
         if response.status_code != 200:
             raise FatalError(f"OAuth token endpoint refused the client credentials ({response.status_code})")
+        body = json_body(response)
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise FatalError(f"OAuth token endpoint sent no access_token: {error_text(response)}")
         try:
-            body = response.json()
-            return str(body["access_token"]), float(body.get("expires_in", 3600))
-        except (ValueError, KeyError) as exc:
-            raise FatalError("OAuth token endpoint sent no access_token") from exc
+            lifetime = float(body.get("expires_in", 3600))
+        except (TypeError, ValueError, OverflowError):
+            lifetime = 0.0  # unreadable: fetch a new one for the next request
+        if not 0 <= lifetime <= 86_400:  # NaN, negative, infinite or absurd: trust it for a day at most
+            lifetime = 0.0 if not lifetime >= 0 else 86_400.0
+        return token, lifetime
 
 
 class ScimHttp:

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from connector.compliance.base import NewUser
+from connector.compliance.scim_http import error_text
 from connector.compliance.scim_mapping import (
     GROUP_READ_ATTRIBUTES,
     USER_READ_ATTRIBUTES,
     add_emails_patch,
     emails_of,
     emails_with,
-    error_detail,
     filter_value,
     group_filter,
     group_ids,
@@ -74,8 +74,7 @@ def _json(response: requests.Response) -> Any:
 
 
 def _detail(response: requests.Response) -> str:
-    body = _json(response)
-    return error_detail(body) if body is not None else f"HTTP {response.status_code} {response.text[:200]!r}"
+    return error_text(response)  # any body shape (scim_http.py)
 
 
 class ScimLifecycle:

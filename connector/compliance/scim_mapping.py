@@ -195,15 +195,6 @@ def snapshot_of(resources: Iterable[dict[str, Any]]) -> tuple[list[str], dict[st
     return users, aliases
 
 
-def error_detail(body: Any) -> str:
-    """A SCIM error body in one line."""
-    if isinstance(body, dict):
-        parts = [str(body.get(k)) for k in ("status", "scimType", "detail") if body.get(k)]
-        if parts:
-            return " ".join(parts)
-    return str(body)[:300]
-
-
 # -- lifecycle: reading users back ----------------------------------------------------------------
 
 

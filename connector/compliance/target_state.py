@@ -1,7 +1,8 @@
 """What the connector remembers about a remote target, in the state database.
 
 - ``TargetHealth``: consecutive failures and the quarantine they lead to
-  (table ``target_state``); the quarantine interval itself is the pure
+  (table ``target_state``, shared by replicas: read per run, written with
+  compare-and-set); the quarantine interval itself is the pure
   ``quarantine_until``.
 - ``KnownStore``: the addresses the target holds, pulled on a schedule by
   ``jobs/refresh_known.py`` (table ``target_known``), so a cycle need not page
@@ -13,11 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connector.compliance.base import KnownSnapshot
@@ -40,8 +42,30 @@ def quarantine_until(failures: int, now: datetime, settings: QuarantineSettings)
     return now + timedelta(minutes=minutes)
 
 
+@dataclass(frozen=True)
+class _SeenState:
+    """The ``target_state`` row as this process last read or wrote it (``version`` None: no row yet)."""
+
+    failures: int = 0
+    quarantined_until: datetime | None = None
+    last_error: str = ""
+    known_refreshed_at: datetime | None = None
+    version: int | None = None
+
+
+CAS_ATTEMPTS = 20  # writers that keep colliding: each attempt re-reads, so this only ends a livelock
+
+
 class TargetHealth:
-    """Failures and quarantine of one target; thread-safe, one row in ``target_state``."""
+    """Failures and quarantine of one target; thread-safe, one row in ``target_state``.
+
+    The row is shared by every replica and CLI command: it is read at most once
+    per run (``reload`` forgets the copy; the cycle and the refresh job call it
+    when they start) and every write is a compare-and-set on its ``version``. A
+    writer that lost the race re-reads the row and applies its change to what
+    it finds, so one replica's quarantine is never overwritten by another's
+    stale copy.
+    """
 
     def __init__(
         self,
@@ -58,31 +82,75 @@ class TargetHealth:
         self._clock = clock
         self._persist = persist
         self._lock = threading.Lock()
-        self._row: TargetStateRow | None = None
+        self._seen: _SeenState | None = None
         self.retries = 0
         """Requests repeated in this process (for the report)."""
         self.quarantined_now = False
 
-    def _load(self) -> TargetStateRow:
-        if self._row is None:
-            try:
-                with self._sessions() as session:
-                    row = session.get(TargetStateRow, self._key)
-            except SQLAlchemyError as exc:
-                raise FatalError(f"state database unreadable: {exc}") from exc
-            self._row = row or TargetStateRow(
-                target=self._key, failures=0, quarantined_until=None, last_error="", updated_at=self._clock()
-            )
-        return self._row
+    def _read(self) -> _SeenState:
+        try:
+            with self._sessions() as session:
+                row = session.get(TargetStateRow, self._key)
+        except SQLAlchemyError as exc:
+            raise FatalError(f"state database unreadable: {exc}") from exc
+        if row is None:
+            return _SeenState()
+        return _SeenState(row.failures, row.quarantined_until, row.last_error, row.known_refreshed_at, row.version)
 
-    def _save(self, **changes: Any) -> None:
-        row = self._load()
-        for name, value in changes.items():
-            setattr(row, name, value)
-        row.updated_at = self._clock()
-        if self._persist:
+    def _load(self) -> _SeenState:
+        if self._seen is None:
+            self._seen = self._read()
+        return self._seen
+
+    def reload(self) -> None:
+        """Forget the copy read earlier: the next use reads the row again (once per run)."""
+        with self._lock:
+            self._seen = None
+
+    def _update(self, change: Callable[[_SeenState], dict[str, Any]]) -> _SeenState:
+        """Apply ``change`` (seen state -> new values, empty: nothing to do) with compare-and-set.
+
+        On a conflict the row is read again and ``change`` applied to what is there now.
+        """
+        for _attempt in range(CAS_ATTEMPTS):
+            seen = self._load()
+            values = change(seen)
+            if not values:
+                return seen
+            wanted = replace(seen, **values)
+            if not self._persist:
+                self._seen = wanted
+                return wanted
+            if self._compare_and_set(seen, values):
+                self._seen = replace(wanted, version=1 if seen.version is None else seen.version + 1)
+                return self._seen
+            log.info("target %s state changed meanwhile (another replica): read again and merge", self._key)
+            self._seen = None
+        raise RetriableError(f"target state of {self._key} keeps changing under concurrent writers")
+
+    def _compare_and_set(self, seen: _SeenState, values: dict[str, Any]) -> bool:
+        """One short transaction: write ``values`` if the row is still at ``seen.version``."""
+        now = self._clock()
+        try:
             with self._sessions.begin() as session:
-                session.merge(row)
+                if seen.version is None:
+                    row = {
+                        "failures": seen.failures,
+                        "quarantined_until": seen.quarantined_until,
+                        "last_error": seen.last_error,
+                        "known_refreshed_at": seen.known_refreshed_at,
+                        **values,
+                    }
+                    session.execute(insert(TargetStateRow).values(target=self._key, updated_at=now, version=1, **row))
+                    return True
+                result = session.execute(
+                    update(TargetStateRow)
+                    .where(TargetStateRow.target == self._key, TargetStateRow.version == seen.version)
+                    .values(**values, updated_at=now, version=seen.version + 1)
+                )
+                return int(result.rowcount) == 1  # type: ignore[attr-defined]
+        except IntegrityError:
+            return False  # another writer created the row first
 
     def read_only(self) -> TargetHealth:
         """A copy that starts from the stored state and never writes it (dry runs)."""
@@ -97,10 +165,13 @@ class TargetHealth:
                 raise RetriableError(f"target quarantined until {until.isoformat()} after repeated failures")
 
     def record_success(self) -> None:
+        def clear(seen: _SeenState) -> dict[str, Any]:
+            if seen.failures or seen.quarantined_until is not None:
+                return {"failures": 0, "quarantined_until": None}
+            return {}
+
         with self._lock:
-            row = self._load()
-            if row.failures or row.quarantined_until is not None:
-                self._save(failures=0, quarantined_until=None)
+            self._update(clear)
 
     def record_retry(self) -> None:
         with self._lock:
@@ -108,21 +179,34 @@ class TargetHealth:
 
     def record_failure(self, error: str) -> None:
         """One request failed for good; enough of them in a row start a quarantine."""
+
+        def count(seen: _SeenState) -> dict[str, Any]:
+            failures, now = seen.failures + 1, self._clock()
+            until = quarantine_until(failures, now, self._settings)
+            running = seen.quarantined_until if seen.quarantined_until and seen.quarantined_until > now else None
+            if running is not None and (until is None or running > until):
+                until = running  # another replica's longer quarantine stands
+            return {"failures": failures, "quarantined_until": until, "last_error": error[:2000]}
+
         with self._lock:
-            failures = self._load().failures + 1
-            until = quarantine_until(failures, self._clock(), self._settings)
-            if until is not None:
+            state = self._update(count)
+            until = state.quarantined_until
+            if until is not None and until > self._clock():
                 self.quarantined_now = True
                 log.warning("target %s quarantined until %s: %s", self._key, until.isoformat(), error)
-            self._save(failures=failures, quarantined_until=until, last_error=error[:2000])
 
     def known_refreshed_at(self) -> datetime | None:
         with self._lock:
             return self._load().known_refreshed_at
 
     def record_known_refresh(self, at: datetime) -> None:
+        def later(seen: _SeenState) -> dict[str, Any]:
+            if seen.known_refreshed_at is not None and seen.known_refreshed_at >= at:
+                return {}
+            return {"known_refreshed_at": at}
+
         with self._lock:
-            self._save(known_refreshed_at=at)
+            self._update(later)
 
     def take_summary(self) -> dict[str, Any]:
         """For the run report (``target_health``); starts the per-run counters afresh."""

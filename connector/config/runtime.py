@@ -65,6 +65,11 @@ class MonitoringSettings(StrictModel):
 
     health_max_age_seconds: float = Field(default=3 * 3600, gt=0)
     """``connector health`` fails when the last successful job of this instance's roles is older than this."""
+    health_failing_runs: int = Field(default=3, ge=0)
+    """``connector health`` fails when the latest this many decide runs (on any instance) all ended ``partial``
+    or ``failed`` with an error, e.g. the directory down every run; 0 turns the rule off. A run whose only
+    errors are creations or lifecycle changes held by a limit, or that was only cut short by a shutdown,
+    did its work and ends such a row; dry runs and runs that never finished are not counted."""
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     """Serve Prometheus metrics on this port while ``connector run`` runs (none: no metrics endpoint)."""
     metrics_host: str = "0.0.0.0"

@@ -18,12 +18,14 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import msal
+import msal.exceptions
 import requests
 from pydantic import SecretStr
 
 from connector.directory.answers import answers_for
 from connector.directory.mapping import AttributeMapping, entry_from_attributes
 from connector.domain.directory import DirectoryAnswer, DirectoryEntry
+from connector.domain.safe_text import printable
 from connector.errors import FatalError, RetriableError
 
 GRAPH_MAPPING = AttributeMapping(
@@ -40,6 +42,10 @@ USER_FIELDS = ("id", "userPrincipalName", "displayName", "mail", "proxyAddresses
 USER_FIELDS_OPTIONAL = ("onPremisesImmutableId", "department", "companyName", "officeLocation")
 OTHER_FIELDS = ("id", "displayName", "mail", "proxyAddresses")
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# msal reads the authority's answers as if they were JSON objects: a list, a string or a number
+# (a proxy's page, a fault) comes out of it as one of these. Only around msal calls.
+_MSAL_SHAPE_ERRORS = (AttributeError, TypeError, KeyError)
+_NOT_A_TOKEN = "the authority answered something that is not a token response"
 _COLLECTIONS = (("users", "user"), ("groups", "group"), ("contacts", "orgContact"))
 
 
@@ -153,15 +159,22 @@ class GraphDirectory:
             raise RetriableError(f"Graph answered {response.text[:80]!r} to a count request") from exc
 
     def _pages(self, url: str) -> Iterator[Mapping[str, Any]]:
+        """The objects of every page. An answer of another shape defers the lookup: read as
+        "no object", it would make every address look unknown to the directory."""
         next_url: str | None = url
         while next_url:
             response = self._get(next_url)
-            try:
-                body = response.json()
-            except ValueError as exc:
-                raise RetriableError(f"Graph answered with something that is not JSON ({exc})") from exc
-            yield from body.get("value", [])
-            next_url = body.get("@odata.nextLink")
+            body = _json_body(response)
+            if body is _NOT_JSON:
+                raise RetriableError(f"Graph answered with something that is not JSON: {_excerpt(response.text)}")
+            items = body.get("value", []) if isinstance(body, dict) else None
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                raise RetriableError(f"Graph answered with something that is not a list of objects: {_excerpt(body)}")
+            yield from items
+            link = body.get("@odata.nextLink")
+            if link is not None and not isinstance(link, str):
+                raise RetriableError(f"Graph answered with a next link that is not a URL: {_excerpt(link)}")
+            next_url = link
 
     def _get(self, url: str, *, accept: str = "application/json") -> requests.Response:
         options = self._options
@@ -190,12 +203,14 @@ class GraphDirectory:
     def _token(self) -> str:
         try:
             result = self._client().acquire_token_for_client(scopes=[f"{self._options.graph_url.rstrip('/')}/.default"])
-        except (requests.RequestException, ValueError) as exc:
-            raise RetriableError(f"cannot get a Graph token: {exc}") from exc
+        except (requests.RequestException, ValueError, msal.exceptions.MsalError) as exc:
+            raise RetriableError(f"cannot get a Graph token: {printable(exc)}") from exc
+        except _MSAL_SHAPE_ERRORS as exc:
+            raise RetriableError(f"cannot get a Graph token: {_NOT_A_TOKEN} ({exc.__class__.__name__})") from exc
         token = result.get("access_token") if isinstance(result, dict) else None
         if not token:
             error = result.get("error_description") or result.get("error") if isinstance(result, dict) else result
-            raise RetriableError(f"token request refused: {error}")
+            raise RetriableError(f"token request refused: {_excerpt(error)}")
         return str(token)
 
     def _client(self) -> msal.ConfidentialClientApplication:
@@ -219,8 +234,12 @@ class GraphDirectory:
                     instance_discovery=False,
                     token_cache=msal.TokenCache(),
                 )
-            except (requests.RequestException, ValueError) as exc:
-                raise RetriableError(f"cannot reach the Entra authority: {exc}") from exc
+            except (requests.RequestException, ValueError, msal.exceptions.MsalError) as exc:
+                raise RetriableError(f"cannot reach the Entra authority: {printable(exc)}") from exc
+            except _MSAL_SHAPE_ERRORS as exc:
+                raise RetriableError(
+                    f"cannot reach the Entra authority: {_NOT_A_TOKEN} ({exc.__class__.__name__})"
+                ) from exc
         return self._app
 
 
@@ -241,18 +260,51 @@ class _PinnedCaSession(requests.Session):
 def _retry_after(response: requests.Response, attempt: int) -> float:
     """Seconds to wait: ``Retry-After`` when given (seconds), else exponential back-off."""
     value = response.headers.get("Retry-After", "").strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() is true too
         return float(value)
     return float(min(2**attempt, 30))
 
 
-def _error_for(response: requests.Response) -> Exception:
-    status = response.status_code
+_NOT_JSON = object()
+
+
+def _json_body(response: requests.Response) -> Any:
+    """The decoded body (any JSON value), or ``_NOT_JSON`` (HTML from a proxy, empty, cut, absurd)."""
     try:
-        message = response.json().get("error", {}).get("message", "")
-    except ValueError:
-        message = response.text[:200]
-    text = f"Graph answered {status}: {message}"
+        return response.json()
+    except (ValueError, RecursionError):  # ValueError: invalid, or an integer of over 4,300 digits
+        return _NOT_JSON
+
+
+def _excerpt(value: object, limit: int = 200) -> str:
+    """The start of a stranger's answer, fit for a log line or a report."""
+    text = printable(value if isinstance(value, str) else repr(value))
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def error_message(response: requests.Response) -> str:
+    """What a Graph error answer says, whatever its shape.
+
+    Graph documents ``{"error": {"code", "message"}}``; proxies, gateways and faults send
+    ``{"error": "..."}``, a list, a number, ``null``, HTML or nothing at all.
+    """
+    body = _json_body(response)
+    if body is _NOT_JSON:
+        return _excerpt(response.text.strip()) or "(no body)"
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("code")
+        if message:
+            return _excerpt(str(message))
+    elif isinstance(error, str) and error:
+        return _excerpt(error)
+    return _excerpt(body) if body not in (None, "", [], {}) else "(no error text)"
+
+
+def _error_for(response: requests.Response) -> Exception:
+    """The error class by status alone: the body only adds words (``error_message``)."""
+    status = response.status_code
+    text = f"Graph answered {status}: {error_message(response)}"
     if status in _RETRY_STATUSES or status in (401, 403):
         # Throttled, down, or the app's consent/credential is being fixed: defer.
         return RetriableError(text)

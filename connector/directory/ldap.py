@@ -4,6 +4,10 @@ Lookups are batched: one search per ``batch_size`` addresses with an OR filter
 over every address attribute, every value escaped. Any failure (no server
 reachable, TLS or bind refused, timeout, size limit) raises ``RetriableError``:
 the cycle defers the candidates instead of guessing.
+
+The first connection also tells which schema preset fits the server (its root
+DSE, else a sample of entries): ``auto`` reads with that preset, a preset
+chosen by hand that does not fit is a warning.
 """
 
 from __future__ import annotations
@@ -17,8 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ldap3 import ANONYMOUS, NONE, SIMPLE, SUBTREE, Connection, Server, Tls
-from ldap3.core.exceptions import LDAPException, LDAPSizeLimitExceededResult, LDAPTimeLimitExceededResult
+from ldap3 import ANONYMOUS, BASE, NONE, SIMPLE, SUBTREE, Connection, Server, Tls
+from ldap3.core.exceptions import (
+    LDAPException,
+    LDAPOperationResult,
+    LDAPSizeLimitExceededResult,
+    LDAPTimeLimitExceededResult,
+)
 from ldap3.utils.conv import escape_filter_chars
 from pydantic import SecretStr
 
@@ -29,12 +38,25 @@ from connector.directory.mapping import (
     entry_from_attributes,
     mapping_attributes,
 )
+from connector.directory.presets import (
+    ADDRESS_ATTRIBUTES,
+    ROOT_DSE_ATTRIBUTES,
+    SAMPLE_ATTRIBUTES,
+    PresetCheck,
+    PresetDetection,
+    detect_from_entries,
+    detect_from_root_dse,
+    mapping_for,
+    preset_name,
+)
 from connector.domain.directory import DirectoryAnswer, DirectoryEntry
 from connector.errors import RetriableError
 
 _PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 _TIME_LIMIT_EXCEEDED = 3
 _SIZE_LIMIT_EXCEEDED = 4
+PRESET_SAMPLE_SIZE = 200
+"""Entries with an address read to detect the schema preset when the root DSE does not tell."""
 RawEntry = tuple[str, dict[str, list[str]]]
 """``(dn, attributes)`` as text, the form ``entry_from_attributes`` and the mirror take."""
 
@@ -86,21 +108,38 @@ class LdapDirectory:
     """``Directory`` backed by LDAP servers (failover in the configured order).
 
     One connection is kept open between calls and reopened after a failure.
+    ``mapping`` None (``schema_preset: auto``) reads with the preset detected at
+    the first connection.
     """
 
-    def __init__(self, options: LdapOptions, mapping: AttributeMapping, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self, options: LdapOptions, mapping: AttributeMapping | None, logger: logging.Logger | None = None
+    ) -> None:
         self._options = options
+        self._configured = mapping
         self._mapping = mapping
         self._log = logger or logging.getLogger(__name__)
         self._connection: Connection | None = None
         self._lock = threading.RLock()
-        self._attributes = tuple(
-            dict.fromkeys([*mapping_attributes(mapping), *options.extra_attributes, options.change_attribute])
-        )
+        self._detection: PresetDetection | None = None
+        self._detection_tried = False
+        self._attributes = self._fetched(mapping) if mapping is not None else ()
 
     @property
-    def mapping(self) -> AttributeMapping:
-        return self._mapping
+    def mapping(self) -> AttributeMapping | None:
+        """The configured mapping; ``None`` under ``auto`` (see ``resolved_mapping``). Never connects."""
+        return self._configured
+
+    def resolved_mapping(self) -> AttributeMapping:
+        """The mapping entries are read with; under ``auto`` this connects to detect it."""
+        with self._guard("detect the schema preset"):
+            return self._in_use()
+
+    def preset_check(self) -> PresetCheck | None:
+        """The configured preset next to what the server looks like; ``None`` until it was asked."""
+        if self._detection is None:
+            return None
+        return PresetCheck(preset_name(self._configured), self._detection)
 
     @property
     def options(self) -> LdapOptions:
@@ -137,11 +176,11 @@ class LdapDirectory:
         ``changed_since`` compares ``change_attribute`` with ``>=`` (a generalized
         time for modifyTimestamp, a number for uSNChanged).
         """
-        present = "(|" + "".join(f"({name}=*)" for name in address_attributes(self._mapping)) + ")"
-        filters = [self._options.user_filter, present]
-        if changed_since is not None:
-            filters.append(f"({self._options.change_attribute}>={escape_filter_chars(changed_since)})")
         with self._guard("read entries") as connection:
+            present = "(|" + "".join(f"({name}=*)" for name in address_attributes(self._in_use())) + ")"
+            filters = [self._options.user_filter, present]
+            if changed_since is not None:
+                filters.append(f"({self._options.change_attribute}>={escape_filter_chars(changed_since)})")
             for dn, raw in self._paged(connection, and_filter(*filters), list(self._attributes)):
                 yield dn, _texts(raw)
 
@@ -151,15 +190,74 @@ class LdapDirectory:
             self._drop()
 
     def _search_entries(self, addresses: Sequence[str]) -> list[DirectoryEntry]:
-        lookup = or_filter(
-            address_attributes(self._mapping), addresses, proxy_attribute=self._mapping.proxy_addresses_attribute
-        )
-        search_filter = and_filter(self._options.user_filter, lookup)
         with self._guard(f"look up {len(addresses)} address(es)") as connection:
+            mapping = self._in_use()
+            lookup = or_filter(
+                address_attributes(mapping), addresses, proxy_attribute=mapping.proxy_addresses_attribute
+            )
+            search_filter = and_filter(self._options.user_filter, lookup)
             return [
-                entry_from_attributes(dn, _texts(raw), self._mapping)
+                entry_from_attributes(dn, _texts(raw), mapping)
                 for dn, raw in self._paged(connection, search_filter, list(self._attributes))
             ]
+
+    def _in_use(self) -> AttributeMapping:
+        """The mapping once connected (``_connect`` resolves ``auto``)."""
+        assert self._mapping is not None, "auto preset used before the first connection"
+        return self._mapping
+
+    def _fetched(self, mapping: AttributeMapping) -> tuple[str, ...]:
+        """Attributes every search asks for."""
+        options = self._options
+        return tuple(dict.fromkeys([*mapping_attributes(mapping), *options.extra_attributes, options.change_attribute]))
+
+    def _detect_preset(self, connection: Connection) -> None:
+        """Tell which preset fits the server, once per adapter; resolves ``auto``.
+
+        Under ``auto`` a failure is the directory's failure (nothing can be read
+        without a mapping); with a configured preset it only costs the warning.
+        """
+        try:
+            detection = detect_from_root_dse(self._root_dse(connection)) or detect_from_entries(
+                self._sample(connection)
+            )
+        except (LDAPException, OSError) as exc:
+            if self._configured is None:
+                raise
+            self._detection_tried = True
+            self._log.warning("could not tell which schema preset fits the directory: %s", exc)
+            return
+        self._detection_tried = True
+        self._detection = detection
+        if self._mapping is None:
+            self._mapping = mapping_for(detection)
+            self._attributes = self._fetched(self._mapping)
+        # At INFO: a mismatch is a warning in the run report and in `directory check`.
+        self._log.info("LDAP directory: %s", PresetCheck(preset_name(self._configured), detection).describe())
+
+    def _root_dse(self, connection: Connection) -> dict[str, list[str]]:
+        """The root DSE's AD markers; empty when the server does not let us read it."""
+        try:
+            connection.search("", "(objectClass=*)", search_scope=BASE, attributes=list(ROOT_DSE_ATTRIBUTES))
+        except LDAPOperationResult as exc:  # refused or not there: the entries will tell
+            self._log.debug("root DSE not readable: %s", exc)
+            return {}
+        entries = [item for item in connection.response or () if item.get("type") == "searchResEntry"]
+        return _texts(entries[0]["raw_attributes"]) if entries else {}
+
+    def _sample(self, connection: Connection) -> list[dict[str, list[str]]]:
+        """Up to ``PRESET_SAMPLE_SIZE`` visible entries with an address (a size limit just ends the sample)."""
+        present = "(|" + "".join(f"({name}=*)" for name in ADDRESS_ATTRIBUTES) + ")"
+        connection.search(
+            self._options.base_dn,
+            and_filter(self._options.user_filter, present),
+            search_scope=SUBTREE,
+            attributes=list(SAMPLE_ATTRIBUTES),
+            size_limit=PRESET_SAMPLE_SIZE,
+        )
+        return [
+            _texts(item["raw_attributes"]) for item in connection.response or () if item.get("type") == "searchResEntry"
+        ]
 
     def _paged(self, connection: Connection, search_filter: str, attributes: list[str]) -> Iterator[RawBytesEntry]:
         cookie: bytes | None = None
@@ -210,6 +308,8 @@ class LdapDirectory:
                 failures.append(f"{url}: {exc}")
                 continue
             self._log.info("connected to %s", url)
+            if not self._detection_tried:
+                self._detect_preset(self._connection)
             return self._connection
         raise _AllServersFailed("; ".join(failures))
 

@@ -20,6 +20,7 @@ from connector.directory.mapping import (
     addresses_of,
     entry_from_attributes,
 )
+from connector.directory.presets import PresetCheck, PresetDetection, detect_from_entries, mapping_for, preset_name
 from connector.domain.directory import (
     DirectoryAnswer,
     DirectoryEntry,
@@ -171,23 +172,25 @@ def _parse_record(lines: list[tuple[int, str]]) -> tuple[str, dict[str, list[str
 
 @dataclass(frozen=True, slots=True)
 class _Index:
-    """The loaded file: entries in file order and the address -> answer index."""
+    """The loaded file: entries in file order, the address -> answer index, what the file looks like."""
 
     entries: tuple[DirectoryEntry, ...]
     by_address: dict[str, DirectoryEntry]
+    detection: PresetDetection
 
 
 class LdifDirectory:
     """``Directory`` backed by one LDIF file, loaded once at the first use.
 
     The file is read lazily so building the composition root never touches the
-    disk, and only once so a run sees one consistent snapshot.
+    disk, and only once so a run sees one consistent snapshot. ``mapping`` None
+    (``schema_preset: auto``) reads it with the preset its entries fit.
     """
 
     def __init__(
         self,
         path: Path,
-        mapping: AttributeMapping,
+        mapping: AttributeMapping | None,
         logger: logging.Logger | None = None,
     ) -> None:
         self._path = path
@@ -213,6 +216,11 @@ class LdifDirectory:
         """Every entry in file order, for ``directory check``."""
         return iter(self._load().entries)
 
+    def preset_check(self) -> PresetCheck | None:
+        """The configured schema preset next to the one the file's entries fit; ``None`` before it was read."""
+        index = self._index
+        return None if index is None else PresetCheck(preset_name(self._mapping), index.detection)
+
     def _load(self) -> _Index:
         with self._lock:
             if self._index is None:
@@ -229,12 +237,22 @@ class LdifDirectory:
         except UnicodeDecodeError as exc:
             raise FatalError(f"LDIF file {self._path} is not UTF-8 (byte offset {exc.start})") from exc
         try:
-            entries = tuple(entry_from_attributes(dn, attributes, self._mapping) for dn, attributes in parse_ldif(text))
+            records = list(parse_ldif(text))
         except LdifError as exc:
             raise FatalError(f"LDIF file {self._path}, line {exc.line_no}: {exc.message}") from exc
+        detection = detect_from_entries(attributes for _, attributes in records)
+        check = PresetCheck(preset_name(self._mapping), detection)
+        mapping = self._mapping if self._mapping is not None else mapping_for(detection)
+        entries = tuple(entry_from_attributes(dn, attributes, mapping) for dn, attributes in records)
         by_address = self._index_addresses(entries)
-        self._log.info("loaded %d entries with %d addresses from %s", len(entries), len(by_address), self._path)
-        return _Index(entries, by_address)
+        self._log.info(
+            "loaded %d entries with %d addresses from %s (%s)",
+            len(entries),
+            len(by_address),
+            self._path,
+            check.describe(),
+        )
+        return _Index(entries, by_address, detection)
 
     def _index_addresses(self, entries: Sequence[DirectoryEntry]) -> dict[str, DirectoryEntry]:
         """Map every primary and alias address to its owner; shared ones become ambiguous."""

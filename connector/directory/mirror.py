@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -80,7 +82,7 @@ class MirrorDirectory:
     def __init__(
         self,
         source: MirrorSource,
-        mapping: AttributeMapping,
+        mapping: AttributeMapping | Callable[[], AttributeMapping],
         sessions: sessionmaker[Session],
         clock: Callable[[], datetime],
         *,
@@ -100,7 +102,9 @@ class MirrorDirectory:
         self._full_every = full_every
         self._log = logger or logging.getLogger(__name__)
         # A copy made by another directory or another mapping is not this one: read everything again.
-        fingerprint = hashlib.sha256(repr(mapping).encode()).hexdigest()[:12]
+        # A callable is ``schema_preset: auto``: asked when the directory is read (its own connection detects it).
+        named = repr(mapping) if isinstance(mapping, AttributeMapping) else "auto"
+        fingerprint = hashlib.sha256(named.encode()).hexdigest()[:12]
         self._source_key = f"{source.describe()} mapping {fingerprint}"
 
     @property
@@ -151,38 +155,55 @@ class MirrorDirectory:
         return answers_for(addresses, entries.values())
 
     def refresh(self, now: datetime, *, full: bool | None = None) -> MirrorRefresh:
-        """Read the directory into the mirror: full when due (or asked), else only changes."""
+        """Read the directory into the mirror: full when due (or asked), else only changes.
+
+        The directory is read into a temporary spool file with no transaction open
+        (memory stays bounded); only then is the mirror rewritten, in one short
+        transaction. An incremental read that finds the mirror refreshed by someone
+        else meanwhile is dropped: that refresh is at least as recent.
+        """
         with self._sessions() as session:
             state = store.load_state(session)
-            marks: list[str | None] = []
-            do_full = full if full is not None else not self._usable(state) or self._full_due(state, now)
-            if do_full or state is None:
-                store.clear(session)
-                count = store.insert_entries(session, self._mirrored(self._source.read_entries(None), marks))
-                total = count
-                full_at = now
+        marks: list[str | None] = []
+        do_full = full if full is not None else not self._usable(state) or self._full_due(state, now)
+        whole = do_full or state is None
+        if not whole and state is not None:
+            marks.append(state.change_mark)
+        since = None if whole or state is None else state.change_mark
+        mapping = self._mapping if isinstance(self._mapping, AttributeMapping) else self._mapping()
+        with tempfile.TemporaryFile() as spool:
+            count = _spool(self._mirrored(self._source.read_entries(since), marks, mapping), spool)
+            spool.seek(0)
+            with self._sessions() as session:
+                current = store.load_state(session)
+                if not whole and current != state and current is not None:
+                    self._log.info("directory mirror refreshed by another process meanwhile; this read is dropped")
+                    return MirrorRefresh(False, count, current.entries, current.change_mark, current.refreshed_at)
+                if whole:
+                    store.clear(session)
+                    total = store.insert_entries(session, _unspool(spool))
+                    full_at = now
+                else:
+                    assert state is not None
+                    store.upsert_entries(session, _unspool(spool))
+                    total = store.count_entries(session)
+                    full_at = state.full_at
                 mark = newest_mark(marks)
-            else:
-                marks.append(state.change_mark)
-                count = store.upsert_entries(
-                    session, self._mirrored(self._source.read_entries(state.change_mark), marks)
-                )
-                total = store.count_entries(session)
-                full_at = state.full_at
-                mark = newest_mark(marks)
-            store.save_state(session, store.MirrorState(self._source_key, full_at, now, mark, total))
-            session.commit()
+                store.save_state(session, store.MirrorState(self._source_key, full_at, now, mark, total))
+                session.commit()
         self._log.info(
             "directory mirror %s refresh: %d entries read, %d in the mirror",
             "full" if do_full else "incremental",
             count,
             total,
         )
-        return MirrorRefresh(do_full or state is None, count, total, mark, now)
+        return MirrorRefresh(whole, count, total, mark, now)
 
-    def _mirrored(self, raw_entries: Iterator[RawEntry], marks: list[str | None]) -> Iterator[store.MirroredEntry]:
+    def _mirrored(
+        self, raw_entries: Iterator[RawEntry], marks: list[str | None], mapping: AttributeMapping
+    ) -> Iterator[store.MirroredEntry]:
         for dn, attributes in raw_entries:
-            entry = entry_from_attributes(dn, attributes, self._mapping)
+            entry = entry_from_attributes(dn, attributes, mapping)
             values = entry.attributes.get(self._change_attribute) or ()
             mark = values[0] if values else None
             marks.append(mark)
@@ -202,3 +223,21 @@ class MirrorDirectory:
 
     def _full_due(self, state: store.MirrorState | None, now: datetime) -> bool:
         return state is None or now - state.full_at >= self._full_every
+
+
+def _spool(entries: Iterator[store.MirroredEntry], spool: BinaryIO) -> int:
+    """Write ``entries`` to ``spool`` (a private temporary file); how many."""
+    count = 0
+    for entry in entries:
+        pickle.dump(entry, spool, protocol=pickle.HIGHEST_PROTOCOL)
+        count += 1
+    return count
+
+
+def _unspool(spool: BinaryIO) -> Iterator[store.MirroredEntry]:
+    """Read back what ``_spool`` wrote (our own file: nothing untrusted is unpickled)."""
+    while True:
+        try:
+            yield pickle.load(spool)
+        except EOFError:
+            return

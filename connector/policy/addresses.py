@@ -5,6 +5,15 @@ case-insensitively), domain lower-cased and IDNA-encoded (A-labels, UTS #46), so
 ``Jöhn@Bücher.Example`` and ``jöhn@xn--bcher-kva.example`` are one address. Then
 domain aliases (acme.net -> acme.com) and subdomain stripping
 (mail.acme.com -> acme.com) map an address onto the managed domain that owns it.
+
+This is the edge for addresses: whatever is not canonicalised here never reaches
+the state database. RFC 5321 limits are checked on the UTF-8 octets of the
+canonical form (local part at most 64, whole address at most 254: a 256-octet
+path less its angle brackets); control characters (C0, C1, DEL, NUL) and text
+that is not valid Unicode (a lone surrogate has no UTF-8 form) are refused. So a
+canonical address is at most 254 characters, and one mapped onto a managed
+domain at most 64 + 1 + 253: it always fits the 320-character address columns
+(``connector/store/models.py: ADDRESS``) on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -15,6 +24,12 @@ from datetime import timedelta
 import idna
 
 from connector.domain.decisions import Method
+from connector.domain.safe_text import CONTROL_CHARACTERS
+
+MAX_LOCAL_OCTETS = 64  # RFC 5321 4.5.3.1.1
+MAX_ADDRESS_OCTETS = 254  # RFC 5321 4.5.3.1.3: a path of 256 octets, less "<" and ">"
+MAX_DOMAIN_OCTETS = 253  # RFC 1035: 255 octets on the wire, less the length bytes
+_MAX_INPUT = 1024  # longer text is refused before any work is spent on it
 
 
 class InvalidAddress(ValueError):
@@ -33,33 +48,69 @@ class DomainRule:
     strip_subdomains: bool = False
 
 
+def _shown(text: str) -> str:
+    """``text`` for an error message: quoted and escaped (``repr``), and short (it may be 1 KiB of an
+    attacker's making)."""
+    return repr(text) if len(text) <= 100 else f"{text[:100]!r}... ({len(text)} characters)"
+
+
+def _check_text(text: str, original: str) -> None:
+    """Refuse control characters, lone surrogates and absurd lengths (before any other work)."""
+    if len(text) > _MAX_INPUT:
+        raise InvalidAddress(f"too long ({len(text)} characters): {_shown(original)}")
+    if CONTROL_CHARACTERS.search(text):
+        raise InvalidAddress(f"control character in {_shown(original)}")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidAddress(f"not valid Unicode (lone surrogate) in {_shown(original)}") from exc
+
+
 def normalise_domain(domain: str) -> str:
     """Lower-case and IDNA-encode a domain; raise ``InvalidAddress`` if impossible."""
+    _check_text(domain.strip(), domain)
+    return _canonical_domain(domain)
+
+
+def _canonical_domain(domain: str) -> str:
+    """``normalise_domain`` of text already checked by ``_check_text``."""
     text = domain.strip().rstrip(".")
     if not text:
         raise InvalidAddress("empty domain")
     if text.isascii():
         text = text.lower()
-        if all(label and len(label) <= 63 for label in text.split(".")):
+        labels = text.split(".")
+        if len(text) <= MAX_DOMAIN_OCTETS and all(label and len(label) <= 63 and " " not in label for label in labels):
             return text
-        raise InvalidAddress(f"invalid domain {domain!r}")
+        raise InvalidAddress(f"invalid domain {_shown(domain)}")
     try:
         return idna.encode(text, uts46=True).decode("ascii")
     except idna.IDNAError as exc:
-        raise InvalidAddress(f"invalid international domain {domain!r}: {exc}") from exc
+        raise InvalidAddress(f"invalid international domain {_shown(domain)}: {exc}") from exc
 
 
 def normalise_address(address: str) -> str:
-    """Canonical form of one address (without domain mapping)."""
+    """Canonical form of one address (without domain mapping); ``InvalidAddress`` when it is
+    not an address, is longer than RFC 5321 allows, or carries control characters."""
     text = address.strip()
+    _check_text(text, address)
     if text.startswith("<") and text.endswith(">"):
         text = text[1:-1]
     local, at, domain = text.rpartition("@")
     if not at or not local or not domain:
-        raise InvalidAddress(f"not an address: {address!r}")
+        raise InvalidAddress(f"not an address: {_shown(address)}")
     if any(ch.isspace() for ch in local):
-        raise InvalidAddress(f"whitespace in local part: {address!r}")
-    return f"{local.lower()}@{normalise_domain(domain)}"
+        raise InvalidAddress(f"whitespace in local part: {_shown(address)}")
+    local = local.lower()
+    canonical = f"{local}@{_canonical_domain(domain)}"
+    local_octets = len(local) if local.isascii() else len(local.encode("utf-8"))
+    if local_octets > MAX_LOCAL_OCTETS:
+        raise InvalidAddress(f"local part of {local_octets} octets (at most {MAX_LOCAL_OCTETS}): {_shown(address)}")
+    octets = len(canonical) if canonical.isascii() else len(canonical.encode("utf-8"))
+    if octets > MAX_ADDRESS_OCTETS:
+        raise InvalidAddress(f"address of {octets} octets (at most {MAX_ADDRESS_OCTETS}): {_shown(address)}")
+    return canonical
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,7 @@
-"""CSV exports for auditors: created users, lifecycle changes."""
+"""CSV exports for auditors: created users, lifecycle changes.
+
+Every cell goes through ``spreadsheet_cell`` (``connector/domain/safe_text.py``), the one formula guard.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from connector.domain.safe_text import spreadsheet_cell as spreadsheet_cell  # addresses come from mail traffic
 from connector.reporting.view import LIFECYCLE_SECTIONS, evidence_count
 
 COLUMNS = ("address", "org", "method", "created_at", "evidence_count", "run_id")
@@ -25,14 +29,6 @@ LIFECYCLE_COLUMNS = (
     "run_started_at",
     "run_id",
 )
-# A cell starting with one of these is a formula in spreadsheet programs; addresses come from mail traffic.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_cell(value: Any) -> str:
-    """``value`` as a CSV cell a spreadsheet shows as text: a leading apostrophe before a formula start."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def created_users_csv(reports: Iterable[dict[str, Any]]) -> str:

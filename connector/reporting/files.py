@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from connector.domain.report import RunSummary
 from connector.errors import RetriableError
+from connector.private_files import GROUP_FOLDER, GROUP_READABLE, ensure_folder, write_atomically
 from connector.reporting.html import render_index_html, render_run_html, run_file_name
 
 RUN_FILE = re.compile(r"^run-(\d+)\.html$")
@@ -30,13 +29,9 @@ class HtmlReportDirectory:
         """Write via a temporary file and rename, so a reader never sees half a page."""
         path = self.directory / name
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(
-                "w", encoding="utf-8", dir=self.directory, prefix=f".{name}.", delete=False
-            ) as handle:
-                handle.write(text)
-            os.chmod(handle.name, 0o640)  # addresses are personal data: owner and group (the web server) only
-            os.replace(handle.name, path)
+            ensure_folder(self.directory, GROUP_FOLDER)
+            # Addresses are personal data: owner and group (the web server) only, whatever the umask.
+            write_atomically(path, text, GROUP_READABLE)
         except OSError as exc:
             raise RetriableError(f"cannot write {path}: {exc.strerror or exc}") from exc
         return path

@@ -1,27 +1,18 @@
-"""The short text summary of a run report, grouped by org."""
+"""The short text summary of a run report, grouped by org.
+
+Addresses, details and errors come from mail traffic, the directory and the target: every line
+is escaped once, at the end (``printable``), so no value can act on the terminal or forge a line.
+"""
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from typing import Any
 
+from connector.domain.safe_text import printable
 from connector.reporting import view
 
 EXAMPLES_PER_REASON = 25
-# C0 and C1 controls, DEL, and the bidirectional overrides: a terminal would act on them (colour, cursor,
-# title, text shown reversed). Addresses and details come from mail traffic and the directory.
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(value: object) -> str:
-    """``value`` as text a terminal shows as is: control characters become ``\\xNN`` / ``\\uNNNN``."""
-
-    def escape(match: re.Match[str]) -> str:
-        code = ord(match.group())
-        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-    return _UNPRINTABLE.sub(escape, str(value))
 
 
 def _limited(lines: list[str]) -> list[str]:
@@ -31,7 +22,7 @@ def _limited(lines: list[str]) -> list[str]:
 
 
 def _lifecycle_lines(report: dict[str, Any]) -> list[str]:
-    """The lifecycle block: the managed users' counts, then one list per kind of change (escaped)."""
+    """The lifecycle block: the managed users' counts, then one list per kind of change."""
     section = view.lifecycle(report)
     if section is None:
         return []
@@ -43,21 +34,21 @@ def _lifecycle_lines(report: dict[str, Any]) -> list[str]:
         f"{figures['held']} held; {figures['unmanaged']} unmanaged user(s) left alone",
     ]
     if section.get("limit_reached"):
-        out.append(f"  limit reached: {printable(section['limit_reached'])}")
+        out.append(f"  limit reached: {section['limit_reached']}")
     if section.get("adopted"):
-        out.append("  adopted: " + ", ".join(printable(a) for a in section["adopted"]))
+        out.append("  adopted: " + ", ".join(map(str, section["adopted"])))
     if section.get("confirmed"):
         out.append(f"  {len(section['confirmed'])} creation(s) of an earlier run confirmed in the target")
     for part in view.lifecycle_sections(report):
         out.append(f"  {part.title} ({len(part.entries)}):")
         describe = view.change_text if part.with_op else lambda e: str(e.get("detail", ""))
-        lines = [f"    {printable(e.get('address'))}: {printable(describe(e))}" for e in part.entries]
+        lines = [f"    {e.get('address')}: {describe(e)}" for e in part.entries]
         out.extend(_limited(lines))
     for title, key, text in (("Not checked", "unknown", "why"), ("Notes", "notes", "note")):
         entries = section.get(key) or []
         if entries:
             out.append(f"  {title} ({len(entries)}):")
-            out.extend(_limited([f"    {printable(e.get('address'))}: {printable(e.get(text, ''))}" for e in entries]))
+            out.extend(_limited([f"    {e.get('address')}: {e.get(text, '')}" for e in entries]))
     return out
 
 
@@ -95,7 +86,8 @@ def render_text(report: dict[str, Any]) -> str:
     for source in report["sources"]:
         out.append(
             f"  source {source['name']} ({source['file']}): {source['lines_read']} new lines, "
-            f"{source['events']} delivery events, {source['bad_lines']} malformed"
+            f"{source['events']} delivery events, {source['bad_lines']} malformed, "
+            f"{source.get('foreign_lines', source.get('ignored_lines', 0))} foreign"
         )
     out.append(
         f"  created {counts['created']}, aliases added {counts['aliases_added']}, not created {counts['skipped']}, "
@@ -147,4 +139,4 @@ def render_text(report: dict[str, Any]) -> str:
             f"    {e.get('stage', '?')}: {e.get('address') or e.get('source') or ''} {e['error']}"
             for e in report["errors"]
         )
-    return "\n".join(out) + "\n"
+    return "\n".join(printable(line) for line in out) + "\n"

@@ -17,6 +17,7 @@ from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from connector.errors import ConfigError, FatalError
+from connector.private_files import PRIVATE, PRIVATE_FOLDER, create_private_file, ensure_folder
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -32,10 +33,16 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; creates the directory of a SQLite file if needed."""
+    """An engine for ``url``; creates a SQLite file's folder (0700) and the file itself (0600).
+
+    The file is created before SQLite opens it, because SQLite would create it 0644 less
+    the umask, and gives its ``-wal`` and ``-shm`` files the mode of the database file.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        database = Path(parsed.database)
+        ensure_folder(database.parent, PRIVATE_FOLDER)
+        create_private_file(database, PRIVATE)
     try:
         engine = create_engine(parsed, pool_pre_ping=True)  # a long-running service outlives server restarts
     except (ImportError, NoSuchModuleError) as exc:

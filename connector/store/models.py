@@ -16,7 +16,10 @@ from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Tex
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-ADDRESS = String(320)  # RFC 5321 path limit
+# Holds any address ``normalise_address`` lets through: at most 254 octets canonical, and at most
+# 64 + 1 + 253 once mapped onto a managed domain (connector/policy/addresses.py). PostgreSQL counts
+# characters, SQLite counts nothing: the check is in the code, at the edge, for both.
+ADDRESS = String(320)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -152,6 +155,7 @@ class CatchAllRow(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     checked_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # compare-and-set (store/safety.py)
 
 
 class StagedRow(Base):
@@ -268,6 +272,7 @@ class TargetStateRow(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     known_refreshed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # compare-and-set (target_state.py)
 
 
 class TargetExportRow(Base):
@@ -324,3 +329,19 @@ class HeldChangeRow(Base):
     held_at: Mapped[datetime]
     approved_at: Mapped[datetime | None]
     approved_by: Mapped[str | None] = mapped_column(Text)
+
+
+class NotifyStateRow(Base):
+    """A condition the latest runs found (an attack at a domain, a source in error ...): since when,
+    how many runs in a row, when it was last notified (connector/notify/policy.py, jobs/outcomes.py)."""
+
+    __tablename__ = "notify_state"
+
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(200), primary_key=True)  # the instance, for per-instance conditions
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)  # a domain, a source name, "target" ...
+    value: Mapped[str] = mapped_column(String(64), default="")
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    runs: Mapped[int] = mapped_column(Integer, default=1)
+    last_sent_at: Mapped[datetime | None]

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy import Executable, Table, delete, func, insert, inspect, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from connector.domain.decisions import CandidateState, Decision, Method, Outcome, Reason
@@ -17,26 +18,76 @@ from connector.store.models import BlockRow, CandidateRow, CatchAllRow, EventLog
 from connector.store.repository import evidence_from_row
 
 
-def load_catch_all(session: Session, domain: str) -> CatchAllFinding | None:
-    row = session.get(CatchAllRow, domain)
-    if row is None:
-        return None
+def _finding(row: CatchAllRow) -> CatchAllFinding:
     return CatchAllFinding(
         row.domain, CatchAllStatus(row.status), row.source, row.detail, row.checked_at, row.expires_at
     )
 
 
-def save_catch_all(session: Session, finding: CatchAllFinding) -> None:
-    session.merge(
-        CatchAllRow(
-            domain=finding.domain,
-            status=finding.status.value,
-            source=finding.source,
-            detail=finding.detail,
-            checked_at=finding.checked_at,
-            expires_at=finding.expires_at,
-        )
+def load_catch_all(session: Session, domain: str) -> CatchAllFinding | None:
+    row = session.get(CatchAllRow, domain)
+    return _finding(row) if row is not None else None
+
+
+def load_catch_all_versioned(session: Session, domain: str) -> tuple[CatchAllFinding | None, int | None]:
+    """The finding and the row version to compare-and-set against (None, None: no row yet).
+
+    Read with a query, not the session's identity map, so a re-read after a conflict sees the new row.
+    """
+    row = session.execute(
+        select(CatchAllRow).where(CatchAllRow.domain == domain).execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    return (_finding(row), row.version) if row is not None else (None, None)
+
+
+def _values(finding: CatchAllFinding) -> dict[str, Any]:
+    return {
+        "status": finding.status.value,
+        "source": finding.source,
+        "detail": finding.detail,
+        "checked_at": finding.checked_at,
+        "expires_at": finding.expires_at,
+    }
+
+
+def save_catch_all_if_unchanged(session: Session, finding: CatchAllFinding, seen_version: int | None) -> bool:
+    """Compare-and-set: write ``finding`` only if the row is still at ``seen_version`` (None: absent).
+
+    False when another writer (a replica, ``connector probe``) changed it since it was read:
+    the caller reads it again and merges.
+    """
+    if seen_version is None:
+        return insert_if_absent(session, CatchAllRow, {"domain": finding.domain, "version": 1, **_values(finding)})
+    result = session.execute(
+        update(CatchAllRow)
+        .where(CatchAllRow.domain == finding.domain, CatchAllRow.version == seen_version)
+        .values(version=seen_version + 1, **_values(finding))
     )
+    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+
+def insert_if_absent(session: Session, model: type[Any], values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING (SQLite, PostgreSQL): True if the row was inserted.
+
+    A conflict leaves the caller's transaction usable (an IntegrityError would end it on PostgreSQL).
+    """
+    key = inspect(model).primary_key[0]
+    if session.get_bind().dialect.name == "postgresql":
+        statement: Executable = postgresql.insert(model).values(**values).on_conflict_do_nothing().returning(key)
+    else:
+        statement = sqlite.insert(model).values(**values).on_conflict_do_nothing().returning(key)
+    # RETURNING, not rowcount: psycopg reports -1 for a single INSERT executed this way.
+    return session.connection().execute(statement).first() is not None
+
+
+def save_catch_all(session: Session, finding: CatchAllFinding) -> None:
+    """Write ``finding`` whatever is stored (a person asked for it: ``connector probe``); bumps the version."""
+    while True:
+        current = session.execute(
+            select(CatchAllRow.version).where(CatchAllRow.domain == finding.domain)
+        ).scalar_one_or_none()
+        if save_catch_all_if_unchanged(session, finding, current):
+            return
 
 
 def domain_evidence(session: Session, domain: str) -> Iterator[AddressEvidence]:
