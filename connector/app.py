@@ -28,6 +28,7 @@ from connector.directory.mapping import PRESETS, AttributeMapping
 from connector.directory.mirror import MirrorDirectory
 from connector.mail.base import Mailer
 from connector.mail.smtp import SmtpMailer
+from connector.notify.base import Notifier
 from connector.policy.addresses import AddressMap
 from connector.policy.org_rules import OrgRule
 from connector.probe.base import CatchAllProbe
@@ -35,6 +36,7 @@ from connector.probe.smtp import SmtpCatchAllProbe
 from connector.sources.base import LogSource
 from connector.sources.exchange import ExchangeTrackingLogSource
 from connector.sources.exim import EximLogSource
+from connector.sources.files import FileLogSource
 from connector.sources.jsonl import JsonLinesLogSource
 from connector.sources.postfix import PostfixLogSource
 from connector.store.database import make_engine, make_sessionmaker, upgrade
@@ -75,18 +77,24 @@ class Connector:
     probe: CatchAllProbe | None = None
     org_rules: tuple[OrgRule, ...] = ()
     target_health: TargetHealth | None = None
+    notifiers: list[Notifier] = field(default_factory=list)
+    """Channels of the notifications at once (webhook, mail); empty: none configured."""
 
 
 def build_source(source: SourceSettings) -> LogSource:
     """The reader for one configured log stream, by its format."""
     patterns, zone, batch = source.patterns(), ZoneInfo(source.timezone), source.batch_lines
+    reader: FileLogSource
     if source.format == "exim":
-        return EximLogSource(source.name, patterns, timezone=zone, batch_lines=batch)
-    if source.format == "exchange":
-        return ExchangeTrackingLogSource(source.name, patterns, batch_lines=batch)
-    if source.format == "jsonl":
-        return JsonLinesLogSource(source.name, patterns, batch_lines=batch)
-    return PostfixLogSource(source.name, patterns, timezone=zone, batch_lines=batch)
+        reader = EximLogSource(source.name, patterns, timezone=zone, batch_lines=batch)
+    elif source.format == "exchange":
+        reader = ExchangeTrackingLogSource(source.name, patterns, batch_lines=batch)
+    elif source.format == "jsonl":
+        reader = JsonLinesLogSource(source.name, patterns, batch_lines=batch)
+    else:
+        reader = PostfixLogSource(source.name, patterns, timezone=zone, batch_lines=batch)
+    reader.missing_after = timedelta(minutes=source.missing_after_minutes)
+    return reader
 
 
 def build_sources(settings: Settings) -> list[LogSource]:
@@ -110,7 +118,7 @@ def build_directory(
         mirror = directory.mirror
         return MirrorDirectory(
             ldap,
-            ldap.mapping,
+            ldap.mapping if ldap.mapping is not None else ldap.resolved_mapping,  # None: auto, known once read
             sessions,
             clock,
             change_attribute=directory.effective_change_attribute(),
@@ -122,13 +130,14 @@ def build_directory(
     if isinstance(directory, GraphDirectorySettings):
         return build_graph_directory(directory, environ)
     return LdifDirectory(
-        directory.path, PRESETS[directory.schema_preset], logging.getLogger("connector.directory.ldif")
+        directory.path, PRESETS.get(directory.schema_preset), logging.getLogger("connector.directory.ldif")
     )
 
 
-def _attribute_mapping(preset: str, custom: CustomMappingSettings | None) -> AttributeMapping:
+def _attribute_mapping(preset: str, custom: CustomMappingSettings | None) -> AttributeMapping | None:
+    """The configured mapping; ``None`` for ``auto`` (the adapter detects it)."""
     if custom is None:
-        return PRESETS[preset]
+        return PRESETS.get(preset)
     return AttributeMapping(
         primary_attribute=custom.primary_attribute,
         alias_attributes=tuple(custom.alias_attributes),
@@ -305,6 +314,36 @@ def build_mailer(settings: Settings, environ: Mapping[str, str]) -> Mailer | Non
     )
 
 
+def build_notifiers(settings: Settings, environ: Mapping[str, str], mailer: Mailer | None) -> list[Notifier]:
+    """The channels of ``notifications``: a webhook (URL resolved here, never logged), mail via the digest's relay."""
+    from connector.notify.mail import MailNotifier
+    from connector.notify.webhook import WebhookNotifier
+
+    notifications = settings.notifications
+    notifiers: list[Notifier] = []
+    if notifications.webhook is not None:
+        hook = notifications.webhook
+        url = resolve_secret(hook.url, environ, "notifications.webhook.url")
+        notifiers.append(
+            WebhookNotifier(
+                url, timeout=hook.timeout_seconds, ca_file=hook.ca_file, logger=logging.getLogger("connector.notify")
+            )
+        )
+    digest = settings.reports.digest
+    if notifications.mail is not None and digest is not None and mailer is not None:
+        mail = notifications.mail
+        notifiers.append(
+            MailNotifier(
+                mailer,
+                sender=mail.sender or digest.sender,
+                recipients=mail.recipients,
+                subject_prefix=mail.subject_prefix,
+                logger=logging.getLogger("connector.notify"),
+            )
+        )
+    return notifiers
+
+
 def build_probe(settings: Settings) -> CatchAllProbe | None:
     """The active catch-all probe, when any domain has a downstream server configured for it."""
     catch_all = settings.safety.catch_all
@@ -326,6 +365,7 @@ def build_connector(
         upgrade(engine)
     sessions = make_sessionmaker(engine)
     target_health = build_target_health(settings, sessions, clock)
+    mailer = build_mailer(settings, environ)
     return Connector(
         settings=settings,
         engine=engine,
@@ -337,7 +377,8 @@ def build_connector(
         target=build_target(settings, environ, sessions, clock, target_health),
         target_health=target_health,
         report_pages=build_report_pages(settings),
-        mailer=build_mailer(settings, environ),
+        mailer=mailer,
+        notifiers=build_notifiers(settings, environ, mailer),
         probe=build_probe(settings),
         org_rules=settings.org_rule_list(),
         locks=make_job_locks(engine),

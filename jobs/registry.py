@@ -3,7 +3,8 @@
 A job is a plain function ``(connector, clock) -> result``. ``run_job`` wraps
 every call the same way, whoever calls it: skip when shutting down, hold the
 job's cross-process locks (skip this turn if another instance holds them),
-record the job status used by ``connector health``, feed the metrics, and log.
+record the job status used by ``connector health``, feed the metrics, and log
+(a decide run's story and its notifications: jobs/outcomes.py).
 Only jobs/scheduler.py knows about APScheduler.
 """
 
@@ -29,6 +30,7 @@ from jobs.digest import send_digest
 from jobs.directory_mirror import refresh_directory_mirror
 from jobs.housekeeping import housekeeping
 from jobs.ingest import IngestResult, ingest_logs
+from jobs.outcomes import after_job
 from jobs.refresh_known import refresh_known
 
 if TYPE_CHECKING:  # prometheus-client loads only where metrics are served (connector run)
@@ -152,6 +154,15 @@ def _record(connector: Connector, name: str, clock: Clock, outcome: JobOutcome |
         log.warning("job %s: cannot record its status: %s", name, exc)
 
 
+def _tell(connector: Connector, name: str, result: object, clock: Clock, elapsed: float) -> None:
+    """The run's story in the log and its notifications (jobs/outcomes.py); a failure there never fails the job."""
+    try:
+        after_job(connector, name, result, clock, elapsed)
+    except Exception as exc:  # the job's own result stands; said loudly
+        log.warning("job %s: story and notifications incomplete: %s: %s", name, type(exc).__name__, exc)
+        log.debug("story and notifications failure", exc_info=True)
+
+
 def run_job(
     connector: Connector,
     name: str,
@@ -172,9 +183,11 @@ def run_job(
         with connector.locks.hold(job.locks, wait_seconds=wait):
             _record(connector, name, clock, None)
             log.info("job %s started", name)
+            began = time.monotonic()
             try:
                 result = job.run(connector, clock)
                 outcome = JobOutcome(name, _status_of(result), result=result)
+                _tell(connector, name, result, clock, time.monotonic() - began)
             except ConnectorError as exc:
                 log.error("job %s failed: %s", name, exc)
                 outcome = JobOutcome(name, "failed", f"{type(exc).__name__}: {exc}")

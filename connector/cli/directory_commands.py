@@ -11,6 +11,7 @@ from connector.cli.common import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, load_args
 from connector.config import Settings
 from connector.directory.base import Directory
 from connector.directory.ldif import LdifDirectory
+from connector.directory.presets import preset_check_of
 from connector.domain.directory import DirectoryAnswer
 from connector.errors import RetriableError
 from connector.policy.addresses import InvalidAddress, MappedAddress
@@ -57,6 +58,10 @@ def cmd_directory_check(args: argparse.Namespace) -> int:
     print(f"directory: {directory.describe()}")
     try:
         print(f"connected and bound: {_count(directory)}")
+        if (check := preset_check_of(directory)) is not None:
+            print(check.describe())
+            if (warning := check.warning()) is not None:
+                print(f"warning: {warning}")
         mapped_addresses: list[MappedAddress] = []
         status = EXIT_OK
         for raw in args.addresses:

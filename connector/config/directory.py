@@ -11,7 +11,8 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from connector.config.base import SecretRef, StrictModel, resolve_path
 
-SchemaPreset = Literal["openldap", "active_directory", "custom"]
+SchemaPreset = Literal["auto", "openldap", "active_directory", "custom"]
+"""``auto`` tells Active Directory from OpenLDAP by the entries (or an LDAP server's root DSE)."""
 
 
 class CustomMappingSettings(StrictModel):
@@ -60,8 +61,8 @@ class LdifDirectorySettings(StrictModel):
     type: Literal["ldif"] = "ldif"
     path: Path
     """The LDIF file."""
-    schema_preset: Literal["openldap", "active_directory"] = "openldap"
-    """Which attributes hold addresses and object kinds."""
+    schema_preset: Literal["auto", "openldap", "active_directory"] = "auto"
+    """Which attributes hold addresses and object kinds; ``auto`` picks the preset the file's entries fit."""
 
     @field_validator("path")
     @classmethod
@@ -89,8 +90,9 @@ class LdapDirectorySettings(StrictModel):
     """Where searches start (subtree)."""
     user_filter: str = "(objectClass=*)"
     """LDAP filter ANDed to every search: limits which objects the connector sees."""
-    schema_preset: SchemaPreset = "openldap"
-    """Which attributes hold addresses and object kinds; ``custom`` uses ``custom_mapping``."""
+    schema_preset: SchemaPreset = "auto"
+    """Which attributes hold addresses and object kinds: ``auto`` detects Active Directory or OpenLDAP at the
+    first connection; ``custom`` uses ``custom_mapping``."""
     custom_mapping: CustomMappingSettings | None = None
     """The attribute mapping when ``schema_preset`` is ``custom``."""
     extra_attributes: list[str] = []
@@ -104,7 +106,8 @@ class LdapDirectorySettings(StrictModel):
     batch_size: int = Field(100, ge=1, le=1000)
     """Addresses per search (one OR filter)."""
     change_attribute: Literal["modifyTimestamp", "uSNChanged"] | None = None
-    """What the mirror's incremental refresh compares; default: uSNChanged on AD, else modifyTimestamp."""
+    """What the mirror's incremental refresh compares; default: uSNChanged with ``schema_preset:
+    active_directory``, else modifyTimestamp (AD answers it from whenChanged)."""
     mirror: DirectoryMirrorSettings = Field(default_factory=dict, validate_default=True)
     """Keep a copy in the state database and answer from it."""
 

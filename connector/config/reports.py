@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from connector.config.base import SecretRef, StrictModel, resolve_path
+from connector.domain.report import LISTED_PER_REASON
 
 
 class DigestSettings(StrictModel):
@@ -61,6 +62,10 @@ class ReportsSettings(StrictModel):
     """HTML files and stored run reports older than this many days are deleted after each run."""
     digest: DigestSettings | None = None
     """Daily digest by mail; unset: no digest."""
+    listed_per_reason: int = Field(LISTED_PER_REASON, ge=1, le=100_000)
+    """Addresses a stored report lists per reason (not created, deferred, held); the others are counted, and
+    ``connector report show RUN --reason REASON --all`` lists them all from the decision records (an attack of
+    500,000 new addresses keeps its report small)."""
 
     @field_validator("directory")
     @classmethod

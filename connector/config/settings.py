@@ -19,6 +19,8 @@ from connector.config.base import StrictModel
 from connector.config.directory import DirectorySettings, OrgRuleSettings
 from connector.config.domains import DomainSettings
 from connector.config.lifecycle import LifecycleSettings
+from connector.config.messages import problems_from
+from connector.config.notifications import NotificationSettings
 from connector.config.reports import ReportsSettings
 from connector.config.runtime import MonitoringSettings, RetentionSettings, Role, SchedulerSettings
 from connector.config.safety import SafetySettings
@@ -61,6 +63,9 @@ class Settings(StrictModel):
     """What housekeeping deletes."""
     monitoring: MonitoringSettings = MonitoringSettings()
     """Health check, Prometheus metrics, log format."""
+    notifications: NotificationSettings = NotificationSettings()
+    """A webhook and/or mail at once on an attack, a reached limit, a quarantine, an unreachable directory or a
+    source in error (docs/operations.md#notifications)."""
 
     @field_validator("domains")
     @classmethod
@@ -136,6 +141,14 @@ class Settings(StrictModel):
                 raise ValueError(f"catch_all.probe: not managed domain(s): {', '.join(unmanaged)}")
         return value
 
+    @field_validator("notifications")
+    @classmethod
+    def _mail_needs_the_digest_relay(cls, value: NotificationSettings, info: ValidationInfo) -> NotificationSettings:
+        reports = info.data.get("reports")
+        if value.mail is not None and reports is not None and reports.digest is None:
+            raise ValueError("mail: notifications are sent through the digest's relay: configure reports.digest")
+        return value
+
     def address_map(self) -> AddressMap:
         rules = {name: self.domain_rule(name) for name in self.domains}
         return AddressMap(rules, self.domain_aliases)
@@ -172,35 +185,6 @@ class Settings(StrictModel):
         return self.model_dump(mode="json")
 
 
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        elif item.isidentifier():
-            parts.append(f".{item}" if parts else item)
-        else:
-            parts.append(f"[{item!r}]")
-    return "".join(parts)
-
-
-def _without_union_tags(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...]:
-    """Drop the ``type`` tag pydantic puts in the path of a discriminated union's errors."""
-    kept: list[int | str] = []
-    node = data
-    for part in loc:
-        if isinstance(node, dict) and part not in node and node.get("type") == part:
-            continue  # ``directory.ldap.base_dn`` -> ``directory.base_dn``
-        kept.append(part)
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-        else:
-            node = None
-    return tuple(kept)
-
-
 def parse_settings(data: Any, base_dir: Path) -> Settings:
     """Validate already-parsed YAML; ``ConfigError`` lists every problem with its key path."""
     if not isinstance(data, dict):
@@ -208,12 +192,9 @@ def parse_settings(data: Any, base_dir: Path) -> Settings:
     try:
         return Settings.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-            loc = _without_union_tags(loc, data)
-            problems.append((_key_path(loc), error["msg"].removeprefix("Value error, ")))
-        raise ConfigError(problems) from exc
+        problems = problems_from(exc, data, Settings)
+    # Not chained: the ValidationError's text repeats every input value, an inline secret included.
+    raise ConfigError(problems)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

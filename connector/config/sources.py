@@ -30,6 +30,9 @@ class SourceSettings(StrictModel):
     """Time zone of traditional ``Mon DD HH:MM:SS`` stamps (RFC 3339 stamps carry their own)."""
     batch_lines: int = Field(50_000, ge=10, le=10_000_000)
     """Lines per transaction: evidence and checkpoint are committed together after each batch."""
+    missing_after_minutes: float = Field(default=60, ge=0, le=525_600)
+    """How long the patterns may match no file (a log not written yet) before the source is in
+    error: the run ``partial`` and ``connector health`` unhealthy. Until then a warning; 0: at once."""
 
     @field_validator("path")
     @classmethod

@@ -170,6 +170,14 @@ def _parse_record(lines: list[tuple[int, str]]) -> tuple[str, dict[str, list[str
     return dn, attributes
 
 
+def _mapped(records: list[tuple[str, dict[str, list[str]]]], mapping: AttributeMapping) -> Iterator[DirectoryEntry]:
+    """Map the records in file order, emptying ``records`` as it goes: a big file is never held twice."""
+    records.reverse()
+    while records:
+        dn, attributes = records.pop()
+        yield entry_from_attributes(dn, attributes, mapping)
+
+
 @dataclass(frozen=True, slots=True)
 class _Index:
     """The loaded file: entries in file order, the address -> answer index, what the file looks like."""
@@ -243,7 +251,7 @@ class LdifDirectory:
         detection = detect_from_entries(attributes for _, attributes in records)
         check = PresetCheck(preset_name(self._mapping), detection)
         mapping = self._mapping if self._mapping is not None else mapping_for(detection)
-        entries = tuple(entry_from_attributes(dn, attributes, mapping) for dn, attributes in records)
+        entries = tuple(_mapped(records, mapping))
         by_address = self._index_addresses(entries)
         self._log.info(
             "loaded %d entries with %d addresses from %s (%s)",

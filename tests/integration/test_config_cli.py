@@ -106,6 +106,7 @@ def test_secrets_come_from_env_or_file_and_are_never_shown(
         resolve_secret(SecretRef(env="NOPE"), {}, "state.password")
 
     path = write(tmp_path, MINIMAL + "state: {url: 'postgresql://connector@db/connector', password: {env: DB_PW}}\n")
+    (tmp_path / "dir.ldif").write_text("")  # a missing LDIF file is a problem of its own
     settings = load_settings(path)
     url = settings.state.resolved_url({"DB_PW": "s3cret-value"})
     assert "s3cret-value" in url
