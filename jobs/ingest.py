@@ -2,10 +2,17 @@
 
 Each batch's evidence and the source checkpoint after it are committed in one
 transaction, so a crash never loses or double-counts a line.
+
+A batch whose lines the source's format (almost) does not recognise
+(``connector.sources.recognition``) is not stored at all: the source is in
+error, the run partial, and its checkpoint stays before those lines, so they
+are read once the format is fixed. A source whose patterns match no file is a
+warning, then, after ``missing_after``, an error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import defaultdict
@@ -19,12 +26,15 @@ from sqlalchemy.orm import Session
 from connector.app import Connector
 from connector.domain.events import DeliveryEvent
 from connector.domain.evidence import AddressEvidence
+from connector.monitoring.health import missing_files_problem
 from connector.policy.addresses import AddressMap, InvalidAddress, MappedAddress
 from connector.policy.evidence import record_events
-from connector.sources.base import LogSource, SourceBatch, SourceStats
+from connector.sources.base import LogSource, SourceBatch, SourceCheckpoint, SourceStats
+from connector.sources.recognition import Recognition, recognition_of
 from connector.store import repository
 from connector.store import safety as safety_store
 from connector.store.bounds import storable_event
+from connector.store.reread import not_yet_counted
 
 log = logging.getLogger(__name__)
 EXAMPLES = 3
@@ -49,20 +59,43 @@ class IngestResult:
     errors: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
     """A shutdown stopped reading after a committed batch; the rest is read next time."""
+    already_counted: int = 0
+    """Events a re-read (``connector source reset``) left out: the event log already had them."""
+
+
+def _merge_notes(total: SourceStats, batch: SourceStats) -> None:
+    """What a batch says about the files (kept even when its lines are not)."""
+    total.error = total.error or batch.error
+    if batch.restarted:
+        total.note(batch.restarted)
+    total.unmatched_patterns.extend(p for p in batch.unmatched_patterns if p not in total.unmatched_patterns)
+    total.nothing_matched = total.nothing_matched or batch.nothing_matched
 
 
 def _merge(total: SourceStats, batch: SourceStats) -> None:
     total.lines_read += batch.lines_read
     total.foreign_lines += batch.foreign_lines
     total.events += batch.events
+    total.before_read_from += batch.before_read_from
     for bad in batch.bad_line_examples:
         if len(total.bad_line_examples) < 5:
             total.bad_line_examples.append(bad)
     total.bad_lines += batch.bad_lines
-    total.error = total.error or batch.error
-    if batch.restarted:
-        total.note(batch.restarted)
+    _merge_notes(total, batch)
     total.files_read.extend(f for f in batch.files_read if f not in total.files_read)
+
+
+def recognition_of_batch(source: LogSource, batch: SourceBatch, now: datetime) -> Recognition:
+    """How much of ``batch`` the source's format recognised (the rule is in ``sources.recognition``)."""
+    stats = batch.stats
+    return recognition_of(
+        source.format_name,
+        lines=stats.lines_read,
+        foreign=stats.foreign_lines,
+        malformed=stats.bad_lines,
+        foreign_sample=batch.foreign_sample,
+        at=now,
+    )
 
 
 def _seen_as(recipient: str, address: str) -> str | None:
@@ -77,12 +110,15 @@ def apply_events(
     result: IngestResult,
     mapped_cache: dict[str, MappedAddress | None] | None = None,
     evidence_cache: dict[str, AddressEvidence] | None = None,
+    *,
+    rereading: bool = False,
 ) -> int:
     """Fold ``events`` into stored evidence; returns how many addresses changed.
 
     ``mapped_cache`` (recipient as logged -> mapped address) may be shared between batches.
     ``evidence_cache`` holds the evidence as this session last wrote it, so busy addresses
     are not read back every batch; the caller must clear it when it rolls back.
+    ``rereading``: the source was reset; events already in the event log are left out.
     """
     if mapped_cache is None:
         mapped_cache = {}
@@ -109,6 +145,10 @@ def apply_events(
                 tally.addresses.add(mapped.address)
             continue
         per_address[mapped.address].append((storable_event(event), mapped))  # no NUL, fits the columns
+    if rereading and per_address:
+        fresh, dropped = not_yet_counted(session, per_address)
+        per_address = defaultdict(list, fresh)
+        result.already_counted += dropped
 
     cache = evidence_cache if evidence_cache is not None else {}
     if len(cache) > EVIDENCE_CACHE_LIMIT:
@@ -153,11 +193,24 @@ def ingest(
             break
         total = SourceStats()
         checkpoint = repository.load_checkpoint(session, source.name)
+        rereading = checkpoint is not None and checkpoint.rereading
+        counted_before = result.already_counted
+        unrecognised: Recognition | None = None
+        batches = source.read(checkpoint)
         try:
-            for batch in source.read(checkpoint):
+            for batch in batches:
                 total.path = batch.stats.path
-                apply_events(session, batch.events, address_map, result, mapped_cache, evidence_cache)
-                repository.save_checkpoint(session, source.name, batch.checkpoint, now)
+                recognition = recognition_of_batch(source, batch, now)
+                if recognition.failed:
+                    # Nothing of this batch is stored, its checkpoint neither: the lines are read
+                    # again next run, once the format is right.
+                    unrecognised = recognition
+                    _merge_notes(total, batch.stats)
+                    break
+                apply_events(
+                    session, batch.events, address_map, result, mapped_cache, evidence_cache, rereading=rereading
+                )
+                repository.save_checkpoint(session, source.name, _missing_mark(batch, checkpoint, now), now)
                 if commit:
                     session.commit()
                 else:
@@ -175,9 +228,20 @@ def ingest(
                 evidence_cache.clear()  # it may hold the rolled-back batch
             log.error("source %s: read failed: %s", source.name, exc)
             result.errors.append({"stage": "source", "source": source.name, "error": f"read failed: {exc}"})
+        finally:
+            batches.close()  # a generator left early: close its file now
         if total.error:
             log.error("source %s: %s", source.name, total.error)
             result.errors.append({"stage": "source", "source": source.name, "error": total.error})
+        if unrecognised is not None:
+            log.error(
+                "source %s: %s; nothing stored, the checkpoint stays before these lines",
+                source.name,
+                unrecognised.one_line(),
+            )
+            result.errors.append({"stage": "source", "source": source.name, "error": unrecognised.one_line()})
+        if total.nothing_matched and not total.error:
+            _report_missing(source, total, checkpoint, now, result)
         log.info(
             "source %s: %d lines, %d events, %d malformed, %d foreign",
             source.name,
@@ -186,6 +250,14 @@ def ingest(
             total.bad_lines,
             total.foreign_lines,
         )
+        if rereading or total.before_read_from:
+            log.info(
+                "source %s: re-read after a reset: %d event(s) already counted left out, %d dated before %s dropped",
+                source.name,
+                result.already_counted - counted_before,
+                total.before_read_from,
+                checkpoint.read_from.isoformat() if checkpoint and checkpoint.read_from else "-",
+            )
         result.sources.append(
             {
                 "name": source.name,
@@ -201,6 +273,32 @@ def ingest(
             }
         )
     return result
+
+
+def _missing_mark(batch: SourceBatch, previous: SourceCheckpoint | None, now: datetime) -> SourceCheckpoint:
+    """The batch's checkpoint, remembering since when the source's patterns match no file."""
+    if not batch.stats.nothing_matched:
+        return batch.checkpoint  # files again: the mark is gone
+    since = (previous.missing_since if previous is not None else None) or now
+    return dataclasses.replace(batch.checkpoint, missing_since=since)
+
+
+def _report_missing(
+    source: LogSource, total: SourceStats, previous: SourceCheckpoint | None, now: datetime, result: IngestResult
+) -> None:
+    """No pattern matched a file: a warning at once, an error after ``source.missing_after``."""
+    since = (previous.missing_since if previous is not None else None) or now
+    problem = missing_files_problem(total.unmatched_patterns, since, now, source.missing_after)
+    if problem is None:
+        log.warning(
+            "source %s: no file matches %s (an error after %g min)",
+            source.name,
+            ", ".join(total.unmatched_patterns),
+            source.missing_after.total_seconds() / 60,
+        )
+        return
+    log.error("source %s: %s", source.name, problem)
+    result.errors.append({"stage": "source", "source": source.name, "error": problem})
 
 
 def ingest_logs(connector: Connector, clock: Callable[[], datetime]) -> IngestResult:

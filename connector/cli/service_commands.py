@@ -1,14 +1,20 @@
-"""Commands for running as a service: run (scheduler, --once, --job), health, jobs."""
+"""Commands for running as a service: run (scheduler, --once, --job), health, jobs.
+
+``health`` and ``jobs`` only read: before the first run they say "no state yet"
+and create nothing (``build_connector(read_only=True)``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
 import sys
 from datetime import datetime, timedelta
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,11 +25,17 @@ from connector.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
 from connector.config import Settings
 from connector.config.runtime import Role
 from connector.domain.report import RunReport
-from connector.errors import RetriableError
+from connector.errors import ConfigError, FatalError, RetriableError
 from connector.monitoring.health import failing_runs_problem, missing_files_problem
 from connector.monitoring.logformat import use_format
 from connector.reporting.text import render_text
 from connector.store import repository, status
+from connector.store.database import StateNotFound, database_error_text
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from connector.monitoring.metrics import Metrics  # prometheus-client: imported only by ``run``
 
 log = logging.getLogger(__name__)
 EXIT_BY_STATUS = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "skipped": EXIT_PARTIAL}
@@ -72,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_BY_STATUS.get(outcome.status, EXIT_FAILED)
     server = None
     if settings.monitoring.metrics_port is not None:
-        server, _thread = metrics.serve(settings.monitoring.metrics_host, settings.monitoring.metrics_port)
+        server = _serve_metrics(metrics, settings.monitoring.metrics_host, settings.monitoring.metrics_port)
         log.info("metrics on http://%s:%d/metrics", settings.monitoring.metrics_host, server.server_port)
     try:
         clean = run_scheduler(connector, utc_now, metrics)
@@ -83,6 +95,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.shutdown()
         os._exit(EXIT_FAILED)  # a job thread is stuck: leave it (its transaction rolls back), exit now
     return EXIT_OK
+
+
+def _serve_metrics(metrics: Metrics, host: str, port: int) -> WSGIServer:
+    """The /metrics endpoint, or one line naming the port and its setting (exit 3), not ``OSError: [Errno 98]``."""
+    try:
+        server, _thread = metrics.serve(host, port)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            why += ": another process listens there; stop it or choose another monitoring.metrics_port"
+        raise FatalError(
+            f"cannot serve metrics on {host}:{port} (monitoring.metrics_host, monitoring.metrics_port): {why}"
+        ) from exc
+    return server
 
 
 def health_problems(connector: Connector, now: datetime) -> list[str]:
@@ -136,10 +162,10 @@ def _missing_sources(connector: Connector, session: Session, now: datetime) -> l
 def cmd_health(args: argparse.Namespace) -> int:
     settings = load_args_settings(args)
     try:
-        connector = build_connector(settings, os.environ, migrate=False)
+        connector = build_connector(settings, os.environ, read_only=True)  # no state yet: exit 4
         problems = health_problems(connector, utc_now())
     except SQLAlchemyError as exc:
-        raise RetriableError(f"state database unreachable: {exc}") from exc
+        raise RetriableError(f"state database unreachable: {database_error_text(exc)}") from exc
     if problems:
         for problem in problems:
             print(f"unhealthy: {problem}")
@@ -148,23 +174,42 @@ def cmd_health(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_jobs(args: argparse.Namespace) -> int:
+def _job_table(settings: Settings) -> list[tuple[str, str, str, str, str]]:
+    """Name, role, schedule, here or not, description of every job, from the settings alone
+    (as ``jobs/scheduler.py: schedules`` decides): the listing needs no state."""
     from jobs.registry import JOBS
-    from jobs.scheduler import schedules
 
-    settings = load_args_settings(args)
-    connector = build_connector(settings, os.environ, migrate=False)
-    active = schedules(connector)
+    configured = settings.scheduler.jobs
+    unknown = sorted(set(configured) - set(JOBS))
+    if unknown:
+        raise ConfigError([(f"scheduler.jobs.{n}", f"no such job (known: {', '.join(sorted(JOBS))})") for n in unknown])
+    table = []
     for name, job in JOBS.items():
-        schedule = settings.scheduler.jobs.get(name, job.default)
+        schedule = configured.get(name, job.default)
         when = schedule.cron or f"every {schedule.every_seconds:g} s"
-        state = "scheduled" if name in active else "not scheduled here"
-        print(f"{name:<14} {job.role.value:<7} {when:<16} {state:<19} {job.description}")
+        here = "scheduled" if job.role in settings.roles and schedule.enabled else "not scheduled here"
+        table.append((name, job.role.value, when, here, job.description))
+    return table
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    settings = load_args_settings(args)
+    table = [("job", "role", "schedule", "this instance", "what it does"), *_job_table(settings)]
+    widths = [max(len(row[column]) for row in table) for column in range(4)]
+    for row in table:
+        print("  ".join(value.ljust(width) for value, width in zip(row[:4], widths, strict=True)) + "  " + row[4])
     try:
+        connector = build_connector(settings, os.environ, read_only=True)
         with connector.sessions() as session:
             rows = status.all_status(session)
+    except StateNotFound as exc:  # the schedules are listed; there is nothing else to show yet
+        print(f"\nlast runs: none: {exc}")
+        return EXIT_OK
     except SQLAlchemyError as exc:
-        raise RetriableError(f"state database unreachable: {exc}") from exc
+        raise RetriableError(f"state database unreachable: {database_error_text(exc)}") from exc
+    print("\nlast runs (instance job: last status, last success):")
+    if not rows:
+        print("  none yet")
     for row in rows:
         print(
             f"{row.instance} {row.job}: {row.last_status or '-'}"
@@ -187,7 +232,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     health = sub.add_parser(
         "health",
         parents=[common],
-        help="exit non-zero when the last success is too old or the latest decide runs all ended with errors",
+        help="exit non-zero when the last success is too old, the latest decide runs all ended with errors, "
+        "or a source has matched no file for too long",
     )
     health.set_defaults(func=cmd_health)
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from connector.domain.events import DeliveryEvent
 
 BAD_LINE_EXAMPLES = 5
+FOREIGN_SAMPLE_LINES = 200
+"""Foreign lines a batch keeps, to try the other formats on (``connector.sources.recognition``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +50,23 @@ class FilePosition:
 @dataclass(frozen=True, slots=True)
 class SourceCheckpoint:
     """Everything needed to resume: where each known file of the source stopped and the
-    parser's open state (e.g. Postfix queue ids whose lines straddle the checkpoint)."""
+    parser's open state (e.g. Postfix queue ids whose lines straddle the checkpoint).
+
+    Three marks ride along (absent from the JSON when unset):
+
+    - ``rereading``: set by ``connector source reset``: until the next run has read every
+      file to its end, an event already in the event log is not counted again;
+    - ``read_from``: ``source reset --from TIME``: events dated before it are dropped, for
+      the same stretch;
+    - ``missing_since``: the first run at which the source's patterns matched no file,
+      cleared once one does (after ``sources[].missing_after_minutes`` the source is in error).
+    """
 
     files: tuple[FilePosition, ...] = ()
     parser_state: dict[str, Any] = field(default_factory=dict)
+    rereading: bool = False
+    read_from: datetime | None = None
+    missing_since: datetime | None = None
 
     @property
     def position(self) -> FilePosition | None:
@@ -59,14 +74,31 @@ class SourceCheckpoint:
         return self.files[-1] if self.files else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"files": [f.to_json() for f in self.files], "parser_state": self.parser_state}
+        data: dict[str, Any] = {"files": [f.to_json() for f in self.files], "parser_state": self.parser_state}
+        if self.rereading:
+            data["rereading"] = True
+        if self.read_from is not None:
+            data["read_from"] = self.read_from.isoformat()
+        if self.missing_since is not None:
+            data["missing_since"] = self.missing_since.isoformat()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SourceCheckpoint:
         files = [FilePosition.from_json(f) for f in data.get("files") or []]
         if not files and data.get("position"):  # the walking skeleton's one-file checkpoint
             files = [FilePosition.from_json(data["position"])]
-        return cls(files=tuple(files), parser_state=data.get("parser_state") or {})
+        return cls(
+            files=tuple(files),
+            parser_state=data.get("parser_state") or {},
+            rereading=bool(data.get("rereading")),
+            read_from=_time_or_none(data.get("read_from")),
+            missing_since=_time_or_none(data.get("missing_since")),
+        )
+
+
+def _time_or_none(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
 
 
 @dataclass(slots=True)
@@ -99,6 +131,9 @@ class SourceStats:
     restarted: str | None = None  # why reading restarted at offset 0, if it did
     error: str | None = None  # why the source could not be read at all
     files_read: list[str] = field(default_factory=list)
+    unmatched_patterns: list[str] = field(default_factory=list)  # glob patterns that matched no file
+    nothing_matched: bool = False  # no pattern matched any file: the source has no file at all
+    before_read_from: int = 0  # events dropped as older than the checkpoint's ``read_from``
 
     @property
     def ignored_lines(self) -> int:
@@ -125,14 +160,20 @@ class SourceBatch:
     events: list[DeliveryEvent]
     checkpoint: SourceCheckpoint
     stats: SourceStats
+    foreign_sample: list[str] = field(default_factory=list)
+    """The batch's first ``FOREIGN_SAMPLE_LINES`` foreign lines: to try the other formats on."""
 
 
 class LogSource(Protocol):
-    """Reads new delivery events after a checkpoint, in batches."""
+    """Reads new delivery events after a checkpoint, in batches (a generator: the caller may
+    stop early and close it)."""
 
     name: str
+    format_name: str
+    missing_after: timedelta
+    """How long the source's patterns may match no file before the source is in error."""
 
-    def read(self, checkpoint: SourceCheckpoint | None) -> Iterator[SourceBatch]: ...
+    def read(self, checkpoint: SourceCheckpoint | None) -> Generator[SourceBatch, None, None]: ...
 
     def describe(self) -> str: ...
 

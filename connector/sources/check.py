@@ -12,15 +12,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from connector.domain.events import DeliveryEvent, DeliveryStatus, plausible_time
 from connector.errors import SkippableError
-from connector.sources.base import LineDecoder
+from connector.sources.base import FOREIGN_SAMPLE_LINES, LineDecoder
 from connector.sources.files import MAX_LINE_BYTES, FileLogSource
+from connector.sources.recognition import Recognition, recognition_of
 
 UNDERSTOOD_ENOUGH = 0.5  # at least half the lines are the format's: fine (a shared syslog file has others)
-HARDLY_UNDERSTOOD = 0.1  # under a tenth: the format is almost certainly wrong
 
 
 class LineKind(StrEnum):
@@ -42,15 +43,20 @@ class Verdict(StrEnum):
 
     OK = "ok"  # at least half are the format's
     MIXED = "mixed"  # many others: normal in a shared syslog file, worth a look
-    WRONG = "wrong"  # (almost) none are the format's: the configured format is wrong
+    WRONG = "wrong"  # (almost) none are the format's: the source would be in error (the one rule of ingest)
     EMPTY = "empty"  # no complete line to check
 
 
-def verdict_of(understood: int, lines: int) -> Verdict:
-    """``understood`` of ``lines`` were the format's own lines (not foreign, not malformed)."""
+def verdict_of(understood: int, lines: int, recognition: Recognition | None = None) -> Verdict:
+    """``understood`` of ``lines`` were the format's own lines (not foreign, not malformed).
+
+    ``recognition`` judges WRONG with ingest's rule (``sources.recognition``); without it,
+    every line that is not understood counts against the format."""
     if lines == 0:
         return Verdict.EMPTY
-    if understood < HARDLY_UNDERSTOOD * lines:
+    if recognition is None:
+        recognition = Recognition("", lines, foreign=0, malformed=lines - understood)
+    if recognition.failed:
         return Verdict.WRONG
     return Verdict.OK if understood >= UNDERSTOOD_ENOUGH * lines else Verdict.MIXED
 
@@ -87,6 +93,9 @@ class SourceCheck:
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    foreign_sample: list[str] = field(default_factory=list)
+    modified_at: datetime = datetime(1970, 1, 1, tzinfo=UTC)  # of the newest file checked (Postfix years)
+    _recognition: Recognition | None = None
 
     @property
     def not_understood(self) -> int:
@@ -97,11 +106,28 @@ class SourceCheck:
         return self.lines - self.not_understood
 
     @property
+    def recognition(self) -> Recognition:
+        """The lines judged by ingest's rule (other formats tried on the foreign ones if needed)."""
+        if self._recognition is None:
+            self._recognition = recognition_of(
+                self.format_name,
+                lines=self.lines,
+                foreign=self.kinds[LineKind.FOREIGN],
+                malformed=self.kinds[LineKind.MALFORMED],
+                foreign_sample=self.foreign_sample,
+                at=self.modified_at,
+            )
+        return self._recognition
+
+    @property
     def verdict(self) -> Verdict:
-        return verdict_of(self.understood, self.lines)
+        return verdict_of(self.understood, self.lines, self.recognition if self.lines else None)
 
     def count(self, kind: LineKind, file: str, position: int, reason: str, text: str) -> None:
         self.kinds[kind] += 1
+        self._recognition = None
+        if kind is LineKind.FOREIGN and len(self.foreign_sample) < FOREIGN_SAMPLE_LINES:
+            self.foreign_sample.append(text)
         if kind in UNKNOWN_KINDS and kind not in self.examples:
             self.examples[kind] = Example(file, position, reason, text[:300])
 
@@ -158,6 +184,7 @@ def check_source(source: FileLogSource, count: int) -> SourceCheck:
     decoder = source.decoder_factory({})
     for file, lines in tail:
         result.files.append(str(file.path))
+        result.modified_at = max(result.modified_at, file.modified_at)
         decoder.begin_file(file.modified_at)
         check_lines(decoder, str(file.path), lines, result)
     return result

@@ -25,16 +25,23 @@ import logging
 import re
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from io import BufferedIOBase
 from pathlib import Path
 from typing import Any
 
 from connector.domain.events import EARLIEST_EVENT_AT, LATEST_EVENT_AT, DeliveryEvent
 from connector.errors import SkippableError
-from connector.sources.base import FilePosition, LineDecoder, SourceBatch, SourceCheckpoint, SourceStats
+from connector.sources.base import (
+    FOREIGN_SAMPLE_LINES,
+    FilePosition,
+    LineDecoder,
+    SourceBatch,
+    SourceCheckpoint,
+    SourceStats,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,7 @@ CHUNK_BYTES = 1 << 20
 MAX_LINE_BYTES = 64 * 1024
 TAIL_STEP_BYTES = 64 * 1024
 MAX_TRACKED_FILES = 200  # positions of files no longer listed are kept a while, then forgotten
+MISSING_AFTER = timedelta(minutes=60)  # default of ``sources[].missing_after_minutes``
 _ROTATION_NUMBER = re.compile(r"\.(\d+)(?:\.gz)?$")
 # plausible_time() inlined in the hot loop
 _FIRST_YEAR, _END_YEAR = EARLIEST_EVENT_AT.year, LATEST_EVENT_AT.year
@@ -96,16 +104,19 @@ def _read_head(path: Path, compressed: bool) -> bytes:
 
 
 def list_files(patterns: Sequence[str], stats: SourceStats) -> list[LogFile]:
-    """The non-empty files matching ``patterns``, oldest first. Unreadable ones are noted."""
+    """The non-empty files matching ``patterns``, oldest first. Unreadable ones are noted;
+    ``stats.nothing_matched`` says that no pattern matched any file."""
     paths: set[str] = set()
     for pattern in patterns:
         matched = glob.glob(pattern)
         if not matched:
+            stats.unmatched_patterns.append(pattern)
             if glob.has_magic(pattern):
                 stats.note(f"no file matches {pattern}")  # e.g. before the first rotation
             else:
                 stats.error = stats.error or f"cannot open {pattern}: no such file"
         paths.update(matched)
+    stats.nothing_matched = bool(patterns) and not paths
     files = []
     for name in sorted(paths):
         path = Path(name)
@@ -205,6 +216,7 @@ class FileLogSource:
         self.format_name = format_name
         self.decoder_factory = decoder_factory
         self.batch_lines = batch_lines
+        self.missing_after = MISSING_AFTER  # set from the configuration by ``app.build_source``
 
     def describe(self) -> str:
         return f"{self.format_name} log {', '.join(self.patterns)}"
@@ -228,7 +240,7 @@ class FileLogSource:
         picked.reverse()
         return picked, stats
 
-    def read(self, checkpoint: SourceCheckpoint | None) -> Iterator[SourceBatch]:
+    def read(self, checkpoint: SourceCheckpoint | None) -> Generator[SourceBatch, None, None]:
         checkpoint = checkpoint or SourceCheckpoint()
         stats = SourceStats(path=", ".join(self.patterns))
         files = list_files(self.patterns, stats)
@@ -241,12 +253,17 @@ class FileLogSource:
                     f"{position.path} was replaced (rotated): reading the new file from the start; "
                     "include the rotated names in the source's paths to read the rest of the old one"
                 )
-        run = _Run(self, files, claimed, unclaimed, checkpoint.parser_state, stats)
+        run = _Run(self, files, claimed, unclaimed, checkpoint, stats)
         yield from run.batches()
 
 
 class _Run:
-    """One pass over a source's files; yields a batch every ``batch_lines`` lines."""
+    """One pass over a source's files; yields a batch every ``batch_lines`` lines.
+
+    The checkpoint's ``rereading`` and ``read_from`` marks (``connector source reset``)
+    stay on every batch's checkpoint but the run's last one: once every listed file has
+    been read to its end, the re-read is over. ``read_from`` drops older events here.
+    """
 
     def __init__(
         self,
@@ -254,7 +271,7 @@ class _Run:
         files: list[LogFile],
         claimed: dict[int, FilePosition],
         unclaimed: list[FilePosition],
-        parser_state: dict[str, Any],
+        checkpoint: SourceCheckpoint,
         stats: SourceStats,
     ) -> None:
         self.source = source
@@ -262,8 +279,12 @@ class _Run:
         # Index -> position; files met for the first time have none until read.
         self.positions: dict[int, FilePosition] = dict(claimed)
         self.forgotten = unclaimed
+        parser_state = checkpoint.parser_state
         self.decoder = source.decoder_factory(parser_state.get("decoder") or {})
         self.line_no = int(parser_state.get("line_no", 0))
+        self.rereading = checkpoint.rereading
+        self.read_from = checkpoint.read_from
+        self.foreign_sample: list[str] = []
         self.reading = ""  # the file being read, for event locations
         self.stats = stats
         self.events: list[DeliveryEvent] = []
@@ -276,7 +297,7 @@ class _Run:
             if start is None:
                 continue
             yield from self._read_file(index, file, start)
-        yield self._batch()
+        yield self._batch(final=True)
 
     def _start_offset(self, index: int, file: LogFile) -> int | None:
         """Where to start reading ``file``; None when nothing in it is new."""
@@ -290,7 +311,7 @@ class _Run:
             return 0
         return None if file.size == position.offset else position.offset
 
-    def _checkpoint(self) -> SourceCheckpoint:
+    def _checkpoint(self, final: bool) -> SourceCheckpoint:
         current = [self.positions[i] for i in sorted(self.positions)]
         room = MAX_TRACKED_FILES - len(current)
         kept = self.forgotten[len(self.forgotten) - room :] if 0 < room < len(self.forgotten) else self.forgotten
@@ -307,12 +328,25 @@ class _Run:
             self.stats.note(f"decoder state dropped after {type(exc).__name__}")
             decoder_state = {}
         state = {"decoder": decoder_state, "line_no": self.line_no}
-        return SourceCheckpoint(tuple(kept + current), state)
+        # A re-read is over at the end of a run that listed files (not while they are missing).
+        over = final and bool(self.files)
+        return SourceCheckpoint(
+            tuple(kept + current),
+            state,
+            rereading=self.rereading and not over,
+            read_from=None if over else self.read_from,
+        )
 
-    def _batch(self) -> SourceBatch:
+    def _batch(self, final: bool = False) -> SourceBatch:
+        if self.read_from is not None:
+            read_from = self.read_from
+            kept = [event for event in self.events if event.at >= read_from]
+            self.stats.before_read_from += len(self.events) - len(kept)
+            self.events = kept
         self.stats.events = len(self.events)
-        batch = SourceBatch(self.events, self._checkpoint(), self.stats)
+        batch = SourceBatch(self.events, self._checkpoint(final), self.stats, self.foreign_sample)
         self.events = []
+        self.foreign_sample = []
         self.stats = SourceStats(path=self.stats.path)
         self.lines_in_batch = 0
         return batch
@@ -383,7 +417,7 @@ class _Run:
         False), or bad (``SkippableError``, any other exception of the decoder, an event
         dated out of bounds). Nothing a line holds stops the run.
         """
-        feed, events, stats = self.decoder.feed, self.events, self.stats
+        feed, events, stats, sample = self.decoder.feed, self.events, self.stats, self.foreign_sample
         line_no = self.line_no
         foreign = 0
         first_year, end_year = _FIRST_YEAR, _END_YEAR
@@ -400,6 +434,8 @@ class _Run:
             try:
                 if not feed(text, events):
                     foreign += 1
+                    if len(sample) < FOREIGN_SAMPLE_LINES:
+                        sample.append(text)
             except SkippableError as exc:
                 stats.add_bad_line(line_no, text, str(exc))
             except Exception as exc:  # a decoder bug: one bad line, never a stopped run
