@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from scim2_models import Meta, ScimProvider
+from scim2_models import Meta, Required, ScimProvider
 from scim2_server.memory import InMemoryStorage
 from scim2_server.service import ScimService
 from scim2_server.testserver.application import BearerTokenApplication
@@ -157,15 +157,26 @@ class _WsgiHttpServer(ThreadingHTTPServer):
 class ScimTestServer:
     """scim2-server in this process on a free loopback port; ``url`` ends in ``/v2``."""
 
-    def __init__(self, tls: tuple[Path, Path] | None = None, features: dict[str, bool] | None = None) -> None:
-        """``tls``: (certificate, key) PEM files to serve HTTPS with; ``features``: e.g. {"patch": False}."""
+    def __init__(
+        self,
+        tls: tuple[Path, Path] | None = None,
+        features: dict[str, bool] | None = None,
+        required: Sequence[str] = (),
+    ) -> None:
+        """``tls``: (certificate, key) PEM files to serve HTTPS with; ``features``: e.g. {"patch": False};
+        ``required``: User attributes the server requires (e.g. ``displayName``: a user without one is
+        refused with 400, as by services that insist on a name)."""
         provider = load_default_provider()
-        if features:
+        if features or required:
             config = load_default_service_provider_config()
-            for name, supported in features.items():
+            for name, supported in (features or {}).items():
                 getattr(config, name).supported = supported
+            schemas = load_default_schemas()
+            for attribute in schemas["urn:ietf:params:scim:schemas:core:2.0:User"].attributes or []:
+                if attribute.name in required:
+                    attribute.required = Required.true
             provider = ScimProvider.from_discovery(
-                load_default_schemas().values(), load_default_resource_types().values(), config=config
+                schemas.values(), load_default_resource_types().values(), config=config
             )
         self.storage = InMemoryStorage()
         self._provider = provider

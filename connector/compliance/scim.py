@@ -25,6 +25,7 @@ from connector.compliance.scim_mapping import (
     add_emails_patch,
     add_members_patch,
     bulk_create_request,
+    bulk_position,
     email_filter,
     emails_of,
     filter_value,
@@ -32,6 +33,7 @@ from connector.compliance.scim_mapping import (
     group_payload,
     group_refs,
     list_page,
+    operation_error,
     parse_features,
     replace_emails,
     replace_members,
@@ -43,6 +45,17 @@ from connector.compliance.target_state import KnownStore, TargetHealth
 from connector.config.target import ScimTargetSettings
 from connector.domain.lifecycle import Change, TargetUser
 from connector.errors import ConnectorError, RetriableError, SkippableError
+
+RETRIED_OPERATION_STATUSES = frozenset({408, 409, 429})
+"""4xx answers to a Bulk operation that are not a refusal of the user: a timeout, "already
+there" (looked up and reconciled) and "too many requests" go the single way."""
+
+
+def _refused(status: int | None, operation: dict[str, Any]) -> bool:
+    """A Bulk operation's answer refuses its user: a 4xx other than a timeout, a conflict or a rate limit."""
+    response = operation.get("response")
+    uniqueness = isinstance(response, dict) and response.get("scimType") == "uniqueness"  # a 409 sent as 400
+    return status is not None and 400 <= status < 500 and status not in RETRIED_OPERATION_STATUSES and not uniqueness
 
 
 def _body(response: requests.Response) -> Any:
@@ -445,17 +458,30 @@ class ScimComplianceDirectory:
     def _bulk_create(
         self, users: Sequence[NewUser], indexes: list[int], results: list[bool | ConnectorError]
     ) -> dict[str, list[str]]:
-        """One Bulk request; org -> ids of the users it created. Anything unclear goes the single way."""
+        """One Bulk request; org -> ids of the users it created.
+
+        A user refused (by our payload check, or by the server in its operation's answer)
+        fails only itself: the rest of the batch is created. A 409, an operation the server
+        did not answer and anything unclear go the single way, which looks the user up first.
+        """
         batch = [users[i] for i in indexes]
+        payloads: dict[int, dict[str, Any]] = {}
+        for position, user in enumerate(batch):
+            try:
+                payloads[position] = user_payload(user)
+            except SkippableError as exc:
+                results[indexes[position]] = exc
+        if not payloads:
+            return {}
         try:
-            response = self._http.request("POST", "/Bulk", json=bulk_create_request(batch), idempotent=False)
+            response = self._http.request("POST", "/Bulk", json=bulk_create_request(payloads), idempotent=False)
         except AmbiguousWriteError:
             response = None
         if response is None or response.status_code != 200:
-            for i in indexes:  # one by one: each looks itself up first
-                result = self._guard_create(users[i])
+            for position in payloads:  # one by one: each looks itself up first
+                result = self._guard_create(batch[position])
                 # After a lost answer, a user found already there is one this Bulk created.
-                results[i] = True if response is None and result is False else result
+                results[indexes[position]] = True if response is None and result is False else result
             return {}
         new_ids: dict[str, list[str]] = {}
         answered: set[int] = set()
@@ -464,19 +490,20 @@ class ScimComplianceDirectory:
         for operation in operations if isinstance(operations, list) else []:
             if not isinstance(operation, dict):
                 continue  # not an answer: that user goes the single way below
-            bulk_id = str(operation.get("bulkId", ""))
-            digits = bulk_id[1:]
-            position = int(digits) if digits.isascii() and digits.isdigit() and len(digits) < 10 else -1
-            if not 0 <= position < len(batch):
+            at = bulk_position(operation, len(batch))
+            if at is None or at not in payloads or at in answered:
                 continue
-            answered.add(position)
-            if status_of(operation.get("status")) == 201 and operation.get("location"):
-                new_ids.setdefault(batch[position].org, []).append(
-                    str(operation["location"]).rstrip("/").rpartition("/")[2]
-                )
-                results[indexes[position]] = True
-            else:  # 409 or anything else: the single path looks it up and reconciles
-                results[indexes[position]] = self._guard_create(batch[position])
-        for position in set(range(len(batch))) - answered:  # the server skipped it (failOnErrors)
+            answered.add(at)
+            status = status_of(operation.get("status"))
+            if status == 201 and operation.get("location"):
+                new_ids.setdefault(batch[at].org, []).append(str(operation["location"]).rstrip("/").rpartition("/")[2])
+                results[indexes[at]] = True
+            elif _refused(status, operation):
+                # Refused by the server: sending it again would be refused again (no second POST).
+                address = batch[at].primary_address
+                results[indexes[at]] = SkippableError(f"server refused {address}: {operation_error(operation)}")
+            else:  # 409 (there already?), 5xx, 429 or unreadable: the single path looks it up and retries
+                results[indexes[at]] = self._guard_create(batch[at])
+        for position in set(payloads) - answered:  # the server skipped it (failOnErrors)
             results[indexes[position]] = self._guard_create(batch[position])
         return new_ids

@@ -1,16 +1,18 @@
 """Pure SCIM 2.0 mapping: our values -> validated request bodies, response bodies -> our values.
 
 No I/O here: ``scim.py`` sends what these functions build. Every body is
-validated with ``scim2-models`` in the context it is sent in.
+validated with ``scim2-models`` in the context it is sent in, except one rule:
+an address in ``emails`` is checked as the mail system takes it (``MailEmail``),
+not for deliverability.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import AfterValidator, ValidationError
 from scim2_models import (
     Context,
     Email,
@@ -22,7 +24,9 @@ from scim2_models import (
 
 from connector.compliance.base import NewUser
 from connector.domain.lifecycle import TargetUser
+from connector.domain.safe_text import printable
 from connector.errors import RetriableError, SkippableError
+from connector.policy.addresses import normalise_address
 
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 USER_READ_ATTRIBUTES = "userName,emails,displayName,externalId,active,groups,meta.version"
@@ -89,6 +93,47 @@ def parse_features(body: Any) -> ServerFeatures:
     )
 
 
+def mail_address(value: str) -> str:
+    """``value`` unchanged if the mail system takes it as an address; ``ValueError`` if not.
+
+    The rule is the log edge's (``normalise_address``: local part and domain, RFC 5321
+    lengths, no whitespace or control characters): every address the connector read
+    from the gateway is one it can send. SCIM asks no more (RFC 7643 4.1.2: ``emails``
+    are just strings). ``scim2-models`` types ``emails.value`` as pydantic's ``EmailStr``,
+    whose email-validator also refuses special-use domains (``.local``, ``.test``,
+    ``.localhost``, ``.invalid``, ``.arpa``, ``.onion``: "cannot be used with email"),
+    a deliverability rule that refused whole companies the server would have taken.
+    """
+    if value != value.strip() or value.startswith("<"):
+        raise ValueError(f"not a bare address: {value!r}")
+    normalise_address(value)  # InvalidAddress is a ValueError
+    return value
+
+
+def _optional_mail_address(value: str | None) -> str | None:
+    return None if value is None else mail_address(value)
+
+
+class MailEmail(Email):
+    """``Email`` with ``value`` checked by ``mail_address`` instead of ``EmailStr``."""
+
+    value: Annotated[str | None, AfterValidator(_optional_mail_address)] = None
+
+
+class MailUser(User[Any]):
+    """``User`` whose ``emails`` are ``MailEmail``: what this connector sends and re-sends (PUT)."""
+
+    emails: list[MailEmail] | None = None  # type: ignore[assignment]
+
+
+def _checked_addresses(addresses: Sequence[str], what: str) -> None:
+    for address in addresses:
+        try:
+            mail_address(address)
+        except ValueError as exc:
+            raise SkippableError(f"{what}: not a valid SCIM address: {exc}") from exc
+
+
 def user_payload(user: NewUser) -> dict[str, Any]:
     """POST /Users body: ``userName`` = primary, ``emails`` = primary (flagged) + aliases."""
     try:
@@ -98,9 +143,9 @@ def user_payload(user: NewUser) -> dict[str, Any]:
 
 
 def _user_payload(user: NewUser) -> dict[str, Any]:
-    emails = [Email(value=user.primary_address, primary=True, type=Email.Type.work)]
-    emails += [Email(value=alias) for alias in user.aliases if alias != user.primary_address]
-    model: User[Any] = User(
+    emails = [MailEmail(value=user.primary_address, primary=True, type=Email.Type.work)]
+    emails += [MailEmail(value=alias) for alias in user.aliases if alias != user.primary_address]
+    model = MailUser(
         user_name=user.primary_address,
         emails=emails,
         active=True,
@@ -122,6 +167,7 @@ def add_members_patch(user_ids: Sequence[str]) -> dict[str, Any]:
 
 def add_emails_patch(addresses: Sequence[str]) -> dict[str, Any]:
     """PATCH /Users/{id}: add alias addresses to ``emails``."""
+    _checked_addresses(addresses, "add aliases")
     return _user_patch([{"op": "add", "path": "emails", "value": [{"value": a} for a in addresses]}], "add aliases")
 
 
@@ -129,7 +175,10 @@ def replace_emails(resource: dict[str, Any], addresses: Sequence[str]) -> dict[s
     """PUT /Users/{id} body for servers without PATCH: the user as read, plus ``addresses``."""
     body = {k: v for k, v in resource.items() if k not in ("meta", "groups")}
     body["emails"] = [*resource.get("emails", []), *({"value": a} for a in addresses)]
-    User.model_validate(body, scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
+    try:
+        MailUser.model_validate(body, scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
+    except ValidationError as exc:
+        raise SkippableError(f"{resource.get('userName')}: not a valid SCIM user: {exc.errors()[0]['msg']}") from exc
     return body
 
 
@@ -145,15 +194,33 @@ def replace_members(resource: dict[str, Any], user_ids: Sequence[str]) -> dict[s
     return body
 
 
-def bulk_create_request(users: Sequence[NewUser]) -> dict[str, Any]:
-    """One Bulk request that creates ``users``; ``bulkId`` is the position in ``users``."""
+def bulk_create_request(payloads: Mapping[int, dict[str, Any]]) -> dict[str, Any]:
+    """One Bulk request that creates the users of ``payloads`` (position in the batch -> ``user_payload``);
+    ``bulkId`` is ``u`` + the position. No ``failOnErrors``: the server goes on after an operation it
+    refuses (RFC 7644 3.7), so that one refused user fails only itself."""
     return {
         "schemas": [BULK_REQUEST],
         "Operations": [
-            {"method": "POST", "path": "/Users", "bulkId": f"u{i}", "data": user_payload(user)}
-            for i, user in enumerate(users)
+            {"method": "POST", "path": "/Users", "bulkId": f"u{i}", "data": payload} for i, payload in payloads.items()
         ],
     }
+
+
+def bulk_position(operation: dict[str, Any], size: int) -> int | None:
+    """The position in the batch a Bulk answer's operation is about (its ``bulkId``), or None."""
+    digits = str(operation.get("bulkId", ""))[1:]
+    position = int(digits) if digits.isascii() and digits.isdigit() and len(digits) < 10 else -1
+    return position if 0 <= position < size else None
+
+
+def operation_error(operation: dict[str, Any]) -> str:
+    """What a Bulk answer's failed operation says (its ``response``: an RFC 7644 error), in one escaped line."""
+    response = operation.get("response")
+    if isinstance(response, dict):
+        parts = [printable(response[k]) for k in ("status", "scimType", "detail") if response.get(k) not in (None, "")]
+        if parts:
+            return " ".join(parts)[:300]
+    return f"status {printable(operation.get('status'))[:20]} {printable(repr(response))[:260]}"
 
 
 def _emails(resource: dict[str, Any]) -> list[dict[str, Any]]:
@@ -374,7 +441,7 @@ def replace_user(resource: dict[str, Any], changes: Mapping[str, Any]) -> dict[s
         else:
             body[name] = value
     try:
-        User.model_validate(body, scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
+        MailUser.model_validate(body, scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
     except ValidationError as exc:
         raise SkippableError(f"{resource.get('userName')}: not a valid SCIM user: {exc.errors()[0]['msg']}") from exc
     return body
