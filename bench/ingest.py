@@ -31,7 +31,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GENERATOR = Path("/work/shared/bench/gen_postfix_log.py")
+GENERATOR = ROOT.parent / "shared" / "bench" / "gen_postfix_log.py"  # the shared generator, beside the project
 _RECIPIENT_DOMAIN = re.compile(rb"to=<[^@>]*@([^>]+)>")
 
 
@@ -110,6 +110,11 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     log = args.log or workdir / f"postfix-{args.messages}-{args.seed}.log"
     if not log.exists():
+        if not args.generator.exists():
+            raise SystemExit(
+                f"the shared log generator is missing: {args.generator} (expected at ../shared/bench/ relative to "
+                "the project root); give --generator PATH, or --log FILE to measure an existing log"
+            )
         print(f"generating {log} ...", file=sys.stderr)
         subprocess.run(
             [

@@ -39,7 +39,7 @@ from connector.sources.exim import EximLogSource
 from connector.sources.files import FileLogSource
 from connector.sources.jsonl import JsonLinesLogSource
 from connector.sources.postfix import PostfixLogSource
-from connector.store.database import make_engine, make_sessionmaker, upgrade
+from connector.store.database import make_engine, make_sessionmaker, require_state, upgrade
 from connector.store.locks import JobLocks, make_job_locks
 
 if TYPE_CHECKING:  # heavy libraries (ldap3, msal, jinja2, scim2-models) load only when configured
@@ -358,10 +358,17 @@ def build_connector(
     *,
     clock: Callable[[], datetime] = utc_now,
     migrate: bool = True,
+    read_only: bool = False,
 ) -> Connector:
-    """Wire adapters from ``settings``; migrates the state database unless told not to."""
-    engine = make_engine(settings.state.resolved_url(environ))
-    if migrate:
+    """Wire adapters from ``settings``; migrates the state database unless told not to.
+
+    ``read_only`` (commands that only look): the state must exist already, at this
+    version's schema; nothing is created or migrated (``StateNotFound`` otherwise).
+    """
+    engine = make_engine(settings.state.resolved_url(environ), create=not read_only)
+    if read_only:
+        require_state(engine)
+    elif migrate:
         upgrade(engine)
     sessions = make_sessionmaker(engine)
     target_health = build_target_health(settings, sessions, clock)

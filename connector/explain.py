@@ -9,8 +9,10 @@ from datetime import datetime, timedelta
 
 from connector.app import Connector
 from connector.compliance.known import load_known
+from connector.compliance.refusals import RETRY_HINT, refusal_fingerprints
 from connector.directory.lookup import lookup_candidates
-from connector.domain.decisions import Decision, Method
+from connector.domain.decisions import Decision, Method, Outcome, Reason
+from connector.domain.directory import DirectoryAnswer
 from connector.domain.evidence import AddressEvidence
 from connector.domain.lifecycle import (
     Change,
@@ -24,14 +26,15 @@ from connector.domain.lifecycle import (
 from connector.domain.safe_text import printable
 from connector.errors import RetriableError
 from connector.policy import catch_all
-from connector.policy.addresses import DomainRule, InvalidAddress
+from connector.policy.addresses import DomainRule
 from connector.policy.exclusions import Exclusions
 from connector.policy.known import KnownAddresses
 from connector.policy.plans import change_key
+from connector.policy.reconcile import canonical_or
 from connector.store import lifecycle as lifecycle_store
 from connector.store import repository
 from connector.store import safety as safety_store
-from connector.store.models import EventLogRow, HeldChangeRow
+from connector.store.models import CandidateRow, EventLogRow, HeldChangeRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,20 +117,22 @@ def explain(
     now: datetime,
     plan_user: PlanUser | None = None,
     decide_now: DecideNow | None = None,
+    known_addresses: Callable[[], KnownAddresses] | None = None,
 ) -> str:
     """Normalisation steps, stored evidence, target and directory answers, the decision, and
     (with ``plan_user``) the lifecycle of the managed user the address belongs to.
 
     ``decide_now`` (``jobs/cycle.py: simulate``) and ``plan_user`` are the cycle's own
-    functions, handed in by the CLI: explain shows what a run would do, it does not re-implement it."""
+    functions, handed in by the CLI: explain shows what a run would do, it does not re-implement it.
+    ``known_addresses`` reads the target's addresses (default: ``load_known``, each call); the report
+    pages, which tell hundreds of addresses, hand in one that reads them once.
+    Raises ``InvalidAddress`` for text that is not an address (the CLI says so once, exit 2)."""
     out = [f"Address: {address}"]
-    try:
-        mapped = connector.address_map.map(address)
-    except InvalidAddress as exc:
-        return _text([f"Address: {address}", f"  not an address: {exc}"])
+    mapped = connector.address_map.map(address)
     out.append("Normalisation:")
     out.extend(f"  {step}" for step in mapped.steps)
     out.append(f"  canonical address: {mapped.address}")
+    owner_at = len(out)  # the user it resolves to is told here, once the directories answered
 
     rule = mapped.rule
     with connector.sessions() as session:
@@ -170,7 +175,7 @@ def explain(
 
     out.append("Compliance directory:")
     try:
-        known = load_known(connector.target, connector.address_map)
+        known = known_addresses() if known_addresses else load_known(connector.target, connector.address_map)
         owner = known.owner_of(mapped.address)
         out.append(
             "  not known"
@@ -182,6 +187,7 @@ def explain(
         known = None
 
     out.append("Mail directory:")
+    answer: DirectoryAnswer = None
     try:
         looked_up = lookup_candidates(connector.directory, [evidence])[mapped.address]
         if isinstance(looked_up, RetriableError):
@@ -195,14 +201,13 @@ def explain(
             out.append(f"  display name {answer.display_name!r}; enabled: {answer.enabled}")
     except RetriableError as exc:
         out.append(f"  unavailable: {exc}")
+    out[owner_at:owner_at] = _owner_lines(connector, mapped.address, answer, known)
 
     out.append("Decision if a run happened now (the cycle's own code, every guard, nothing written):")
-    if decide_now is None:
-        out.append("  not computed")
-    elif (decision := decide_now(mapped.address)) is None:
-        out.append("  nothing to decide: no evidence is stored for this address")
-    else:
-        out.append(f"  {decision.outcome.value}: {decision.reason.value}: {decision.detail}")
+    refusal = _refusal_lines(connector, candidate, mapped.address, now)
+    out.extend(refusal.lines)
+    if not refusal.standing:  # a standing refusal is not sent again: nothing to simulate
+        out.append(_decision_line(decide_now, mapped.address))
     if plan_user is not None:
         out.append("Lifecycle:")
         out.extend(_lifecycle_lines(connector, mapped.address, known, plan_user))
@@ -213,6 +218,58 @@ def explain(
             f"{candidate.decided_at.isoformat()}: {candidate.detail}"
         )
     return _text(out)
+
+
+def _owner_lines(
+    connector: Connector, address: str, answer: DirectoryAnswer, known: KnownAddresses | None
+) -> list[str]:
+    """Whose address this is, when not its own user's: the canonical form of an alias is still the alias."""
+    if answer is not None and answer.is_user:
+        primary = canonical_or(connector.address_map, answer.primary_address, address)
+        if primary != address:
+            return [f"  {address} is an alias of {primary} in the mail directory: the user is {primary}"]
+        return []
+    owner = known.owner_of(address) if known is not None else None
+    if owner is not None and owner != address:
+        return [f"  {address} is an alias of {owner} in the compliance directory: the user is {owner}"]
+    return []
+
+
+def _decision_line(decide_now: DecideNow | None, address: str) -> str:
+    if decide_now is None:
+        return "  not computed"
+    if (decision := decide_now(address)) is None:
+        return "  nothing to decide: no evidence is stored for this address"
+    return f"  {decision.outcome.value}: {decision.reason.value}: {decision.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    standing: bool  # the target's refusal holds: a run now does not send the address again
+    lines: list[str]
+
+
+def _refusal_lines(connector: Connector, candidate: CandidateRow | None, address: str, now: datetime) -> _Refusal:
+    """What a run now does with an address the target refused (``target_rejected``): the repository's own
+    due rule says whether it is sent again (``connector/compliance/refusals.py``)."""
+    managed = address.rpartition("@")[2] in connector.rule_fingerprints
+    if candidate is None or candidate.reason != Reason.TARGET_REJECTED.value or not managed:
+        return _Refusal(False, [])
+    refused = (
+        f"the compliance directory refused it in run {candidate.run_id} at {candidate.decided_at.isoformat()}: "
+        f"{candidate.detail}"
+    )
+    refusals = refusal_fingerprints(connector.rule_fingerprints, connector.settings.target)
+    query = repository.DueQuery(connector.rule_fingerprints, now, refusals=refusals)
+    with connector.sessions() as session:
+        due = repository.is_due(session, query, address)
+    if due:
+        changed = "the target's configuration, the connector's version or the domain's rule changed since"
+        return _Refusal(False, [f"  {refused}", f"  {changed}: a run now tries again:"])
+    return _Refusal(
+        True,
+        [f"  {Outcome.SKIP.value}: {Reason.TARGET_REJECTED.value}: not sent again: {refused}", f"  {RETRY_HINT}"],
+    )
 
 
 def _text(lines: list[str]) -> str:

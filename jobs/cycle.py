@@ -13,8 +13,10 @@ from connector.app import Connector
 from connector.compliance.base import BatchCreate, ComplianceDirectory, new_user_for
 from connector.compliance.dry_run import DryRunComplianceDirectory
 from connector.compliance.known import load_known
+from connector.compliance.refusals import refusal_fingerprints
 from connector.directory.lookup import lookup_candidates
 from connector.directory.mirror import MirrorDirectory
+from connector.directory.presets import preset_check_of
 from connector.domain.decisions import Decision, Outcome, Reason
 from connector.domain.evidence import AddressEvidence
 from connector.domain.report import RunReport
@@ -24,6 +26,8 @@ from connector.policy.decide import assess, resolve
 from connector.policy.known import KnownAddresses
 from connector.store import lifecycle as lifecycle_store
 from connector.store import repository
+from connector.store import safety as safety_store
+from jobs import recovery
 from jobs.ingest import IngestResult, ingest
 from jobs.reconcile import reconcile
 from jobs.reports import publish_reports
@@ -129,6 +133,93 @@ def _settle_intent(
     # deferred or refused: the intent stays; the reconcile step confirms or forgets it
 
 
+DECIDE_CHUNK = 1000  # due candidates decided, saved and reported at a time
+
+
+def _screen_due(
+    session: Session,
+    due: repository.DueQuery,
+    safety: SafetyStage,
+    known: KnownAddresses,
+    address_map: AddressMap,
+    *,
+    now: datetime,
+) -> tuple[list[str], list[AddressEvidence]]:
+    """First pass over the due evidence (streamed): every due address in order, and the evidence of
+    those that need the directory. The rest is decided again, from the same rules, by ``_decide_the_rest``.
+    """
+    order: list[str] = []
+    to_check: list[AddressEvidence] = []
+    seen_also: set[str] = set()
+
+    def screen(evidence: AddressEvidence) -> None:
+        order.append(evidence.address)
+        if evidence.address in due.also:
+            seen_also.add(evidence.address)
+        if (
+            safety.screen(evidence, known) is None
+            and assess(evidence.address, _rule(address_map, evidence), evidence, known, now) is None
+        ):
+            to_check.append(evidence)
+
+    for evidence in repository.iter_due(session, due, batch=DECIDE_CHUNK):
+        screen(evidence)
+    # Named in ``also`` but not read with the due ones (e.g. a domain no longer managed).
+    for evidence in repository.load_evidence(session, due.also - seen_also).values():
+        screen(evidence)
+    return order, to_check
+
+
+def _decide_the_rest(
+    session: Session,
+    safety: SafetyStage,
+    report: RunReport,
+    order: Sequence[str],
+    final: Mapping[str, Decision],
+    undecided: Collection[str],
+    known: KnownAddresses,
+    address_map: AddressMap,
+    due: repository.DueQuery,
+    *,
+    now: datetime,
+    also: Collection[str],
+) -> list[Decision]:
+    """Decide, save and report every due address, a chunk at a time; the decisions of ``also``.
+
+    ``final`` holds the decisions already made (directory and target); the others are
+    the guards' (``screen``) or the rules' (``assess``), taken now that the creations of
+    this run are known, so that a user created above (e.g. from their alias) counts as known.
+    """
+    staged = safety_store.staged_addresses(session)
+    relevant: list[tuple[Decision, AddressEvidence]] = []  # what ``safety.finish`` acts on
+    kept: list[Decision] = []
+    wanted = set(also)
+    for start in range(0, len(order), DECIDE_CHUNK):
+        chunk = [a for a in order[start : start + DECIDE_CHUNK] if a not in undecided]
+        evidence_of = repository.load_evidence(session, chunk)
+        to_save: list[repository.DecisionToSave] = []
+        for address in chunk:
+            evidence = evidence_of[address]
+            decision = final.get(address) or safety.screen(evidence, known)
+            if decision is None:
+                decision = assess(address, _rule(address_map, evidence), evidence, known, now)
+            if decision is None:  # cannot happen: a settled case stays settled as ``known`` grows
+                log.warning("no decision for %s in this run: decided next run", address)
+                continue
+            domain = address.rpartition("@")[2]
+            to_save.append(
+                repository.DecisionToSave(decision, domain, evidence.revision, due.fingerprint_for(decision, domain))
+            )
+            report.add_decision(decision, now=now)
+            if decision.outcome is Outcome.HOLD or address in staged:
+                relevant.append((decision, evidence))
+            if address in wanted:
+                kept.append(decision)
+        repository.save_decisions(session, to_save, now=now, run_id=report.run_id)
+    safety.finish(relevant)
+    return kept
+
+
 def decide_and_sync(
     session: Session,
     connector: Connector,
@@ -146,7 +237,12 @@ def decide_and_sync(
 
     With ``plan`` (``connector apply``), only the changes named in it are made.
     ``also`` names canonical addresses decided as well even when not due (``explain``);
-    ``lifecycle=False`` leaves the managed users alone. Returns the run's final decisions.
+    ``lifecycle=False`` leaves the managed users alone. Returns the final decisions of the
+    ``also`` addresses; every decision is in the run's records and (bounded) report.
+
+    Memory stays flat in the number of due candidates (an attack of 500,000 new addresses):
+    the due evidence is read twice as a stream (``_screen_due``, ``_decide_the_rest``); only
+    the candidates that need the directory are held, with their decisions.
     """
     address_map = connector.address_map
     try:
@@ -157,28 +253,18 @@ def decide_and_sync(
         report.errors.append({"stage": "target", "error": f"cannot list known addresses: {exc}"})
 
     fingerprints = connector.rule_fingerprints
-    due = [item[0] for item in repository.candidates_due(session, fingerprints, now, recheck=recheck)]
-    if also:
-        due_addresses = {e.address for e in due}
-        extra = repository.load_evidence(session, [a for a in also if a not in due_addresses])
-        due = sorted([*due, *extra.values()], key=lambda e: (e.address.rpartition("@")[2], e.address))
-    safety = SafetyStage.prepare(session, connector, report, due, known, now=now, plan=plan)
+    refused = refusal_fingerprints(fingerprints, connector.settings.target)  # a refusal is retried when they change
+    due = repository.DueQuery(fingerprints, now, recheck, frozenset(also), refused)
+    safety = SafetyStage.prepare(session, connector, report, due, known, now=now, plan=plan, commit=commit)
     address_map = safety.address_map  # the rules after catch-all detection (auto resolved)
-    to_check: list[AddressEvidence] = []
-    settled_later: list[AddressEvidence] = []
-    decisions: list[tuple[Decision, AddressEvidence]] = []
-    for evidence in due:
-        if (guarded := safety.screen(evidence, known)) is not None:
-            decisions.append((guarded, evidence))
-        elif assess(evidence.address, _rule(address_map, evidence), evidence, known, now) is None:
-            to_check.append(evidence)
-        else:
-            settled_later.append(evidence)
+    order, to_check = _screen_due(session, due, safety, known, address_map, now=now)
+    final: dict[str, Decision] = {}  # address -> decision, for the candidates decided apart from the rest
 
     if target_down is not None:
         for evidence in to_check:
-            decision = Decision(evidence.address, Outcome.DEFER, Reason.TARGET_UNAVAILABLE, str(target_down))
-            decisions.append((decision, evidence))
+            final[evidence.address] = Decision(
+                evidence.address, Outcome.DEFER, Reason.TARGET_UNAVAILABLE, str(target_down)
+            )
         to_check = []
     if commit:
         session.commit()  # no write lock held while the directory (or its mirror) is read
@@ -186,6 +272,8 @@ def decide_and_sync(
     failures = {str(a) for a in answers.values() if isinstance(a, RetriableError)}
     for failure in sorted(failures):
         report.errors.append({"stage": "directory", "error": failure})
+    if (preset := preset_check_of(connector.directory)) is not None and (warning := preset.warning()) is not None:
+        report.warnings.append(warning)  # a schema preset that does not fit the directory's entries
 
     # Phase 1: decide, with every guard, as if each creation succeeds (a tentative
     # copy of the known addresses), so that the creations can go out in one batch.
@@ -224,11 +312,13 @@ def decide_and_sync(
     # Phase 2: apply in order with the real results; ``known`` learns only what worked.
     # The intent to manage each new user is committed before the target is asked, so a
     # crash or a failed membership write after the create is repaired by the reconcile step.
+    planned = safety.recheck_blocks(planned)  # a person may have blocked one while the directory was asked
     new_intents = _record_intents(session, [d for d, _ in planned], now=now, run_id=report.run_id)
     if commit:
+        recovery.record_progress(session, report, planned, fingerprints)  # if the process dies from here on
         session.commit()  # hold no write lock while the target writes
     batch = _create_in_batch(target, [d for d, _ in planned])
-    for decision, evidence in planned:
+    for decision, _ in planned:
         if _depends_on_a_failed_creation(decision, known):
             detail = f"its user {decision.user_address or decision.address} could not be created in this run"
             decision = decision.instead(Outcome.DEFER, Reason.TARGET_UNAVAILABLE, detail)
@@ -238,32 +328,18 @@ def decide_and_sync(
             applied = _apply(decision, target, known, report, batch)
             _settle_intent(session, decision, applied, new_intents, now=now)
             decision = applied
-        decisions.append((decision, evidence))
-    # Assessed last, so that users created above (e.g. from their alias) count as known.
-    for evidence in settled_later:
-        decision_or_none = assess(evidence.address, _rule(address_map, evidence), evidence, known, now)
-        assert decision_or_none is not None  # ``known`` only grows, so a settled case stays settled
-        decisions.append((decision_or_none, evidence))
-
-    for decision, evidence in decisions:
-        domain = evidence.address.rpartition("@")[2]
-        repository.save_decision(
-            session,
-            decision,
-            domain=domain,
-            evidence_revision=evidence.revision,
-            rule_fingerprint=fingerprints.get(domain, ""),
-            now=now,
-            run_id=report.run_id,
-        )
-        report.add_decision(decision, now=now)
-    safety.finish(decisions)
+        final[decision.address] = decision
+    # A shutdown in phase 1 left these without a decision: they stay due.
+    undecided = {e.address for e in to_check} - set(final)
+    kept = _decide_the_rest(
+        session, safety, report, order, final, undecided, known, address_map, due, now=now, also=also
+    )
     if commit:
         session.commit()
     else:
         session.flush()
     if lifecycle and target_down is None and not connector.stop.is_set():
-        created_now = {d.user_address for d, _ in decisions if d.outcome is Outcome.CREATE_USER and d.user_address}
+        created_now = {d.user_address for d in final.values() if d.outcome is Outcome.CREATE_USER and d.user_address}
         reconcile(
             session,
             connector,
@@ -287,7 +363,7 @@ def decide_and_sync(
         session.flush()
     if isinstance(target, DryRunComplianceDirectory):
         report.planned_changes = list(target.planned)
-    return [decision for decision, _ in decisions]
+    return kept
 
 
 def _report_ingest(report: RunReport, result: IngestResult) -> None:
@@ -303,7 +379,7 @@ def _report_ingest(report: RunReport, result: IngestResult) -> None:
             f"{result.invalid_recipients} delivery(ies) to unparseable addresses, e.g. {result.invalid_examples}"
         )
     for domain, tally in sorted(result.unmanaged.items()):
-        report.skipped.append(
+        report.add_skipped(
             {
                 "address": f"*@{domain}",
                 "reason": Reason.DOMAIN_NOT_MANAGED.value,
@@ -338,6 +414,8 @@ def run_cycle(
             connector.directory.refresh_if_due()  # before this cycle holds any lock on the state database
         except RetriableError as exc:
             log.warning("directory mirror not refreshed: %s", exc)  # lookups defer if it stays unusable
+    if connector.target_health is not None:
+        connector.target_health.reload()  # shared with other replicas: read it again each run
     with connector.sessions() as session:
         run_id = repository.start_run(session, now, dry_run)
         session.commit()
@@ -347,14 +425,20 @@ def run_cycle(
             dry_run=dry_run,
             directory=connector.directory.describe(),
             target=target.describe(),
+            listed_per_reason=connector.settings.reports.listed_per_reason,
         )
         status = "failed"
         try:
+            if not dry_run:  # a real run holds the cycle lock: a run still open elsewhere has died
+                recovery.close_interrupted_runs(session, target, report, now=now, pages=connector.report_pages)
             if ingest_logs:
                 result = ingest(
                     session, connector.sources, connector.address_map, now=now, commit=not dry_run, stop=connector.stop
                 )
                 _report_ingest(report, result)
+                if not dry_run:
+                    recovery.record_progress(session, report)  # what was read, should the process die later
+                    session.commit()
                 if result.interrupted:
                     report.warnings.append("interrupted by shutdown while reading logs: the rest is read next run")
             if not connector.stop.is_set():

@@ -9,9 +9,12 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from connector.app import Connector
-from connector.errors import RetriableError
+from connector.errors import ConnectorError, RetriableError
 from connector.store import repository
+from jobs import report_context
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +39,18 @@ def publish_reports(connector: Connector, report: dict[str, Any], *, now: dateti
     if pages is None:
         return
 
+    # What the pages show beyond the stored report: the stories of the listed addresses, the users
+    # per org and the review queue, read now, right after the run (jobs/report_context.py).
+    context, queue = None, None
     try:
-        pages.write_run(report)
-        pages.write_index(runs, now)
+        context = report_context.page_context(connector, report, now=now)
+        queue = report_context.review_items(connector)
+    except (ConnectorError, SQLAlchemyError) as exc:  # the run and its stored report stand
+        log.warning("report pages: stories, users per org or review queue not read: %s", exc)
+    try:
+        pages.write_run(report, context)
+        review = pages.write_review(*queue, now) if queue is not None else None
+        pages.write_index(runs, now, review)
         if not report["dry_run"]:
             pages.prune({run.run_id for run in runs} | {int(report["run_id"])})
     except RetriableError as exc:

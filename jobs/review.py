@@ -1,8 +1,11 @@
 """The review queue: creations held for a person (``mode: approve`` or a creation limit),
 and destructive lifecycle changes held by the lifecycle limits.
 
-``approve`` creates exactly what was staged; ``deny`` and ``block`` make sure an
-address is never created automatically (``block --remove`` lifts that).
+``approve`` creates exactly what was staged; ``deny`` and ``block`` make sure a
+person is never created automatically (``block --remove`` lifts that). They act on
+the person, not on the one address mail came to: a queue item shown as
+"bob@acme.com (via robert@acme.com)" blocks bob@acme.com and every alias of his,
+so the next mail to bob does not put him back in the queue.
 ``approve_held`` makes held lifecycle changes at once, through the cycle's own
 gather, planner and apply (``jobs/reconcile.py``); ``deny_held`` drops them and
 records the denial on the managed user, so the planner does not propose the
@@ -12,6 +15,7 @@ same change again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,9 +24,12 @@ from sqlalchemy.orm import Session
 
 from connector.app import Connector
 from connector.compliance.base import new_user_for
+from connector.directory.lookup import lookup_candidates
 from connector.domain.decisions import CandidateState, Decision, Outcome, Reason
+from connector.domain.evidence import AddressEvidence
 from connector.domain.lifecycle import Change
 from connector.errors import RetriableError, SkippableError
+from connector.policy.reconcile import canonical_or, directory_aliases
 from connector.store import lifecycle as lifecycle_store
 from connector.store import repository
 from connector.store import safety as store
@@ -46,6 +53,60 @@ class HeldReview:
     failed: list[tuple[Change, str]] = field(default_factory=list)  # the target refused it (stays approved)
     dropped: list[tuple[Change, str]] = field(default_factory=list)  # no longer planned: the approval is dropped
     errors: list[str] = field(default_factory=list)  # e.g. the target's flush failed
+
+
+@dataclass(frozen=True)
+class Person:
+    """The user a creation is for and every address of theirs: what ``deny`` and ``block`` act on."""
+
+    user: str
+    addresses: tuple[str, ...]  # the user first, then the aliases and the address mail came to
+
+    def label(self) -> str:
+        others = [a for a in self.addresses if a != self.user]
+        return self.user + (f" and its aliases {', '.join(others)}" if others else "")
+
+
+def person_of(row: StagedRow) -> Person:
+    """The person of a held creation, as the directory described them when it was held."""
+    creation = store.decision_from_json(row.decision)
+    user = creation.user_address or row.address
+    return Person(user, tuple(dict.fromkeys((user, *creation.aliases, row.address))))
+
+
+def staged_for(session: Session, address: str) -> list[StagedRow]:
+    """The held creations of the person ``address`` is: the queue shows "bob@acme.com (via
+    robert@acme.com)", and either address (or another alias of bob's) selects the item."""
+    return [row for row in store.staged(session) if address in person_of(row).addresses]
+
+
+@dataclass
+class BlockResult:
+    """What ``block`` did: the addresses blocked, the held creations dropped, and why only part of the person."""
+
+    person: Person
+    dropped: list[str] = field(default_factory=list)
+    note: str | None = None
+
+
+def resolve_person(connector: Connector, address: str) -> tuple[Person, str | None]:
+    """The person ``address`` belongs to: a held creation's, else the mail directory's user entry.
+
+    Returns the person and, when the directory could not be asked, why only the address is used.
+    No transaction is open while the directory is asked.
+    """
+    with connector.sessions() as session:
+        people = [person_of(row) for row in staged_for(session, address)]
+        stored = repository.load_evidence(session, [address]).get(address)
+    if people:
+        return people[0], None
+    answer = lookup_candidates(connector.directory, [stored or AddressEvidence(address=address)])[address]
+    if isinstance(answer, RetriableError):
+        return Person(address, (address,)), f"the mail directory could not be asked ({answer}): only {address}"
+    if answer is None or not answer.is_user:
+        return Person(address, (address,)), None
+    user = canonical_or(connector.address_map, answer.primary_address, address)
+    return Person(user, (user, *directory_aliases(answer, connector.address_map, user, address))), None
 
 
 def _record(session: Session, row: StagedRow, decision: Decision, state: CandidateState, now: datetime) -> None:
@@ -108,35 +169,58 @@ def approve(connector: Connector, rows: list[StagedRow], *, who: str, now: datet
     return result
 
 
+def _drop_person(session: Session, person: Person, why: Callable[[StagedRow], Decision], now: datetime) -> list[str]:
+    """Unstage every held creation of ``person`` (robert's and bob's own), recording ``why``; their addresses."""
+    dropped = []
+    for row in store.staged(session):
+        if person_of(row).user == person.user or row.address in person.addresses:
+            _record(session, row, why(row), CandidateState.SKIPPED, now)
+            store.unstage(session, row.address)
+            dropped.append(row.address)
+    return dropped
+
+
+def _skip(row: StagedRow, reason: Reason, detail: str) -> Decision:
+    return Decision(row.address, Outcome.SKIP, reason, detail, org=store.decision_from_json(row.decision).org)
+
+
 def deny(connector: Connector, rows: list[StagedRow], *, who: str, now: datetime) -> ReviewResult:
-    """Drop the staged creations and block the addresses (never auto-created again)."""
+    """Drop the staged creations and block their people: the user and every alias (never auto-created again)."""
     result = ReviewResult()
     with connector.sessions() as session:
         for row in rows:
-            creation = store.decision_from_json(row.decision)
-            denied = Decision(
-                row.address, Outcome.SKIP, Reason.DENIED, f"denied by {who} (held: {row.reason})", org=creation.org
+            person = person_of(row)
+            if person.label() in result.done:  # robert's and bob's own item: one person
+                continue
+            _drop_person(
+                session, person, lambda held: _skip(held, Reason.DENIED, f"denied by {who} (held: {held.reason})"), now
             )
-            _record(session, row, denied, CandidateState.SKIPPED, now)
-            store.block(session, row.address, f"denied by {who} in the review of run {row.run_id}", now)
-            store.unstage(session, row.address)
-            result.done.append(row.address)
+            for address in person.addresses:
+                store.block(session, address, f"denied by {who} in the review of run {row.run_id}", now)
+            result.done.append(person.label())
         session.commit()
     return result
 
 
-def block(connector: Connector, address: str, *, note: str, now: datetime) -> bool:
-    """Never auto-create ``address``; a staged creation for it is dropped. True if it was staged."""
+def block(connector: Connector, address: str, *, note: str, now: datetime) -> BlockResult:
+    """Never auto-create the person ``address`` belongs to (the user and every alias); their held
+    creations are dropped. The person comes from a held creation, else from the mail directory."""
+    person, partial = resolve_person(connector, address)
     with connector.sessions() as session:
-        staged = store.staged(session, address=address)
-        for row in staged:
-            creation = store.decision_from_json(row.decision)
-            blocked = Decision(address, Outcome.SKIP, Reason.BLOCKED, note, org=creation.org)
-            _record(session, row, blocked, CandidateState.SKIPPED, now)
-            store.unstage(session, address)
-        store.block(session, address, note, now)
+        dropped = _drop_person(session, person, lambda held: _skip(held, Reason.BLOCKED, note), now)
+        for each in person.addresses:
+            store.block(session, each, note, now)
         session.commit()
-    return bool(staged)
+    return BlockResult(person, dropped, partial)
+
+
+def unblock(connector: Connector, address: str) -> tuple[list[str], str | None]:
+    """Lift the block of the person ``address`` belongs to (found as ``block`` finds them): the addresses unblocked."""
+    person, partial = resolve_person(connector, address)
+    with connector.sessions() as session:
+        removed = [each for each in dict.fromkeys((address, *person.addresses)) if store.unblock(session, each)]
+        session.commit()
+    return removed, partial
 
 
 def approve_held(connector: Connector, rows: list[HeldChangeRow], *, who: str, now: datetime) -> HeldReview:

@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
+from itertools import repeat
 
 from sqlalchemy.orm import Session
 
@@ -247,11 +248,10 @@ class SafetyStage:
         settings = self.connector.settings.safety.attack_guard
         domain = burst.domain
         if isinstance(answers, RetriableError):
-            self.deferred.update({a: str(answers) for a in burst.addresses})
+            self.deferred.update(zip(burst.addresses, repeat(str(answers))))  # one shared text, no copy of the lot
             self.report.errors.append({"stage": "attack_guard", "error": str(answers), "domain": domain})
             return
-        answers_all = {a: answers.get(a) for a in burst.addresses}
-        share = guards.unknown_share(burst, answers_all)
+        share = guards.unknown_share_of_asked(burst, answers)  # ``answers`` holds the known ones only
         attack = share >= settings.unknown_share
         description = (
             f"{len(burst.addresses)} never-seen addresses of {domain} first seen between "
@@ -273,7 +273,7 @@ class SafetyStage:
         )
         if attack:
             self.top_warnings.insert(0, f"dictionary attack: {description}; nothing from it is created")
-            self.attacked.update({a: description for a in burst.addresses})
+            self.attacked.update(zip(burst.addresses, repeat(description)))
 
     def rule(self, address: str) -> DomainRule | None:
         return self.address_map.rule_for(address.rpartition("@")[2])

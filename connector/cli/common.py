@@ -6,12 +6,11 @@ import argparse
 import os
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from connector.app import Connector, build_connector
 from connector.config import Settings, load_settings
 from connector.domain.safe_text import printable as printable  # the one terminal rule, for every command
-from connector.errors import ConfigError, ConnectorError
+from connector.errors import ConfigError
+from connector.store.database import StateNotFound as StateNotFound  # exit 4: "no state yet"
 
 EXIT_OK, EXIT_PARTIAL, EXIT_CONFIG, EXIT_FAILED, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
 
@@ -24,19 +23,17 @@ def load_args_settings(args: argparse.Namespace) -> Settings:
     return load_settings(Path(path))
 
 
-class StateNotFound(ConnectorError):
-    """A read-only command was pointed at a state database that does not exist."""
+def not_an_address(exc: Exception) -> str:
+    """One "not an address: ..." message, whether or not the error's own text says so already."""
+    text = printable(str(exc))
+    return text if text.startswith("not an address") else f"not an address: {text}"
 
 
 def connector_from_args(args: argparse.Namespace, *, read_only: bool = False) -> Connector:
     """Wired adapters for the command; the environment is read here, at the edge.
 
-    ``read_only`` commands (report, explain, users) refuse to create an empty
-    SQLite state database: a wrong config should say so, not show nothing.
+    ``read_only`` commands (health, jobs, report, explain, users, pending, approve,
+    deny ...) never create a state database nor migrate one: before the first run
+    they say "no state yet" (``StateNotFound``, exit 4); a wrong config says so.
     """
-    settings = load_args_settings(args)
-    url = make_url(settings.state.url)
-    is_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
-    if read_only and is_file and not Path(str(url.database)).exists():
-        raise StateNotFound(f"no state database at {url.database}: run 'connector sync' first")
-    return build_connector(settings, os.environ)
+    return build_connector(load_args_settings(args), os.environ, read_only=read_only)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 from connector.app import utc_now
 from connector.cli.common import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, connector_from_args
@@ -11,14 +16,55 @@ from connector.cli.report_commands import print_report
 from connector.domain.decisions import Decision
 from connector.domain.report import RunReport
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[list[str]]:
+    """SIGTERM / SIGINT set ``stop``, as in ``connector run``: the run ends after its current transaction.
+
+    Yields the names of the signals received. A second signal is not caught: it
+    stops the process at once, which a crash-safe run survives too.
+    """
+    received: list[str] = []
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    with stop_on_signals(stop) as received:
+        code = _sync(args, stop)
+    if received:
+        print(
+            f"stopped by {received[0]}: the run ended after its current transaction; the next run continues",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return code
+
+
+def _sync(args: argparse.Namespace, stop: threading.Event) -> int:
     import dataclasses
 
     from jobs.cycle import run_cycle
     from jobs.registry import JOBS, run_job
 
     connector = connector_from_args(args)
+    connector.stop = stop  # set by a signal, even one that came while the state database was upgraded
     if args.dry_run:
         with connector.locks.hold(JOBS["decide"].locks):  # never beside a scheduled cycle
             report = run_cycle(connector, clock=utc_now, dry_run=True, recheck=args.recheck).to_json()
@@ -30,7 +76,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
             jobs = {**JOBS, "decide": decide}
         outcome = run_job(connector, "decide", utc_now, wait_seconds=0, jobs=jobs)
         if not isinstance(outcome.result, RunReport):
-            print(f"sync {outcome.status}: {outcome.detail}", file=sys.stderr)
+            if not stop.is_set():  # skipped because of a signal: cmd_sync says so
+                print(f"sync {outcome.status}: {outcome.detail}", file=sys.stderr)
             return EXIT_FAILED
         report = outcome.result.to_json()
     print_report(report, args.format)

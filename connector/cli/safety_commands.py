@@ -22,6 +22,7 @@ from connector.cli.common import (
     EXIT_OK,
     EXIT_PARTIAL,
     connector_from_args,
+    not_an_address,
     printable,
 )
 from connector.config.safety import ProbeTarget
@@ -41,7 +42,7 @@ def _canonical(connector: Connector, address: str) -> str | None:
     try:
         return connector.address_map.canonical(address)
     except InvalidAddress as exc:
-        print(f"not an address: {exc}", file=sys.stderr)
+        print(f"error: {not_an_address(exc)}", file=sys.stderr)
         return None
 
 
@@ -123,7 +124,7 @@ def _held_json(row: HeldChangeRow) -> dict[str, Any]:
 
 
 def cmd_pending(args: argparse.Namespace) -> int:
-    connector = connector_from_args(args)
+    connector = connector_from_args(args, read_only=True)  # before the first run: "no state yet", nothing created
     with connector.sessions() as session:
         rows = store.staged(session)
         held = lifecycle_store.held_changes(session)
@@ -155,14 +156,19 @@ def cmd_pending(args: argparse.Namespace) -> int:
 
 
 def _selected(connector: Connector, args: argparse.Namespace) -> tuple[list[StagedRow], list[HeldChangeRow]] | None:
-    """The held creations and held lifecycle changes of a run, or of an address (None: not an address)."""
+    """The held creations and held lifecycle changes of a run, or of an address (None: not an address).
+
+    An address selects the held creations of its person: "bob@acme.com (via robert@acme.com)" by either.
+    """
+    from jobs.review import staged_for
+
     with connector.sessions() as session:
         if args.run is not None:
             return store.staged(session, run_id=args.run), lifecycle_store.held_changes(session, run_id=args.run)
         address = _canonical(connector, args.address)
         if address is None:
             return None
-        return store.staged(session, address=address), lifecycle_store.held_changes(session, address=address)
+        return staged_for(session, address), lifecycle_store.held_changes(session, address=address)
 
 
 def _latest_held_run(connector: Connector) -> int | None:
@@ -184,7 +190,7 @@ def _review(args: argparse.Namespace, approve: bool) -> int:
     if (args.address is None) == (args.run is None):
         print("give an ADDRESS or --run RUN_ID", file=sys.stderr)
         return EXIT_CONFIG
-    connector = connector_from_args(args)
+    connector = connector_from_args(args, read_only=True)  # nothing can be pending before the first run
     selected = _selected(connector, args)
     if selected is None:
         return EXIT_CONFIG
@@ -235,23 +241,25 @@ def cmd_deny(args: argparse.Namespace) -> int:
 
 
 def cmd_block(args: argparse.Namespace) -> int:
+    """Block (or unblock) the person an address belongs to: the user and every alias of theirs."""
     from jobs import review
 
-    connector = connector_from_args(args)
+    connector = connector_from_args(args, read_only=args.remove)  # a block may come before the first run
     address = _canonical(connector, args.address)
     if address is None:
         return EXIT_CONFIG
     if args.remove:
-        with connector.sessions() as session:
-            removed = store.unblock(session, address)
-            session.commit()
-        print(f"unblocked: {address}" if removed else f"{address} was not blocked")
+        removed, partial = review.unblock(connector, address)
+        if partial:
+            print(printable(f"note: {partial}"), file=sys.stderr)
+        print(printable(f"unblocked: {', '.join(removed)}") if removed else printable(f"{address} was not blocked"))
         return EXIT_OK if removed else EXIT_NOT_FOUND
     note = args.note or f"blocked by {getpass.getuser()}"
-    was_staged = review.block(connector, address, note=note, now=utc_now())
-    print(
-        f"blocked: {address} is never created automatically" + (" (its pending creation dropped)" if was_staged else "")
-    )
+    result = review.block(connector, address, note=note, now=utc_now())
+    if result.note:
+        print(printable(f"note: {result.note}"), file=sys.stderr)
+    dropped = f" (pending creation dropped: {', '.join(result.dropped)})" if result.dropped else ""
+    print(printable(f"blocked: {result.person.label()}: never created automatically{dropped}"))
     return EXIT_OK
 
 

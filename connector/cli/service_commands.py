@@ -196,8 +196,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     settings = load_args_settings(args)
     table = [("job", "role", "schedule", "this instance", "what it does"), *_job_table(settings)]
     widths = [max(len(row[column]) for row in table) for column in range(4)]
-    for row in table:
-        print("  ".join(value.ljust(width) for value, width in zip(row[:4], widths, strict=True)) + "  " + row[4])
+    for line in table:
+        print("  ".join(value.ljust(width) for value, width in zip(line[:4], widths, strict=True)) + "  " + line[4])
     try:
         connector = build_connector(settings, os.environ, read_only=True)
         with connector.sessions() as session:

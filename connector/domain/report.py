@@ -5,12 +5,23 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from connector.domain.decisions import Decision, Outcome
 from connector.domain.lifecycle import REPORT_SECTIONS
 
 SCHEMA_VERSION = 2  # docs/report.schema.json; bump only for incompatible changes
+LISTED_PER_REASON = 100  # default of ``reports.listed_per_reason``
+# The lists any sender can make long (an attack: one entry per never-seen address): the stored report
+# keeps the first ``listed_per_reason`` entries of each reason and counts the rest; the decision
+# records (table ``candidates``) have them all (``connector report show RUN --reason R --all``).
+# ``created`` and ``aliases_added`` stay complete: each entry needs a real user of the directory.
+BOUNDED_LISTS = ("skipped", "deferred", "held")
+
+
+def full_list_command(run_id: int, reason: str) -> str:
+    """The command that lists every decision record of ``reason`` in run ``run_id``."""
+    return f"connector report show {run_id} --reason {reason} --all"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +41,57 @@ class RunSummary:
     warnings: int = 0
     lifecycle_changes: int = 0  # lifecycle changes made (every kind)
     lifecycle_held: int = 0  # destructive lifecycle changes held for a person
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One stored decision (a ``candidates`` row), as ``connector report show RUN --all`` lists it."""
+
+    address: str
+    state: str
+    reason: str
+    detail: str
+    org: str | None
+    method: str | None
+    user_address: str | None
+    decided_at: datetime
+    run_id: int | None
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "address",
+        "state",
+        "reason",
+        "detail",
+        "org",
+        "method",
+        "user_address",
+        "decided_at",
+        "run_id",
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "state": self.state,
+            "reason": self.reason,
+            "detail": self.detail,
+            "org": self.org,
+            "method": self.method,
+            "user_address": self.user_address,
+            "decided_at": self.decided_at.isoformat(),
+            "run_id": self.run_id,
+        }
+
+
+# The list of the report each outcome is filed under.
+_LIST_OF = {
+    Outcome.CREATE_USER: "created",
+    Outcome.ADD_ALIAS: "aliases_added",
+    Outcome.HOLD: "held",
+    Outcome.DEFER: "deferred",
+    Outcome.SKIP: "skipped",
+    Outcome.WAIT: "skipped",
+}
 
 
 @dataclass
@@ -55,6 +117,40 @@ class RunReport:
     planned_changes: list[str] = field(default_factory=list)
     target_health: dict[str, Any] | None = None
     lifecycle: dict[str, Any] | None = None  # reconcile of managed users (jobs/reconcile.py: result_json)
+    listed_per_reason: int = LISTED_PER_REASON
+    # list (BOUNDED_LISTS) -> reason -> entries kept in the list / counted but not kept
+    listed: dict[str, Counter[str]] = field(default_factory=dict, repr=False)
+    not_listed: dict[str, Counter[str]] = field(default_factory=dict, repr=False)
+    # org ("" when none) -> list name -> entries of this run, listed or not (``counts.by_org``)
+    org_counts: dict[str, Counter[str]] = field(default_factory=dict, repr=False)
+
+    def _tally(self, org: str | None, name: str) -> None:
+        self.org_counts.setdefault(org or "", Counter())[name] += 1
+
+    def _room_for(self, name: str, reason: str) -> bool:
+        """Count one entry of list ``name``; whether it is kept (the first ``listed_per_reason`` per reason)."""
+        listed = self.listed.setdefault(name, Counter())
+        if listed[reason] < self.listed_per_reason:
+            listed[reason] += 1
+            return True
+        self.not_listed.setdefault(name, Counter())[reason] += 1
+        return False
+
+    def add_skipped(self, entry: dict[str, Any]) -> None:
+        """A ``skipped`` entry that is not a decision (``*@domain`` of an unmanaged domain), bounded too."""
+        self._tally(entry.get("org"), "skipped")
+        if self._room_for("skipped", str(entry["reason"])):
+            self.skipped.append(entry)
+
+    def total(self, name: str) -> int:
+        """Entries of list ``name`` in this run, listed or not."""
+        return len(getattr(self, name)) + sum(self.not_listed.get(name, Counter()).values())
+
+    def by_reason(self, name: str) -> dict[str, int]:
+        """Reason -> entries of list ``name`` in this run (listed or not), sorted by reason."""
+        counts = Counter(str(entry["reason"]) for entry in getattr(self, name))
+        counts.update(self.not_listed.get(name, Counter()))
+        return dict(sorted(counts.items()))
 
     def add_lifecycle(self, section: dict[str, Any]) -> None:
         """The lifecycle section of this run (one per run)."""
@@ -62,6 +158,7 @@ class RunReport:
 
     def add_decision(self, decision: Decision, *, now: datetime) -> None:
         """File one applied decision under created / aliases_added / skipped / deferred."""
+        self._tally(decision.org, _LIST_OF[decision.outcome])
         if decision.outcome is Outcome.CREATE_USER:
             self.created.append(
                 {
@@ -87,6 +184,8 @@ class RunReport:
                 }
             )
         elif decision.outcome is Outcome.HOLD:
+            if not self._room_for("held", decision.reason.value):
+                return
             self.held.append(
                 {
                     "address": decision.address,
@@ -98,10 +197,11 @@ class RunReport:
                 }
             )
         elif decision.outcome is Outcome.DEFER:
-            self.deferred.append(
-                {"address": decision.address, "reason": decision.reason.value, "detail": decision.detail}
-            )
-        else:
+            if self._room_for("deferred", decision.reason.value):
+                self.deferred.append(
+                    {"address": decision.address, "reason": decision.reason.value, "detail": decision.detail}
+                )
+        elif self._room_for("skipped", decision.reason.value):
             self.skipped.append(
                 {
                     "address": decision.address,
@@ -118,13 +218,34 @@ class RunReport:
             "events": sum(s["events"] for s in self.sources),
             "created": len(self.created),
             "aliases_added": len(self.aliases_added),
-            "skipped": len(self.skipped),
-            "deferred": len(self.deferred),
-            "held": len(self.held),
+            "skipped": self.total("skipped"),
+            "deferred": self.total("deferred"),
+            "held": self.total("held"),
             "errors": len(self.errors),
-            "skipped_by_reason": dict(sorted(Counter(s["reason"] for s in self.skipped).items())),
+            "skipped_by_reason": self.by_reason("skipped"),
+            "deferred_by_reason": self.by_reason("deferred"),
+            "held_by_reason": self.by_reason("held"),
+            "by_org": {org: dict(sorted(c.items())) for org, c in sorted(self.org_counts.items())},
             "lifecycle": lifecycle_counts(self.lifecycle),
         }
+
+    def not_listed_json(self) -> list[dict[str, Any]]:
+        """Per list and reason with entries left out of the report: how many, and where they all are."""
+        out: list[dict[str, Any]] = []
+        for name in BOUNDED_LISTS:
+            for reason, omitted in sorted(self.not_listed.get(name, Counter()).items()):
+                listed = sum(1 for entry in getattr(self, name) if entry["reason"] == reason)
+                out.append(
+                    {
+                        "list": name,
+                        "reason": reason,
+                        "listed": listed,
+                        "total": listed + omitted,
+                        # A dry run stores no decision records: nothing to page through.
+                        "more": None if self.dry_run else full_list_command(self.run_id, reason),
+                    }
+                )
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -150,6 +271,8 @@ class RunReport:
             "planned_changes": self.planned_changes,
             "target_health": self.target_health,
             "lifecycle": self.lifecycle,
+            "listed_per_reason": self.listed_per_reason,
+            "not_listed": self.not_listed_json(),
         }
 
 

@@ -11,7 +11,9 @@ from typing import Any
 from connector.domain.report import RunSummary
 from connector.errors import RetriableError
 from connector.private_files import GROUP_FOLDER, GROUP_READABLE, ensure_folder, write_atomically
-from connector.reporting.html import render_index_html, render_run_html, run_file_name
+from connector.reporting.context import PageContext
+from connector.reporting.html import ReviewLink, render_index_html, render_review_html, render_run_html, run_file_name
+from connector.reporting.review import REVIEW_FILE, ReviewItem
 
 RUN_FILE = re.compile(r"^run-(\d+)\.html$")
 INDEX = "index.html"
@@ -36,13 +38,23 @@ class HtmlReportDirectory:
             raise RetriableError(f"cannot write {path}: {exc.strerror or exc}") from exc
         return path
 
-    def write_run(self, report: dict[str, Any]) -> Path:
-        """The page of one run; returns its path."""
-        return self._write(run_file_name(int(report["run_id"])), render_run_html(report))
+    def write_run(self, report: dict[str, Any], context: PageContext | None = None) -> Path:
+        """The page of one run (with the stories and user counts of ``context``); returns its path."""
+        return self._write(run_file_name(int(report["run_id"])), render_run_html(report, context))
 
-    def write_index(self, runs: list[RunSummary], now: datetime) -> Path:
-        """The index page listing ``runs`` (newest first)."""
-        return self._write(INDEX, render_index_html(runs, now=now, retention_days=self.retention_days))
+    def write_index(self, runs: list[RunSummary], now: datetime, review: ReviewLink | None = None) -> Path:
+        """The index page listing ``runs`` (newest first), linking to the review queue's page when there is one."""
+        return self._write(INDEX, render_index_html(runs, now=now, retention_days=self.retention_days, review=review))
+
+    def write_review(self, items: list[ReviewItem], total: int, now: datetime) -> ReviewLink | None:
+        """The review queue's page, when something waits or the page exists (it must not show a stale queue).
+
+        Returns the index's link to it; None when there is no page (nothing ever waited).
+        """
+        if not total and not (self.directory / REVIEW_FILE).exists():
+            return None
+        self._write(REVIEW_FILE, render_review_html(items, now=now, total=total))
+        return ReviewLink(waiting=total - sum(1 for item in items if item.approved is not None))
 
     def prune(self, keep: set[int]) -> int:
         """Delete the pages of runs not in ``keep`` (the runs still stored); how many went.

@@ -1,11 +1,13 @@
-"""HTML pages: one self-contained page per run and an index of runs.
+"""HTML pages: one self-contained page per run, an index of runs, and the review queue.
 
 Every value is escaped by Jinja2's autoescape: addresses, message ids and log
-lines come from mail traffic and are hostile until proven otherwise.
+lines come from mail traffic and are hostile until proven otherwise. Control and
+bidi characters are shown escaped (``filters.visible``), as in the text report.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +16,10 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from connector.domain.report import RunSummary
 from connector.reporting import view
 from connector.reporting.chart import CHART_DAYS, history_chart
+from connector.reporting.context import PageContext
+from connector.reporting.filters import FILTERS, visible
+from connector.reporting.reasons import reason_sentence
+from connector.reporting.review import REVIEW_FILE, ReviewItem, run_commands
 
 INDEX_ROWS = 1000  # runs listed on the index; all are on the chart and in ``connector report list``
 
@@ -23,18 +29,34 @@ def run_file_name(run_id: int) -> str:
     return f"run-{run_id}.html"
 
 
+@dataclass(frozen=True, slots=True)
+class ReviewLink:
+    """The index's line about the review queue: its page and how many items wait."""
+
+    waiting: int
+    file: str = REVIEW_FILE
+
+
 def _environment() -> Environment:
-    return Environment(
+    environment = Environment(
         loader=PackageLoader("connector.reporting", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=visible,
     )
+    environment.filters.update(FILTERS)
+    environment.globals["reason_sentence"] = reason_sentence
+    return environment
 
 
-def render_run_html(report: dict[str, Any]) -> str:
-    """The page of one run, from its stored (JSON) report."""
+def render_run_html(report: dict[str, Any], context: PageContext | None = None) -> str:
+    """The page of one run, from its stored (JSON) report.
+
+    ``context`` (read when the run's pages are written) adds each listed address's story
+    and the users per org; without it the page shows the report alone.
+    """
     counts = report["counts"]
     figures = [
         ("created" if not report["dry_run"] else "would be created", counts["created"]),
@@ -62,16 +84,32 @@ def render_run_html(report: dict[str, Any]) -> str:
             figures=figures,
             created=view.created_by_org(report),
             skipped=view.skipped_by_reason(report),
-            pending_count=len(view.pending(report)),
+            pending_count=view.pending_count(report),
+            deferred_more=view.not_listed(report, "deferred"),
+            held_more=view.not_listed(report, "held"),
             lc=lifecycle,
             lc_figures=lifecycle_figures,
             lc_sections=view.lifecycle_sections(report),
+            orgs=view.org_totals(report, context.users if context else None),
+            org_users_known=bool(context and context.users),
+            reasons=view.reasons_shown(report),
+            stories=_story_anchors(context),
+            context=context,
         )
     )
 
 
-def render_index_html(runs: list[RunSummary], *, now: datetime, retention_days: int) -> str:
-    """The index of runs (newest first) with the chart of the last 30 days."""
+def _story_anchors(context: PageContext | None) -> dict[str, tuple[str, str]]:
+    """Address -> (anchor id, story): ids by position, so any address makes a valid, unique id."""
+    if context is None:
+        return {}
+    return {address: (f"story-{n}", story) for n, (address, story) in enumerate(context.stories.items(), 1)}
+
+
+def render_index_html(
+    runs: list[RunSummary], *, now: datetime, retention_days: int, review: ReviewLink | None = None
+) -> str:
+    """The index of runs (newest first) with the chart of the last 30 days, and the review queue's link."""
     return (
         _environment()
         .get_template("index.html.j2")
@@ -82,6 +120,30 @@ def render_index_html(runs: list[RunSummary], *, now: datetime, retention_days: 
             chart_days=CHART_DAYS,
             generated_at=now.strftime("%Y-%m-%d %H:%M:%S UTC"),
             retention_days=retention_days,
+            run_file=run_file_name,
+            review=review,
+        )
+    )
+
+
+def render_review_html(items: list[ReviewItem], *, now: datetime, total: int | None = None) -> str:
+    """The review queue: every held creation and held lifecycle change, with its commands.
+
+    ``total`` counts the items beyond those given (the page lists at most ``REVIEW_ROWS``).
+    """
+    waiting = [item for item in items if item.approved is None]
+    codes = sorted({item.held for item in items if item.kind == "creation"})
+    return (
+        _environment()
+        .get_template("review.html.j2")
+        .render(
+            items=items,
+            waiting=len(waiting) + max(0, (total or len(items)) - len(items)),
+            approved=len(items) - len(waiting),
+            more=max(0, (total or len(items)) - len(items)),
+            per_run=run_commands(items),
+            reasons=[(code, reason_sentence(code)) for code in codes],
+            generated_at=now.strftime("%Y-%m-%d %H:%M:%S UTC"),
             run_file=run_file_name,
         )
     )

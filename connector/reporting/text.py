@@ -67,6 +67,12 @@ def _created_line(entry: dict[str, Any]) -> str:
     return line
 
 
+def _more_line(count: int, command: str | None, reason: str = "") -> str:
+    """``... and 4,900 more: connector report show 7 --reason dictionary_attack --all``."""
+    what = f" {reason}" if reason else ""
+    return f"    ... and {count:,} more{what}" + (f": {command}" if command else "")
+
+
 def render_text(report: dict[str, Any]) -> str:
     """A summary a person reads in a terminal or a cron mail."""
     counts = report["counts"]
@@ -117,16 +123,18 @@ def render_text(report: dict[str, Any]) -> str:
         out.append("Not created:")
         for reason in sorted(by_reason):
             entries = by_reason[reason]
-            out.append(f"  {reason} ({len(entries)})")
+            total = len(entries) + view.omitted(report, "skipped", reason)  # a stored report lists a bounded few
+            out.append(f"  {reason} ({total})")
             for entry in entries[:EXAMPLES_PER_REASON]:
                 out.append(f"    {entry['address']}: {entry['detail']}")
-            if len(entries) > EXAMPLES_PER_REASON:
-                out.append(f"    ... and {len(entries) - EXAMPLES_PER_REASON} more (see --format json)")
+            if total > EXAMPLES_PER_REASON:
+                out.append(_more_line(total - EXAMPLES_PER_REASON, view.more_command(report, "skipped", reason)))
     for title, key in (("Deferred (retried next run)", "deferred"), ("Held", "held")):
         if report[key]:
             out.append("")
             out.append(f"{title}:")
             out.extend(f"    {e['address']}: {e['reason']}: {e['detail']}" for e in report[key])
+            out.extend(_more_line(g.count, g.more, g.reason) for g in view.not_listed(report, key))
     out.extend(_lifecycle_lines(report))
     if report.get("planned_changes"):
         out.append("")

@@ -3,21 +3,66 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from connector.domain.report import LIFECYCLE_CHANGES
+from connector.domain.report import LIFECYCLE_CHANGES, LISTED_PER_REASON, full_list_command
+from connector.reporting.context import OrgUsers
+from connector.reporting.reasons import reason_sentence
 
 EXAMPLES_PER_REASON = 10
 
 
 @dataclass(frozen=True, slots=True)
 class ReasonGroup:
-    """Skipped candidates sharing one reason: how many, and a few of them."""
+    """Skipped candidates sharing one reason: how many, a few of them, and where the rest are."""
 
     reason: str
     count: int
     examples: list[dict[str, Any]]
+    more: str | None = None  # the command that shows them all, when ``examples`` are not all
+    rest: list[dict[str, Any]] = field(default_factory=list)  # listed in the report after the examples
+
+    @property
+    def not_shown(self) -> int:
+        """Not among the examples (the page has ``rest`` of them, collapsed)."""
+        return self.count - len(self.examples)
+
+    @property
+    def not_listed(self) -> int:
+        """Beyond what the stored report lists: only the decision records have them (``more``)."""
+        return self.count - len(self.examples) - len(self.rest)
+
+
+def omitted(report: dict[str, Any], name: str, reason: str) -> int:
+    """Entries of list ``name`` with ``reason`` that the stored report counts but does not list."""
+    for entry in report.get("not_listed") or []:
+        if entry["list"] == name and entry["reason"] == reason:
+            return int(entry["total"]) - int(entry["listed"])
+    return 0
+
+
+def more_command(report: dict[str, Any], name: str, reason: str) -> str | None:
+    """Where a person sees every entry of list ``name`` with ``reason``.
+
+    The decision records of the run (a dry run stores none: then its stored report,
+    when it holds them all).
+    """
+    if not report.get("dry_run"):
+        return full_list_command(int(report["run_id"]), reason)
+    if omitted(report, name, reason):
+        return None
+    return f"connector report show {report['run_id']} --format json"
+
+
+def not_listed(report: dict[str, Any], name: str) -> list[ReasonGroup]:
+    """Per reason, the entries of list ``name`` the stored report counts but does not list (examples empty)."""
+    return [
+        ReasonGroup(e["reason"], int(e["total"]) - int(e["listed"]), [], more_command(report, name, e["reason"]))
+        for e in report.get("not_listed") or []
+        if e["list"] == name
+    ]
 
 
 def evidence_count(entry: dict[str, Any]) -> int:
@@ -45,17 +90,40 @@ def created_by_org(report: dict[str, Any]) -> list[tuple[str, list[dict[str, Any
 
 
 def skipped_by_reason(report: dict[str, Any], examples: int = EXAMPLES_PER_REASON) -> list[ReasonGroup]:
-    """Skipped candidates grouped by reason, the largest group first."""
+    """Skipped candidates grouped by reason, the largest group first.
+
+    The counts are the run's (``counts.skipped_by_reason``): a stored report lists
+    at most ``listed_per_reason`` of each reason. ``rest`` (shown collapsed) stops there
+    too, also for a report stored before the lists were bounded, which may list them all.
+    """
+    shown = max(examples, int(report.get("listed_per_reason") or LISTED_PER_REASON))
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for entry in report.get("skipped", []):
         groups[entry["reason"]].append(entry)
-    ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
-    return [ReasonGroup(reason, len(entries), entries[:examples]) for reason, entries in ordered]
+    counts = {r: len(entries) + omitted(report, "skipped", r) for r, entries in groups.items()}
+    ordered = sorted(groups.items(), key=lambda item: (-counts[item[0]], item[0]))
+    return [
+        ReasonGroup(
+            reason,
+            counts[reason],
+            entries[:examples],
+            more_command(report, "skipped", reason) if counts[reason] > examples else None,
+            entries[examples:shown],
+        )
+        for reason, entries in ordered
+    ]
 
 
 def pending(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Skipped candidates that may still qualify (state ``pending``)."""
+    """Skipped candidates listed in the report that may still qualify (state ``pending``)."""
     return [e for e in report.get("skipped", []) if e.get("state") == "pending"]
+
+
+def pending_count(report: dict[str, Any]) -> int:
+    """Skipped candidates of the run that may still qualify, listed or not (one reason, one state)."""
+    listed = pending(report)
+    reasons = {e["reason"] for e in listed}
+    return len(listed) + sum(omitted(report, "skipped", reason) for reason in reasons)
 
 
 def alerts(report: dict[str, Any]) -> list[str]:
@@ -148,3 +216,59 @@ def change_text(entry: dict[str, Any]) -> str:
     if entry.get("why"):
         text += f" ({entry['why']})"
     return text
+
+
+# --- per org, and the reasons a page shows -------------------------------------------------------------
+
+ORG_LISTS = ("created", "aliases_added", "held", "deferred", "skipped")
+
+
+@dataclass(frozen=True, slots=True)
+class OrgTotals:
+    """One org's row on a run's page: this run's entries per list, and its users now when known."""
+
+    org: str  # "" for entries without an org (``*@domain`` rows of unmanaged domains)
+    counts: dict[str, int]
+    known: frozenset[str] = frozenset(ORG_LISTS)  # the lists the report counts per org
+    users: OrgUsers | None = None
+
+    def count(self, name: str) -> int | None:
+        """Entries of list ``name``; None when the report does not say (stored before ``counts.by_org``)."""
+        return self.counts.get(name, 0) if name in self.known else None
+
+
+# A report stored before ``counts.by_org`` has an org on these lists only.
+_ORG_IN_ENTRIES = frozenset(("created", "aliases_added", "held"))
+
+
+def org_totals(report: dict[str, Any], users: Mapping[str, OrgUsers] | None = None) -> list[OrgTotals]:
+    """Per org: created, aliases added, held, deferred, not created in this run, and the users now.
+
+    From ``counts.by_org`` (exact, listed or not). A report stored before it has an org only on
+    created users, added aliases and held creations: those are counted, the rest left unknown.
+    """
+    by_org = (report.get("counts") or {}).get("by_org")
+    known = frozenset(ORG_LISTS) if isinstance(by_org, dict) else _ORG_IN_ENTRIES
+    tallies: dict[str, dict[str, int]] = defaultdict(dict)
+    if isinstance(by_org, dict):
+        for org, counts in by_org.items():
+            tallies[org].update({name: int(n) for name, n in counts.items()})
+    else:
+        for name in _ORG_IN_ENTRIES:
+            for entry in report.get(name) or []:
+                tally = tallies[str(entry.get("org") or "")]
+                tally[name] = tally.get(name, 0) + 1
+    users = users or {}
+    orgs = sorted(set(tallies) | set(users), key=lambda org: (org == "", org))
+    return [OrgTotals(org, dict(tallies.get(org, {})), known, users.get(org)) for org in orgs]
+
+
+def reasons_shown(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(code, sentence) of every reason the page shows (not created, deferred, held), sorted by code."""
+    codes = {
+        str(e["reason"]) for name in ("skipped", "deferred", "held") for e in report.get(name) or [] if "reason" in e
+    }
+    counts = report.get("counts") or {}
+    for key in ("skipped_by_reason", "deferred_by_reason", "held_by_reason"):
+        codes.update(str(code) for code in counts.get(key) or {})
+    return [(code, reason_sentence(code)) for code in sorted(codes)]

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from connector.domain.decisions import Decision
@@ -79,6 +79,16 @@ def managed_owner_of(session: Session, address: str) -> str | None:
     if (primary := session.scalars(spelled).first()) is not None:
         return primary
     return next((p for p, aliases in all_recorded_aliases(session).items() if address in aliases), None)
+
+
+def managed_counts_by_org(session: Session) -> dict[tuple[str | None, str], int]:
+    """(org, status) -> managed users not deleted: the users per org a run's page shows."""
+    query = (
+        select(ManagedUserRow.org, ManagedUserRow.status, func.count())
+        .where(ManagedUserRow.status != ManagedStatus.DELETED.value)
+        .group_by(ManagedUserRow.org, ManagedUserRow.status)
+    )
+    return {(org, status): int(n) for org, status, n in session.execute(query)}
 
 
 def managed_addresses(session: Session) -> set[str]:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, case, delete, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from connector.domain.decisions import CandidateState, Decision
+from connector.domain.decisions import CandidateState, Decision, Reason
 from connector.domain.evidence import AddressEvidence, Delivery
-from connector.domain.report import LIFECYCLE_CHANGES, RunSummary
+from connector.domain.report import LIFECYCLE_CHANGES, DecisionRecord, RunSummary
 from connector.sources.base import SourceCheckpoint
 from connector.store.models import CandidateRow, CheckpointRow, EvidenceRow, RunRow
 
 IN_CHUNK = 500  # keep IN (...) lists well under every backend's parameter limit
+WRITE_CHUNK = 2000  # rows per executemany: the statement's parameters are built per chunk (bounded memory)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -88,8 +90,9 @@ def load_evidence(session: Session, addresses: Iterable[str]) -> dict[str, Addre
 
 
 def save_evidence_many(session: Session, items: Iterable[tuple[AddressEvidence, str]], existing: set[str]) -> None:
-    """Store many ``(evidence, domain)`` at once: one UPDATE for the ``existing`` addresses,
-    one INSERT for the others (executemany; ingest writes thousands per batch)."""
+    """Store many ``(evidence, domain)`` at once: executemany UPDATEs for the ``existing`` addresses,
+    INSERTs for the others, ``WRITE_CHUNK`` rows a statement (ingest writes tens of thousands per batch;
+    the rows and the driver's copy of them are built per chunk, not for the whole batch)."""
     updates: list[dict[str, Any]] = []
     inserts: list[dict[str, Any]] = []
     for evidence, domain in items:
@@ -100,12 +103,21 @@ def save_evidence_many(session: Session, items: Iterable[tuple[AddressEvidence, 
             "revision": evidence.revision,
             "last_seen_at": evidence.last_seen_at,
         }
-        (updates if evidence.address in existing else inserts).append(row)
+        if evidence.address in existing:
+            row["key"] = evidence.address
+            updates.append(row)
+        else:
+            inserts.append(row)
+        if len(updates) + len(inserts) >= WRITE_CHUNK:
+            _write_evidence(session, updates, inserts)
+            updates, inserts = [], []
+    _write_evidence(session, updates, inserts)
+
+
+def _write_evidence(session: Session, updates: list[dict[str, Any]], inserts: list[dict[str, Any]]) -> None:
     table = cast(Table, EvidenceRow.__table__)
     if updates:
         # Core executemany: the ORM's bulk machinery costs more than SQLite's work here.
-        for row in updates:
-            row["key"] = row["address"]
         statement = update(table).where(table.c.address == bindparam("key"))
         session.execute(statement, updates)
     if inserts:
@@ -133,42 +145,134 @@ def save_checkpoint(session: Session, source: str, checkpoint: SourceCheckpoint,
     session.merge(CheckpointRow(source=source, data=checkpoint.to_json(), updated_at=now))
 
 
-def candidates_due(
-    session: Session, rule_fingerprints: dict[str, str], now: datetime, *, recheck: bool = False
-) -> list[tuple[AddressEvidence, CandidateRow | None]]:
-    """Evidence that needs a (new) decision, per managed domain.
+def reset_checkpoint(
+    session: Session, source: str, *, read_from: datetime | None, now: datetime
+) -> SourceCheckpoint | None:
+    """Forget where ``source`` stopped (``connector source reset``), so that the next run reads
+    every file again: as a re-read (no event counted twice), from ``read_from`` if given.
+    Returns the checkpoint forgotten (None: there was none; nothing is written then
+    unless ``read_from`` asks for it). Since when no file matched is kept."""
+    previous = load_checkpoint(session, source)
+    if previous is None and read_from is None:
+        return None
+    missing_since = previous.missing_since if previous is not None else None
+    fresh = SourceCheckpoint(rereading=True, read_from=read_from, missing_since=missing_since)
+    save_checkpoint(session, source, fresh, now)
+    return previous
+
+
+def checkpoint_names(session: Session) -> list[str]:
+    """The sources that have a checkpoint (configured ones, backfills, renamed ones)."""
+    return list(session.scalars(select(CheckpointRow.source).order_by(CheckpointRow.source)))
+
+
+@dataclass(frozen=True)
+class DueQuery:
+    """Which evidence needs a (new) decision, per managed domain.
 
     Due: never decided; evidence changed since the last decision; deferred
     (retry); a recheck time has come (evidence stamped later than the clock);
     or the domain's rule changed. Created candidates are final. ``recheck``
     makes every candidate not yet created due (after the directory changed).
+
+    ``fingerprints``: managed domain -> its rule's fingerprint (a changed rule decides again).
+    ``refusals``: managed domain -> the fingerprint a target's refusal is stored under now
+    (``connector/compliance/refusals.py``): a ``target_rejected`` candidate is due only when
+    it differs (target settings, connector version or rule changed) or with ``recheck``, not
+    when new mail arrives (the same request would be refused again).
     """
-    due: list[tuple[AddressEvidence, CandidateRow | None]] = []
-    for domain, fingerprint in sorted(rule_fingerprints.items()):
-        stmt = (
-            select(EvidenceRow, CandidateRow)
-            .outerjoin(CandidateRow, CandidateRow.address == EvidenceRow.address)
-            .where(EvidenceRow.domain == domain)
-            .where(
-                or_(
-                    CandidateRow.address.is_(None),
-                    and_(
-                        CandidateRow.state != CandidateState.CREATED.value,
-                        or_(
-                            literal(recheck),
-                            CandidateRow.evidence_revision != EvidenceRow.revision,
-                            CandidateRow.state == CandidateState.DEFERRED.value,
-                            CandidateRow.recheck_at <= now,
-                            CandidateRow.rule_fingerprint != fingerprint,
-                        ),
-                    ),
-                )
-            )
-            .order_by(EvidenceRow.address)
+
+    fingerprints: Mapping[str, str]
+    now: datetime
+    recheck: bool = False
+    also: frozenset[str] = frozenset()  # decided as well even when not due (``explain``)
+    refusals: Mapping[str, str] = field(default_factory=dict)
+
+    def condition(self, domain: str) -> ColumnElement[bool]:
+        """Due, or named in ``also``, for the evidence of ``domain``."""
+        due = _due(self.fingerprints[domain], self.now, self.recheck, self.refusals.get(domain))
+        return or_(due, EvidenceRow.address.in_(sorted(self.also))) if self.also else due
+
+    def fingerprint_for(self, decision: Decision, domain: str) -> str:
+        """What ``decision``'s candidate row is stored with: the rule's fingerprint, or for a refusal by the
+        target its ``refusals`` fingerprint."""
+        if decision.reason is Reason.TARGET_REJECTED and domain in self.refusals:
+            return self.refusals[domain]
+        return self.fingerprints.get(domain, "")
+
+
+def _due(fingerprint: str, now: datetime, recheck: bool, refusal: str | None = None) -> ColumnElement[bool]:
+    """The due condition on ``evidence`` outer-joined with ``candidates`` (docstring of ``DueQuery``);
+    with ``refusal`` (``DueQuery.refusals``), the retry rule of ``target_rejected`` candidates."""
+    changed = or_(
+        CandidateRow.evidence_revision != EvidenceRow.revision,
+        CandidateRow.state == CandidateState.DEFERRED.value,
+        CandidateRow.recheck_at <= now,
+        CandidateRow.rule_fingerprint != fingerprint,
+    )
+    if refusal is not None:
+        refused = CandidateRow.reason == Reason.TARGET_REJECTED.value
+        changed = or_(
+            and_(refused, CandidateRow.rule_fingerprint != refusal),
+            and_(CandidateRow.reason != Reason.TARGET_REJECTED.value, changed),
         )
-        for evidence_row, candidate_row in session.execute(stmt):
-            due.append((evidence_from_row(evidence_row), candidate_row))
-    return due
+    return or_(
+        CandidateRow.address.is_(None),
+        and_(CandidateRow.state != CandidateState.CREATED.value, or_(literal(recheck), changed)),
+    )
+
+
+def iter_due(session: Session, query: DueQuery, *, batch: int = 1000) -> Iterator[AddressEvidence]:
+    """The due evidence (``DueQuery``, plus ``also``), domain by domain and by address, streamed ``batch`` rows
+    at a time: a run after an attack of 500,000 new addresses holds a batch, not the lot.
+
+    Nothing may be written in the session while the iterator is open (one cursor per domain).
+    """
+    columns = (EvidenceRow.address, EvidenceRow.data, EvidenceRow.revision, EvidenceRow.last_seen_at)
+    for domain in sorted(query.fingerprints):
+        stmt = (
+            select(*columns)
+            .outerjoin(CandidateRow, CandidateRow.address == EvidenceRow.address)
+            .where(EvidenceRow.domain == domain, query.condition(domain))
+            .order_by(EvidenceRow.address)
+            .execution_options(yield_per=batch)
+        )
+        for address, data, revision, last_seen_at in session.execute(stmt):
+            yield _evidence(address, data, revision, last_seen_at)
+
+
+def _first_seen_column() -> ColumnElement[str]:
+    """``first_seen_at`` read inside the JSON document by the database: no row is decoded whole."""
+    return cast(ColumnElement[str], EvidenceRow.data["first_seen_at"].as_string())
+
+
+def earliest_due_first_seen(session: Session, query: DueQuery, domain: str) -> datetime | None:
+    """When the earliest due address of ``domain`` was first seen (None: nothing due with a first-seen time)."""
+    stmt = (
+        select(_first_seen_column())
+        .outerjoin(CandidateRow, CandidateRow.address == EvidenceRow.address)
+        .where(EvidenceRow.domain == domain, query.condition(domain))
+        .execution_options(yield_per=5000)
+    )
+    # ISO strings with any offset: compared as times, in Python (a string order would need one offset).
+    return min((datetime.fromisoformat(text) for text in session.scalars(stmt) if text), default=None)
+
+
+def first_seen_since(
+    session: Session, query: DueQuery, domain: str, since: datetime
+) -> Iterator[tuple[datetime, str, bool]]:
+    """``(first seen at, address, due now or in ``also``)`` of every address of ``domain`` first seen at or after
+    ``since`` (the attack guard's look back), unordered; plain columns, streamed."""
+    due = case((query.condition(domain), True), else_=False)
+    stmt = (
+        select(_first_seen_column(), EvidenceRow.address, due)
+        .outerjoin(CandidateRow, CandidateRow.address == EvidenceRow.address)
+        .where(EvidenceRow.domain == domain, EvidenceRow.last_seen_at >= since)
+        .execution_options(yield_per=5000)
+    )
+    for text, address, is_due in session.execute(stmt):
+        if text and (at := datetime.fromisoformat(text)) >= since:
+            yield at, address, bool(is_due)
 
 
 def save_decision(
@@ -201,8 +305,100 @@ def save_decision(
     )
 
 
+@dataclass(frozen=True)
+class DecisionToSave:
+    """One decision of a run with what its candidate row needs besides it."""
+
+    decision: Decision
+    domain: str
+    evidence_revision: int
+    rule_fingerprint: str
+
+
+def save_decisions(session: Session, items: Sequence[DecisionToSave], *, now: datetime, run_id: int) -> None:
+    """``save_decision`` for many at once: one query for which rows exist, then one executemany
+    UPDATE and one INSERT (Core, no ORM objects: a run may decide 500,000 addresses)."""
+    table = cast(Table, CandidateRow.__table__)
+    rows: dict[str, dict[str, Any]] = {}
+    for item in items:
+        decision = item.decision
+        rows[decision.address] = {
+            "address": decision.address,
+            "domain": item.domain,
+            "state": decision.state.value,
+            "reason": decision.reason.value,
+            "detail": decision.detail,
+            "org": decision.org,
+            "method": decision.method.value if decision.method else None,
+            "user_address": decision.user_address,
+            "evidence_revision": item.evidence_revision,
+            "rule_fingerprint": item.rule_fingerprint,
+            "decided_at": now,
+            "recheck_at": decision.recheck_at,
+            "run_id": run_id,
+        }
+    session.flush()  # rows the ORM still holds (save_decision) are written first
+    existing: set[str] = set()
+    for chunk in _chunks(list(rows)):
+        existing.update(session.scalars(select(CandidateRow.address).where(CandidateRow.address.in_(chunk))))
+    updates = [{**row, "key": address} for address, row in rows.items() if address in existing]
+    inserts = [row for address, row in rows.items() if address not in existing]
+    if updates:
+        session.execute(update(table).where(table.c.address == bindparam("key")), updates)
+    if inserts:
+        session.execute(insert(table), inserts)
+    for instance in list(session.identity_map.values()):
+        if isinstance(instance, CandidateRow) and instance.address in rows:
+            session.expire(instance)  # an ORM copy read earlier in this session is stale now
+
+
+def run_decisions(
+    session: Session, run_id: int, *, reason: str | None = None, page: int = 1000
+) -> Iterator[DecisionRecord]:
+    """The decision records (``candidates`` rows) still attributed to run ``run_id``, by address,
+    read ``page`` rows at a time (keyset paging: memory stays flat however many there are).
+
+    A candidate keeps its latest decision only: an address decided again by a later run is that run's.
+    """
+    columns = (
+        CandidateRow.address,
+        CandidateRow.state,
+        CandidateRow.reason,
+        CandidateRow.detail,
+        CandidateRow.org,
+        CandidateRow.method,
+        CandidateRow.user_address,
+        CandidateRow.decided_at,
+        CandidateRow.run_id,
+    )
+    after: str | None = None
+    while True:
+        stmt = select(*columns).where(CandidateRow.run_id == run_id)
+        if reason is not None:
+            stmt = stmt.where(CandidateRow.reason == reason)
+        if after is not None:
+            stmt = stmt.where(CandidateRow.address > after)
+        rows = session.execute(stmt.order_by(CandidateRow.address).limit(page)).all()
+        for row in rows:
+            yield DecisionRecord(*row)
+        if len(rows) < page:
+            return
+        after = rows[-1].address
+
+
 def get_candidate(session: Session, address: str) -> CandidateRow | None:
     return session.get(CandidateRow, address)
+
+
+def is_due(session: Session, query: DueQuery, address: str) -> bool:
+    """Whether a run with ``query`` would decide ``address`` again (``explain``); its domain must be managed."""
+    domain = address.rpartition("@")[2]
+    stmt = (
+        select(EvidenceRow.address)
+        .outerjoin(CandidateRow, CandidateRow.address == EvidenceRow.address)
+        .where(EvidenceRow.address == address, query.condition(domain))
+    )
+    return session.scalar(stmt) is not None
 
 
 def start_run(session: Session, now: datetime, dry_run: bool) -> int:
@@ -239,27 +435,27 @@ def get_run(session: Session, run_id: int | None = None) -> RunRow | None:
     return session.scalars(stmt).first()
 
 
-def list_runs(session: Session, *, since: datetime | None = None, limit: int | None = None) -> list[RunSummary]:
-    """Finished runs, newest first, without their reports."""
-    stmt = (
-        select(
-            RunRow.id,
-            RunRow.started_at,
-            RunRow.finished_at,
-            RunRow.status,
-            RunRow.dry_run,
-            RunRow.created_count,
-            RunRow.skipped_count,
-            RunRow.deferred_count,
-            RunRow.held_count,
-            RunRow.error_count,
-            RunRow.warning_count,
-            RunRow.lifecycle_change_count,
-            RunRow.lifecycle_held_count,
-        )
-        .where(RunRow.finished_at.is_not(None))
-        .order_by(RunRow.id.desc())
-    )
+def list_runs(
+    session: Session, *, since: datetime | None = None, limit: int | None = None, unfinished: bool = False
+) -> list[RunSummary]:
+    """Finished runs (with ``unfinished``: also those still running), newest first, without their reports."""
+    stmt = select(
+        RunRow.id,
+        RunRow.started_at,
+        RunRow.finished_at,
+        RunRow.status,
+        RunRow.dry_run,
+        RunRow.created_count,
+        RunRow.skipped_count,
+        RunRow.deferred_count,
+        RunRow.held_count,
+        RunRow.error_count,
+        RunRow.warning_count,
+        RunRow.lifecycle_change_count,
+        RunRow.lifecycle_held_count,
+    ).order_by(RunRow.id.desc())
+    if not unfinished:
+        stmt = stmt.where(RunRow.finished_at.is_not(None))
     if since is not None:
         stmt = stmt.where(RunRow.started_at >= since)
     if limit is not None:
@@ -286,12 +482,22 @@ def list_runs(session: Session, *, since: datetime | None = None, limit: int | N
 
 def finished_reports(session: Session, *, since: datetime, until: datetime) -> list[dict[str, Any]]:
     """Reports of the runs finished in ``(since, until]``, oldest first."""
+    return list(iter_finished_reports(session, since=since, until=until))
+
+
+def iter_finished_reports(
+    session: Session, *, since: datetime, until: datetime, batch: int = 10
+) -> Iterator[dict[str, Any]]:
+    """``finished_reports`` read ``batch`` at a time (an export of every stored run holds a few)."""
     stmt = (
         select(RunRow.report)
         .where(RunRow.finished_at > since, RunRow.finished_at <= until, RunRow.report.is_not(None))
         .order_by(RunRow.id)
+        .execution_options(yield_per=batch)
     )
-    return [report for report in session.scalars(stmt) if report is not None]
+    for report in session.scalars(stmt):
+        if report is not None:
+            yield report
 
 
 def prune_runs(session: Session, before: datetime) -> int:

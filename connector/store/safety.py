@@ -15,7 +15,7 @@ from connector.domain.events import DeliveryEvent
 from connector.domain.evidence import AddressEvidence
 from connector.domain.safety import CatchAllFinding, CatchAllStatus
 from connector.store.models import BlockRow, CandidateRow, CatchAllRow, EventLogRow, EvidenceRow, StagedRow
-from connector.store.repository import evidence_from_row
+from connector.store.repository import WRITE_CHUNK, evidence_from_row
 
 
 def _finding(row: CatchAllRow) -> CatchAllFinding:
@@ -95,17 +95,6 @@ def domain_evidence(session: Session, domain: str) -> Iterator[AddressEvidence]:
     stmt = select(EvidenceRow).where(EvidenceRow.domain == domain).execution_options(yield_per=1000)
     for row in session.scalars(stmt):
         yield evidence_from_row(row)
-
-
-def first_seen_since(session: Session, domain: str, since: datetime) -> dict[str, datetime]:
-    """Addresses of ``domain`` first seen at or after ``since`` (the attack guard's look back)."""
-    found: dict[str, datetime] = {}
-    stmt = select(EvidenceRow).where(EvidenceRow.domain == domain, EvidenceRow.last_seen_at >= since)
-    for row in session.scalars(stmt):
-        first = row.data.get("first_seen_at")
-        if first and (at := datetime.fromisoformat(first)) >= since:
-            found[row.address] = at
-    return found
 
 
 def blocked_addresses(session: Session) -> set[str]:
@@ -200,25 +189,26 @@ def created_since(session: Session, since: datetime) -> dict[str, int]:
 
 def log_events(session: Session, events: list[tuple[str, DeliveryEvent]]) -> None:
     """Keep ``(canonical address, event)`` pairs for ``explain`` (one INSERT per batch)."""
-    if not events:
-        return
-    session.execute(
-        insert(cast(Table, EventLogRow.__table__)),  # Core executemany: no ORM work per row (ingest's hot path)
-        [
-            {
-                "address": address,
-                "at": event.at,
-                "message_key": event.message_key[:998],
-                "status": event.status.value,
-                "reply": event.reply,
-                "relay": event.relay[:320] if event.relay else None,
-                "sender": event.sender[:320] if event.sender is not None else None,
-                "recipient": event.recipient[:320],
-                "location": event.location,
-            }
-            for address, event in events
-        ],
-    )
+    # Core executemany: no ORM work per row (ingest's hot path); WRITE_CHUNK rows a statement, so that
+    # the rows and the driver's copy of them are built per chunk, not for a batch of 50,000 lines.
+    for start in range(0, len(events), WRITE_CHUNK):
+        session.execute(
+            insert(cast(Table, EventLogRow.__table__)),
+            [
+                {
+                    "address": address,
+                    "at": event.at,
+                    "message_key": event.message_key[:998],
+                    "status": event.status.value,
+                    "reply": event.reply,
+                    "relay": event.relay[:320] if event.relay else None,
+                    "sender": event.sender[:320] if event.sender is not None else None,
+                    "recipient": event.recipient[:320],
+                    "location": event.location,
+                }
+                for address, event in events[start : start + WRITE_CHUNK]
+            ],
+        )
 
 
 def logged_events(session: Session, address: str, since: datetime) -> list[EventLogRow]:

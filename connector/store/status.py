@@ -8,7 +8,11 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from connector.store.models import CandidateRow, JobStatusRow
+from connector.monitoring.health import FinishedRun
+from connector.store.models import CandidateRow, JobStatusRow, RunRow
+
+ENDED_STATUSES = ("ok", "partial", "failed")
+"""Statuses of runs that ended on their own (not ``running``, nor closed for a dead process)."""
 
 
 def _row(session: Session, instance: str, job: str) -> JobStatusRow:
@@ -46,6 +50,25 @@ def last_success(session: Session, jobs: Iterable[str], instance: str | None = N
 def last_started(session: Session, job: str, instance: str) -> datetime | None:
     row = session.get(JobStatusRow, (instance, job))
     return row.last_started_at if row else None
+
+
+def latest_decide_runs(session: Session, limit: int) -> list[FinishedRun]:
+    """The latest ``limit`` real (not dry) decide runs that ended on their own, newest first.
+
+    Only the report's ``errors`` are read, not the whole report.
+    """
+    if limit <= 0:
+        return []
+    stmt = (
+        select(RunRow.id, RunRow.status, RunRow.report["errors"])
+        .where(RunRow.dry_run.is_(False), RunRow.finished_at.is_not(None), RunRow.status.in_(ENDED_STATUSES))
+        .order_by(RunRow.id.desc())
+        .limit(limit)
+    )
+    return [
+        FinishedRun(run_id, status, errors if isinstance(errors, list) else ())
+        for run_id, status, errors in session.execute(stmt)
+    ]
 
 
 def all_status(session: Session) -> list[JobStatusRow]:

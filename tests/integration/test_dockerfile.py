@@ -66,7 +66,7 @@ def test_entrypoint_and_healthcheck_commands_work_and_write_only_to_the_data_vol
     def run(command: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(command, capture_output=True, text=True, env=env, cwd=data_dir, check=False, timeout=60)
 
-    assert run(health).returncode == 3  # before the first start: no state yet
+    assert run(health).returncode == 4  # before the first start: no state yet (and none created)
     once = run([*entrypoint, "--once"])  # the CronJob form: `docker run IMAGE --once`
     assert once.returncode == 0, once.stderr
     assert "job decide: ok" in once.stdout

@@ -171,9 +171,9 @@ def test_explain_pending_and_sync_show_a_strangers_escape_escaped(
         assert main(["explain", "-c", str(cfg), "alice@acme.com"]) == 0
     explained = capsys.readouterr().out
     assert "m0\\x1b]0;pwned\\x07@x.test" in explained and "250 Ok \\x1b]0;pwned\\x07\\x9b2J" in explained
-    assert main(["explain", "-c", str(cfg), f"evil{ESC_TITLE}@acme.com"]) == 0
-    refused = capsys.readouterr().out
-    assert "Address: evil\\x1b]0;pwned\\x07@acme.com" in refused and "control character" in refused
+    assert main(["explain", "-c", str(cfg), f"evil{ESC_TITLE}@acme.com"]) == 2  # not an address: one line, exit 2
+    refused = capsys.readouterr().err
+    assert "not an address: control character in 'evil\\x1b]0;pwned\\x07@acme.com'" in refused
     for shown in (out, pending, explained, refused):
         assert not any(c in shown for c in CONTROLS)
 

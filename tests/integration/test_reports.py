@@ -281,8 +281,9 @@ def test_lifecycle_changes_reach_the_report_pages_csv_history_and_metrics(
     assert 'id="lifecycle-updated"' in section and 'id="lifecycle-suspended"' in section
     assert "&#39;Alice Archer&#39; -&gt; &#39;Alice Smith&#39;" in section and "erin@acme.com" in section
     index = (reports_dir(demo_config) / "index.html").read_text()
-    row = index[index.index('href="run-2.html"') :]
-    cells = re.findall(r'<td class="num">(\d+)</td>', row[: row.index("</tr>")])
+    runs = index[index.index('<section id="runs">') :]  # the chart's bars link to their runs too
+    row = runs[runs.index('href="run-2.html"') :]
+    cells = re.findall(r'<td data-label="[^"]+" class="num">(\d+)</td>', row[: row.index("</tr>")])
     assert cells[4:6] == ["2", "0"]  # created, not created, deferred, held, then changes and changes held
 
 

@@ -31,7 +31,7 @@ def test_run_once_runs_one_cycle_and_health_follows(
     demo_config: Path, state_url: str, state: State, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = service_config(demo_config, state_url)
-    assert main(["health", "-c", str(config)]) == 3  # no schema: cannot even check
+    assert main(["health", "-c", str(config)]) == 4  # no state yet (no schema): nothing created, nothing migrated
     assert main(["db", "upgrade", "-c", str(config)]) == 0
     assert main(["health", "-c", str(config)]) == 1  # nothing ran yet
     assert "no successful run" in capsys.readouterr().out
@@ -70,7 +70,11 @@ def test_scheduler_runs_jobs_on_a_fast_schedule_and_stops_on_sigterm(
     finally:
         code, _out, err = stop(process)
     assert code == 0, err
-    assert all(run.status == "ok" for run in state.runs())
+    runs = state.runs()
+    assert all(run.status == "ok" for run in runs[:-1])
+    # The signal may land inside the last decide run: it then ends after its current step, partial
+    # with a warning, never an error.
+    assert runs[-1].status == "ok" or (runs[-1].status == "partial" and runs[-1].error_count == 0)
     # Each decide run ingests first (both roles); only the first one found new lines.
     port = int(re.search(r"metrics on http://[^:]+:(\d+)/metrics", err).group(1))  # type: ignore[union-attr]
     assert port > 0 and "signal SIGTERM" in err

@@ -1,0 +1,28 @@
+"""What a run's page shows beyond its stored report, read from the state when the page is written
+(``jobs/report_context.py``): each listed address's story and the users per org at that time.
+
+A page rendered later from the stored report alone (``connector report show N --format html``)
+has no context: it shows no stories and no user counts rather than today's under an old run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrgUsers:
+    """The users the connector manages in one org: active (or being created) and suspended."""
+
+    active: int = 0
+    suspended: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PageContext:
+    """Stories (address -> ``connector explain`` text) and users per org (org -> counts), as of ``written_at``."""
+
+    written_at: datetime
+    stories: dict[str, str] = field(default_factory=dict)
+    users: dict[str, OrgUsers] = field(default_factory=dict)
