@@ -39,6 +39,7 @@ from connector.reporting.files import HtmlReportDirectory
 from connector.store import lifecycle as lifecycle_store
 from connector.store import repository, run_progress
 from connector.store.models import CandidateRow
+from connector.store.safety import decision_to_json
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +60,8 @@ _OUTCOME_OF_STATE = {
 def _intended(decision: Decision, evidence: AddressEvidence, fingerprint: str) -> dict[str, Any]:
     """A creation or alias about to be sent, with what its candidate row needs."""
     return {
+        **decision_to_json(decision),
         "outcome": decision.outcome.value,
-        "address": decision.address,
-        "reason": decision.reason.value,
-        "detail": decision.detail,
-        "org": decision.org,
-        "method": decision.method.value if decision.method else None,
-        "user_address": decision.user_address,
-        "aliases": list(decision.aliases),
-        "display_name": decision.display_name,
-        "external_id": decision.external_id,
-        "directory_address": decision.directory_address,
-        "evidence": decision.evidence,
         "domain": decision.address.rpartition("@")[2],
         "evidence_revision": evidence.revision,
         "rule_fingerprint": fingerprint,
