@@ -136,6 +136,12 @@ class AdDirectory:
 
 # The downstream mailbox server's users: 250 for these, 550 5.1.1 for anyone else.
 KNOWN = {"alice@example.com", "bob@example.com", "sender@partner.test", "carol@example.org", "dave@example.net"}
+# ... and one whose mailbox is temporarily unavailable: ``451 4.3.0`` (Postfix defers it).
+TEMPFAIL = {"tempfail@example.com"}
+
+# Give up on a deferred message after one attempt (``real_postfix(main_cf_extra=...)``):
+# Postfix logs ``status=deferred`` and then qmgr's ``status=expired, returned to sender``.
+EXPIRE_AT_ONCE = "maximal_queue_lifetime = 0\nbounce_queue_lifetime = 0\n"
 
 MASTER_CF = """\
 {port} inet n - n - - smtpd
@@ -212,12 +218,14 @@ syslog_name = postfix
 
 class Downstream:
     """The mailbox server behind the gateway (an aiosmtpd handler): 250 for ``KNOWN``
-    users, ``550 5.1.1`` for others."""
+    users, ``451 4.3.0`` for ``TEMPFAIL`` ones, ``550 5.1.1`` for others."""
 
     def __init__(self) -> None:
         self.received: list[Any] = []
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address.lower() in TEMPFAIL:
+            return f"451 4.3.0 <{address}>: Mailbox temporarily unavailable"
         if address.lower() not in KNOWN:
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         envelope.rcpt_tos.append(address)
@@ -248,8 +256,11 @@ class RealPostfix:
 
 
 @contextmanager
-def real_postfix() -> Iterator[RealPostfix]:
-    """Start Postfix (and its aiosmtpd downstream) in a temp dir; stop and remove it after."""
+def real_postfix(main_cf_extra: str = "") -> Iterator[RealPostfix]:
+    """Start Postfix (and its aiosmtpd downstream) in a temp dir; stop and remove it after.
+
+    ``main_cf_extra`` is appended to ``MAIN_CF`` (e.g. ``EXPIRE_AT_ONCE``): one gateway's
+    settings, not every test's."""
     if shutil.which("postfix") is None:
         raise RuntimeError("postfix is not installed (./dev installs it)")
     from aiosmtpd.controller import Controller  # a test dependency: imported when a test needs it
@@ -266,7 +277,7 @@ def real_postfix() -> Iterator[RealPostfix]:
     (base / "data").mkdir()
     (base / "queue").mkdir()
     shutil.chown(base / "data", "postfix")
-    (etc / "main.cf").write_text(MAIN_CF.format(dir=base, downstream=downstream.port))
+    (etc / "main.cf").write_text(MAIN_CF.format(dir=base, downstream=downstream.port) + main_cf_extra)
     (etc / "master.cf").write_text(MASTER_CF.format(port=port, screen_port=screen_port))
     try:
         subprocess.run(["postfix", "-c", str(etc), "start"], check=True, capture_output=True)

@@ -19,11 +19,12 @@ import pytest
 
 from connector.cli import main
 from connector.domain.events import DeliveryEvent, DeliveryStatus
-from connector.domain.evidence import AddressEvidence
+from connector.domain.evidence import AddressEvidence, Delivery
 from connector.policy.evidence import record_events
 from connector.sources.base import SourceBatch
 from connector.sources.postfix import PostfixLogSource
 from tests.mailflow import (  # noqa: F401  (re-exported: older tests import the harness from here)
+    EXPIRE_AT_ONCE,
     KNOWN,
     MAIN_CF,
     MASTER_CF,
@@ -214,3 +215,47 @@ def test_real_refusals_and_verify_probes_are_read_exactly(gateway: RealPostfix) 
         window=timedelta(days=14),
     )
     assert ghost.refused_at_rcpt and ghost.invalidated_at is not None
+
+
+def test_real_deferral_and_expiry_are_read_and_count_for_nothing() -> None:
+    """The downstream answers ``451 4.3.0`` at RCPT: Postfix defers the recipient, and with
+    a queue lifetime of 0 its qmgr returns the message at once (``status=expired``). Both
+    are read exactly; neither is a valid message nor a failure of the address."""
+    with real_postfix(main_cf_extra=EXPIRE_AT_ONCE) as gateway:
+        assert send(gateway.port, ["tempfail@example.com"], "busy") == {}
+        batches = read_until(
+            gateway.maillog,
+            lambda events: (
+                any(e.status is DeliveryStatus.EXPIRED for e in events)
+                and any(e.is_notification and e.status is DeliveryStatus.SENT for e in events)
+            ),
+        )
+        log = gateway.maillog.read_text()
+    assert ", dsn=4.3.0, status=deferred (host 127.0.0.1[127.0.0.1] said: 451 4.3.0 " in log
+    assert ": from=<sender@partner.test>, status=expired, returned to sender\n" in log
+    assert sum(b.stats.bad_lines for b in batches) == 0 and sum(b.stats.foreign_lines for b in batches) == 0
+    events = [e for b in batches for e in b.events]
+    got = [(e.recipient, e.status.value, e.dsn, e.reply, e.rcpt_stage, e.sender) for e in events]
+    assert got == [
+        (
+            "tempfail@example.com",
+            "deferred",
+            "4.3.0",
+            "451 4.3.0 <tempfail@example.com>: Mailbox temporarily unavailable",
+            True,
+            "sender@partner.test",
+        ),
+        ("tempfail@example.com", "expired", "4.4.7", "message expired in the queue", False, "sender@partner.test"),
+        ("sender@partner.test", "sent", "2.0.0", "250 2.0.0 Ok: queued", False, ""),
+    ]
+    deferred, expired, ndr = events
+    assert deferred.queue_id == expired.queue_id and deferred.message_id == expired.message_id is not None
+    assert ndr.ndr_for == expired.queue_id and ndr.ndr_recipients == ("tempfail@example.com",)
+
+    # An earlier valid message stays counted; the deferral and the expiry add and void nothing.
+    earlier = Delivery("earlier@partner.test", deferred.at - timedelta(hours=1))
+    before = AddressEvidence("tempfail@example.com", recent=(earlier,))
+    after = record_events(before, [(deferred, None), (expired, None)], threshold=3, window=timedelta(days=14))
+    assert after.recent == (earlier,) and after.qualified_at is None
+    assert after.invalidated_at is None and after.rejected_at is None and after.accepted_at is None
+    assert not after.refused_at_rcpt and after.events_seen == 2
