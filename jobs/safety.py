@@ -255,7 +255,7 @@ class SafetyStage:
         attack = share >= settings.unknown_share
         description = (
             f"{len(burst.addresses)} never-seen addresses of {domain} first seen between "
-            f"{burst.first_at.isoformat()} and {burst.last_at.isoformat()}, "
+            f"{_to_the_second(burst.first_at)} and {_to_the_second(burst.last_at)}, "
             f"{share:.0%} unknown to the directory"
         )
         self.report.guards.append(
@@ -427,3 +427,8 @@ def _known_in_directory(connector: Connector, burst: Burst) -> dict[str, Directo
         answers = connector.directory.lookup(list(burst.addresses[start : start + LOOKUP_CHUNK]))
         known.update((address, answer) for address, answer in answers.items() if answer is not None)
     return known
+
+
+def _to_the_second(at: datetime) -> str:
+    """A time for people: UTC to the second (the report's own fields keep full precision)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

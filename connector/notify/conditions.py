@@ -46,7 +46,8 @@ def attacks(report: Mapping[str, Any]) -> list[Condition]:
         if guard.get("guard") != "dictionary_attack" or not guard.get("attack"):
             continue
         domain = str(guard.get("domain", ""))
-        count = len(guard.get("addresses") or [])
+        # The report lists only the first addresses of a large burst; ``address_count`` has them all.
+        count = int(guard.get("address_count") or len(guard.get("addresses") or []))
         if domain in found:  # two bursts at one domain in one run: one condition, both counted
             count += int(found[domain].value or 0)
         text = (

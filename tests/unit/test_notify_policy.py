@@ -65,6 +65,13 @@ def apply(found: list[Condition], stored: dict[str, Seen], at: Any, rules: Rules
 # --- conditions from a report ---------------------------------------------------------------------
 
 
+def test_a_large_attack_is_counted_whole_though_the_report_lists_only_its_first_addresses() -> None:
+    guard = {**attack_guard("acme.com", 100), "address_count": 500_000}  # the report keeps the first 100
+    [found] = conditions.attacks(report(guards=[guard]))
+    assert found.text.startswith("dictionary attack at acme.com: 500000 never-seen addresses")
+    assert found.value == "500000"
+
+
 def test_every_kind_of_condition_is_read_from_the_report_without_full_addresses() -> None:
     found = conditions.run_conditions(
         report(
