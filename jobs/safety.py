@@ -333,6 +333,15 @@ class SafetyStage:
         """A creation passes, or is held: not in the plan, review mode, or a limit reached."""
         if decision.outcome not in (Outcome.CREATE_USER, Outcome.ADD_ALIAS):
             return decision
+        if (blocked := self._blocked_person(decision)) is not None:
+            return Decision(
+                decision.address,
+                Outcome.SKIP,
+                Reason.BLOCKED,
+                f"its person {blocked} is blocked (connector block or deny)",
+                org=decision.org,
+                method=decision.method,
+            )
         if self.plan is not None:
             change = change_of(decision)
             if change is None or change_key(change) not in self.plan:
@@ -346,6 +355,15 @@ class SafetyStage:
             self.limit_held += 1
             return self._hold(decision, Reason.LIMIT_REACHED, refusal)
         return decision
+
+    def _blocked_person(self, decision: Decision) -> str | None:
+        """A blocked address of the person the directory resolved this one to, if any.
+
+        ``deny`` and ``block`` block a person's user and aliases as they were then; an alias
+        the directory gives that person later must not bring them back to the queue.
+        """
+        person = {decision.user_address, *decision.aliases} - {None, decision.address}
+        return next((a for a in sorted(a for a in person if a) if a in self.blocked), None)
 
     def _hold(self, decision: Decision, reason: Reason, detail: str) -> Decision:
         held = Decision(

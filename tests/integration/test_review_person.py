@@ -81,6 +81,29 @@ def test_deny_of_a_queue_item_shown_via_an_alias_denies_the_person(
     assert said == "denied and blocked: bob@acme.com and its aliases robert@acme.com\n"
 
 
+def test_an_alias_the_directory_gives_a_denied_person_later_does_not_queue_them_again(
+    demo_config: Path, state_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = held_in_queue(demo_config, state_url, capsys)
+    assert main(["deny", "-c", str(config), "robert@acme.com"]) == 0
+    capsys.readouterr()
+    ldif = config.parent / "demo" / "directory.ldif"
+    ldif.write_text(
+        ldif.read_text().replace(
+            "mailAlternateAddress: robert@acme.com\n",
+            "mailAlternateAddress: robert@acme.com\nmailAlternateAddress: bobby@acme.com\n",
+        )
+    )
+    flow = MailFlow()
+    for day in (20, 21, 22):
+        flow.deliver(utc(f"2026-11-{day}T09:00:00"), "bobby@acme.com")
+    with (config.parent / "demo" / "logs" / "mail.log").open("a", encoding="utf-8") as log:
+        log.write("".join(text + "\n" for _, _, text in sorted(flow.lines)))
+    report = sync(config, capsys)
+    assert skipped(report)["bobby@acme.com"] == "blocked"
+    assert "bob@acme.com" not in pending_users(config, capsys)
+
+
 def test_block_by_the_user_address_blocks_the_alias_item_too(
     demo_config: Path, state_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
