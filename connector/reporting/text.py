@@ -11,6 +11,7 @@ from typing import Any
 
 from connector.domain.safe_text import printable
 from connector.reporting import view
+from connector.reporting.reasons import reason_sentence
 
 EXAMPLES_PER_REASON = 25
 
@@ -125,6 +126,7 @@ def render_text(report: dict[str, Any]) -> str:
             entries = by_reason[reason]
             total = len(entries) + view.omitted(report, "skipped", reason)  # a stored report lists a bounded few
             out.append(f"  {reason} ({total})")
+            out.append(f"    ({reason_sentence(reason)})")  # the same sentence as the HTML legend
             for entry in entries[:EXAMPLES_PER_REASON]:
                 out.append(f"    {entry['address']}: {entry['detail']}")
             if total > EXAMPLES_PER_REASON:

@@ -17,6 +17,7 @@ from connector.reporting.chart import history_chart
 from connector.reporting.csv_export import LIFECYCLE_COLUMNS, created_users_csv, lifecycle_changes_csv
 from connector.reporting.digest import build_digest, digest_text
 from connector.reporting.html import render_index_html, render_run_html
+from connector.reporting.reasons import reason_sentence
 from connector.reporting.text import printable, render_text
 from tests.conftest import utc
 from tests.sample_report import busy_lifecycle, sample_report, schema_1_report
@@ -360,3 +361,13 @@ def test_a_run_with_only_lifecycle_changes_is_in_the_digest() -> None:
     text = digest_text([changed_only], now=NOW, covers=timedelta(hours=24))
     assert "run(s) with nothing to report" not in text and "Run 7 (applied): ok" in text
     assert "HELD" not in text
+
+
+def test_text_says_what_each_reason_means_with_the_sentence_of_the_html_legend() -> None:
+    report = sample_report()
+    reasons = sorted({entry["reason"] for entry in report["skipped"]})
+    assert reasons, "the sample report has skipped entries"
+    text = render_text(report)
+    for reason in reasons:
+        assert f"  {reason} (" in text
+        assert f"    ({reason_sentence(reason)})\n" in text
