@@ -32,6 +32,7 @@ from connector.domain.directory import DirectoryAnswer
 from connector.domain.evidence import AddressEvidence
 from connector.domain.report import RunReport
 from connector.domain.safety import Burst, CatchAllFinding, CatchAllStatus
+from connector.domain.times import to_the_second
 from connector.errors import RetriableError
 from connector.policy import catch_all, guards
 from connector.policy.addresses import AddressMap, DomainRule
@@ -255,7 +256,7 @@ class SafetyStage:
         attack = share >= settings.unknown_share
         description = (
             f"{len(burst.addresses)} never-seen addresses of {domain} first seen between "
-            f"{_to_the_second(burst.first_at)} and {_to_the_second(burst.last_at)}, "
+            f"{to_the_second(burst.first_at)} and {to_the_second(burst.last_at)}, "
             f"{share:.0%} unknown to the directory"
         )
         self.report.guards.append(
@@ -322,9 +323,8 @@ class SafetyStage:
             changes = decision.outcome in (Outcome.CREATE_USER, Outcome.ADD_ALIAS, Outcome.HOLD)
             if decision.address in newly and changes:
                 self.creations.pop(decision.address, None)
-                detail = "blocked by a person (connector block) during this run"
-                decision = Decision(
-                    decision.address, Outcome.SKIP, Reason.BLOCKED, detail, org=decision.org, method=decision.method
+                decision = decision.instead(
+                    Outcome.SKIP, Reason.BLOCKED, "blocked by a person (connector block) during this run"
                 )
             result.append((decision, evidence))
         return result
@@ -334,13 +334,8 @@ class SafetyStage:
         if decision.outcome not in (Outcome.CREATE_USER, Outcome.ADD_ALIAS):
             return decision
         if (blocked := self._blocked_person(decision)) is not None:
-            return Decision(
-                decision.address,
-                Outcome.SKIP,
-                Reason.BLOCKED,
-                f"its person {blocked} is blocked (connector block or deny)",
-                org=decision.org,
-                method=decision.method,
+            return decision.instead(
+                Outcome.SKIP, Reason.BLOCKED, f"its person {blocked} is blocked (connector block or deny)"
             )
         if self.plan is not None:
             change = change_of(decision)
@@ -445,8 +440,3 @@ def _known_in_directory(connector: Connector, burst: Burst) -> dict[str, Directo
         answers = connector.directory.lookup(list(burst.addresses[start : start + LOOKUP_CHUNK]))
         known.update((address, answer) for address, answer in answers.items() if answer is not None)
     return known
-
-
-def _to_the_second(at: datetime) -> str:
-    """A time for people: UTC to the second (the report's own fields keep full precision)."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

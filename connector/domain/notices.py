@@ -37,6 +37,11 @@ TITLES: dict[EventKind, str] = {
 }
 
 
+def condition_key(kind: EventKind, scope: str, subject: str) -> str:
+    """What ties a condition found by a run to what the latest runs saw (``notify_state``)."""
+    return f"{kind.value}:{scope}:{subject}"
+
+
 @dataclass(frozen=True, slots=True)
 class Condition:
     """One condition found by a run: ``kind`` at ``subject`` (a domain, a source, ``target`` ...).
@@ -55,7 +60,7 @@ class Condition:
 
     @property
     def key(self) -> str:
-        return f"{self.kind.value}:{self.scope}:{self.subject}"
+        return condition_key(self.kind, self.scope, self.subject)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +78,7 @@ class Seen:
 
     @property
     def key(self) -> str:
-        return f"{self.kind.value}:{self.scope}:{self.subject}"
+        return condition_key(self.kind, self.scope, self.subject)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 from connector.domain.notices import Condition, EventKind
 from connector.domain.safe_text import printable
+from connector.domain.times import to_the_second
 
 DIRECTORY_STAGES = frozenset({"directory", "attack_guard"})
 """Report error stages that mean "the directory did not answer"."""
@@ -36,7 +37,7 @@ def _time(value: object) -> str:
         moment = datetime.fromisoformat(str(value))
     except ValueError:
         return hide_addresses(value, 40)
-    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return to_the_second(moment)
 
 
 def attacks(report: Mapping[str, Any]) -> list[Condition]:

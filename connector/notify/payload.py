@@ -14,6 +14,7 @@ from typing import Any
 
 from connector.domain.notices import Notice
 from connector.domain.safe_text import printable
+from connector.domain.times import to_the_second
 
 SCHEMA = 1
 COUNT_KEYS = ("created", "aliases_added", "held", "deferred", "skipped", "errors")
@@ -21,7 +22,7 @@ COUNT_WORDS = {"aliases_added": "aliases added", "skipped": "not created"}  # th
 
 
 def _time(notice: Notice) -> str:
-    return notice.at.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return to_the_second(notice.at)
 
 
 def webhook_payload(notice: Notice) -> dict[str, Any]:
