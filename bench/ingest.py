@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
 """Benchmark: Postfix log ingest against pflogsumm, grep and wc on the same file, in one run.
 
-    .venv/bin/python bench/ingest.py                       # 1M lines (130,000 messages)
-    .venv/bin/python bench/ingest.py --messages 1300000    # 10M lines: peak RSS must not grow
+    .venv/bin/python bench/ingest.py                              # 1M lines (130,000 messages)
+    .venv/bin/python bench/ingest.py --messages 130000 1300000    # 1M and 10M: peak RSS must not grow
 
 Generates the log with the shared generator (seed 20240304), then runs each
-tool as a child process and reads its wall time and peak RSS (``wait4``):
+tool as a child process, three times, interleaved round by round, and prints the
+median wall time, CPU time and peak RSS (``wait4``) of each:
 
 - ``wc -l`` and ``LC_ALL=C grep -c status=sent``: the speed of the disk and a
   single C scan, the floor;
 - ``pflogsumm`` (Debian package): the baseline a Postfix admin knows;
 - ours, parse + join only (``PostfixLogSource`` read to the end, events dropped);
 - ours, ``connector ingest`` end to end: parse, join, evidence folded into
-  SQLite, checkpoint committed with each batch.
+  SQLite, checkpoint committed with the evidence; and the state database's size.
 
 Prints a table and the ratios. Not a test: figures depend on the machine.
 """
@@ -23,6 +24,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,8 +37,8 @@ GENERATOR = ROOT.parent / "shared" / "bench" / "gen_postfix_log.py"  # the share
 _RECIPIENT_DOMAIN = re.compile(rb"to=<[^@>]*@([^>]+)>")
 
 
-def measure(argv: list[str], env: dict[str, str] | None = None) -> dict:
-    """Run ``argv``; wall seconds and peak RSS in MB.
+def measure(argv: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run ``argv``; wall seconds, CPU seconds (user + system) and peak RSS in MB.
 
     Output goes to a real file: GNU grep stops at the first match when it sees /dev/null.
     """
@@ -45,13 +47,22 @@ def measure(argv: list[str], env: dict[str, str] | None = None) -> dict:
         child = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         stderr = err.read().decode(errors="replace")
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{argv[0]} failed with {code}: {stderr[-2000:]}")
-    return {"wall": wall, "rss_mb": usage.ru_maxrss / 1024}
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024}
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the runs (measured separately, so not one run's triple)."""
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def state_size_mb(workdir: Path) -> float:
+    """The state database on disk, with SQLite's WAL and journal files."""
+    return sum(p.stat().st_size for p in workdir.glob("state.sqlite*")) / 1e6
 
 
 def managed_domains(log: Path, limit: int) -> list[str]:
@@ -95,63 +106,58 @@ print(events)
 """
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=130_000, help="messages to generate (~7.7 lines each)")
-    parser.add_argument("--seed", type=int, default=20240304)
-    parser.add_argument("--generator", type=Path, default=GENERATOR, help="gen_postfix_log.py")
-    parser.add_argument("--workdir", type=Path, help="where the log and state go (default: a temp dir)")
-    parser.add_argument("--batch-lines", type=int, default=50_000)
-    parser.add_argument("--log", type=Path, help="measure this Postfix log instead of generating one")
-    parser.add_argument("--skip-pflogsumm", action="store_true", help="for a quick run")
-    args = parser.parse_args()
-
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    log = args.log or workdir / f"postfix-{args.messages}-{args.seed}.log"
-    if not log.exists():
-        if not args.generator.exists():
-            raise SystemExit(
-                f"the shared log generator is missing: {args.generator} (expected at ../shared/bench/ relative to "
-                "the project root); give --generator PATH, or --log FILE to measure an existing log"
-            )
-        print(f"generating {log} ...", file=sys.stderr)
-        subprocess.run(
-            [
-                sys.executable,
-                str(args.generator),
-                "--messages",
-                str(args.messages),
-                "--seed",
-                str(args.seed),
-                "--out",
-                str(log),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
+def generate(args: argparse.Namespace, workdir: Path, messages: int) -> Path:
+    log = workdir / f"postfix-{messages}-{args.seed}.log"
+    if log.exists():
+        return log
+    if not args.generator.exists():
+        raise SystemExit(
+            f"the shared log generator is missing: {args.generator} (expected at ../shared/bench/ relative to "
+            "the project root); give --generator PATH, or --log FILE to measure an existing log"
         )
+    print(f"generating {log} ...", file=sys.stderr)
+    subprocess.run(
+        [sys.executable, str(args.generator), "--messages", str(messages), "--seed", str(args.seed), "--out", str(log)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return log
+
+
+def bench_one(args: argparse.Namespace, workdir: Path, log: Path) -> dict[str, float]:
+    """Every tool ``--runs`` times, interleaved (round by round), so load hits them alike."""
     with log.open("rb") as handle:
         lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
     config = write_config(workdir, log, managed_domains(log, 400), args.batch_lines)
     python = sys.executable
     connector = str(Path(python).parent / "connector")
     c_locale = {**os.environ, "LC_ALL": "C"}
-
-    results: dict[str, dict] = {}
-    results["wc -l"] = measure(["wc", "-l", str(log)])
-    results["grep -c status=sent"] = measure(["grep", "-c", "status=sent", str(log)], env=c_locale)
+    tools: dict[str, list[str]] = {
+        "wc -l": ["wc", "-l", str(log)],
+        "grep -c status=sent": ["grep", "-c", "status=sent", str(log)],
+    }
     if not args.skip_pflogsumm:
-        results["pflogsumm"] = measure([shutil.which("pflogsumm") or "pflogsumm", str(log)])
-    results["ours: parse+join"] = measure([python, "-c", PARSE_ONLY, str(log)])
-    (workdir / "state.sqlite").unlink(missing_ok=True)
-    results["ours: connector ingest"] = measure([connector, "ingest", "-c", str(config)])
+        tools["pflogsumm"] = [shutil.which("pflogsumm") or "pflogsumm", str(log)]
+    tools["ours: parse+join"] = [python, "-c", PARSE_ONLY, str(log)]
+    tools["ours: connector ingest"] = [connector, "ingest", "-c", str(config)]
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in tools}
+    state_mb = 0.0
+    for _ in range(args.runs):
+        for name, argv in tools.items():
+            if name == "ours: connector ingest":
+                for stale in workdir.glob("state.sqlite*"):
+                    stale.unlink()
+            runs[name].append(measure(argv, env=c_locale if name.startswith("grep") else None))
+            if name == "ours: connector ingest":
+                state_mb = state_size_mb(workdir)
+    results = {name: median_of(figures) for name, figures in runs.items()}
 
     size_mb = log.stat().st_size / 1e6
-    print(f"file: {log} ({lines:,} lines, {size_mb:,.0f} MB), batch_lines {args.batch_lines}")
-    print(f"{'tool':28} {'wall s':>8} {'lines/s':>12} {'peak RSS MB':>12}")
+    print(f"\nfile: {log} ({lines:,} lines, {size_mb:,.0f} MB), batch_lines {args.batch_lines}, median of {args.runs}")
+    print(f"{'tool':28} {'wall s':>8} {'CPU s':>8} {'lines/s':>12} {'peak RSS MB':>12}")
     for name, figures in results.items():
         rate = lines / figures["wall"]
-        print(f"{name:28} {figures['wall']:8.2f} {rate:12,.0f} {figures['rss_mb']:12.1f}")
+        print(f"{name:28} {figures['wall']:8.2f} {figures['cpu']:8.2f} {rate:12,.0f} {figures['rss_mb']:12.1f}")
     ours = results["ours: connector ingest"]["wall"]
     parse = results["ours: parse+join"]["wall"]
     grep = results["grep -c status=sent"]["wall"]
@@ -164,6 +170,35 @@ def main() -> int:
     print(f"ratio: connector ingest takes {ours / results['wc -l']['wall']:.1f}x the time of wc -l")
     rss = results["ours: connector ingest"]["rss_mb"]
     print(f"peak RSS of connector ingest: {rss:.0f} MB (target <= 100 MB, flat from 1M to 10M lines)")
+    print(f"state database after ingest: {state_mb:.1f} MB (target <= 250 MB at 10M lines)")
+    return {"lines": lines, "rss_mb": rss, "state_mb": state_mb, "wall": ours}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--messages", type=int, nargs="+", default=[130_000], help="messages to generate per size (~7.7 lines each)"
+    )
+    parser.add_argument("--seed", type=int, default=20240304)
+    parser.add_argument("--runs", type=int, default=3, help="runs of every tool; the median is printed")
+    parser.add_argument("--generator", type=Path, default=GENERATOR, help="gen_postfix_log.py")
+    parser.add_argument("--workdir", type=Path, help="where the logs and state go (default: a temp dir)")
+    parser.add_argument("--batch-lines", type=int, default=50_000)
+    parser.add_argument("--log", type=Path, help="measure this Postfix log instead of generating one")
+    parser.add_argument("--skip-pflogsumm", action="store_true", help="for a quick run")
+    args = parser.parse_args()
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    logs = [args.log] if args.log else [generate(args, workdir, messages) for messages in args.messages]
+    sizes = [bench_one(args, workdir, log) for log in logs]
+    if len(sizes) > 1:
+        small, large = sizes[0], sizes[-1]
+        print(
+            f"\nfrom {small['lines']:,} to {large['lines']:,} lines: peak RSS {small['rss_mb']:.0f} -> "
+            f"{large['rss_mb']:.0f} MB ({large['rss_mb'] / small['rss_mb']:.2f}x; flat means about 1x), "
+            f"wall per line {large['wall'] / large['lines'] / (small['wall'] / small['lines']):.2f}x"
+        )
     return 0
 
 
