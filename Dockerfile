@@ -19,8 +19,9 @@ WORKDIR /var/lib/connector
 # Mount the config read-only at /etc/connector/connector.yaml; secrets come from
 # the environment or mounted files ({env: NAME} / {file: PATH} in the config).
 VOLUME ["/var/lib/connector"]
-# Prometheus metrics when monitoring.metrics_port is set to 9108.
-EXPOSE 9108
+# Prometheus metrics when monitoring.metrics_port is set to 9108; the review console
+# (the same image with `--entrypoint connector` and `serve --host 0.0.0.0`, docs/console.md) on 8080.
+EXPOSE 9108 8080
 HEALTHCHECK --interval=60s --timeout=30s --start-period=60s --retries=3 CMD ["connector", "health"]
 ENTRYPOINT ["connector", "run"]
 CMD []

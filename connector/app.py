@@ -41,6 +41,7 @@ from connector.sources.jsonl import JsonLinesLogSource
 from connector.sources.postfix import PostfixLogSource
 from connector.store.database import make_engine, make_sessionmaker, require_state, upgrade
 from connector.store.locks import JobLocks, make_job_locks
+from connector.store.safety import EVENT_LOG_MODE
 
 if TYPE_CHECKING:  # heavy libraries (ldap3, msal, jinja2, scim2-models) load only when configured
     from connector.compliance.scim import ScimComplianceDirectory
@@ -94,6 +95,7 @@ def build_source(source: SourceSettings) -> LogSource:
     else:
         reader = PostfixLogSource(source.name, patterns, timezone=zone, batch_lines=batch)
     reader.missing_after = timedelta(minutes=source.missing_after_minutes)
+    reader.commit_seconds = source.commit_seconds
     return reader
 
 
@@ -371,6 +373,7 @@ def build_connector(
     elif migrate:
         upgrade(engine)
     sessions = make_sessionmaker(engine)
+    sessions.configure(info={EVENT_LOG_MODE: settings.state.event_log.value})  # store/safety.py: log_events
     target_health = build_target_health(settings, sessions, clock)
     mailer = build_mailer(settings, environ)
     return Connector(

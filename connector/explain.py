@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from connector.app import Connector
 from connector.compliance.known import load_known
 from connector.compliance.refusals import RETRY_HINT, refusal_fingerprints
+from connector.config.state import EventLogMode
 from connector.directory.lookup import lookup_candidates
 from connector.domain.decisions import Decision, Method, Outcome, Reason
 from connector.domain.directory import DirectoryAnswer
@@ -98,15 +99,24 @@ def _events_since(evidence: AddressEvidence | None, rule: DomainRule | None, now
     return since
 
 
-def _event_lines(events: list[EventLogRow], address: str) -> list[str]:
+EVENTS_HEADING = {
+    EventLogMode.FULL: "Delivery events since {since} (the rule's window):",
+    EventLogMode.DECISIVE: "Delivery events that count toward a decision since {since} (the rule's window; "
+    "state.event_log: decisive keeps no deferral, notification or duplicate):",
+    EventLogMode.OFF: "Delivery events since {since}: not kept (state.event_log: off); the evidence above is all",
+}
+
+
+def _event_lines(events: list[EventLogRow], address: str, mode: EventLogMode) -> list[str]:
     lines = []
     for event in events:
         sender = "<>" if event.sender == "" else (event.sender or "?")
         line = f"  {event.at.isoformat()}  {event.status:<8} {event.message_key}  from {sender}"
-        if event.recipient != address:
+        if event.recipient is not None and event.recipient != address:
             line += f" to {event.recipient}"
         lines.append(line)
-        lines.append(f"      reply: {event.reply or '-'}; relay {event.relay or '-'}; read at {event.location or '?'}")
+        reply = event.reply or ("not kept" if mode is EventLogMode.DECISIVE and event.status == "sent" else "-")
+        lines.append(f"      reply: {reply}; read at {event.location or '?'}")
     return lines
 
 
@@ -145,8 +155,10 @@ def explain(
     out.append("Evidence from the logs:")
     evidence = stored or AddressEvidence(address=mapped.address)
     out.extend(_evidence_lines(evidence) if stored else ["  none stored (no delivery seen, or domain not managed)"])
-    out.append(f"Delivery events since {since.isoformat()} (the rule's window):")
-    out.extend(_event_lines(events, mapped.address) or ["  none kept"])
+    mode = connector.settings.state.event_log
+    out.append(EVENTS_HEADING[mode].format(since=since.isoformat()))
+    if mode is not EventLogMode.OFF or events:  # events kept before the log was switched off are still told
+        out.extend(_event_lines(events, mapped.address, mode) or ["  none kept"])
 
     out.append(f"Catch-all status of {mapped.domain}:")
     if finding is None:

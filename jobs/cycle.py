@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
@@ -10,10 +11,11 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from connector.app import Connector
-from connector.compliance.base import BatchCreate, ComplianceDirectory, new_user_for
+from connector.compliance.base import BatchCreate, ComplianceDirectory, TargetFindings, new_user_for
 from connector.compliance.dry_run import DryRunComplianceDirectory
 from connector.compliance.known import load_known
 from connector.compliance.refusals import refusal_fingerprints
+from connector.directory.ldif import LdifDirectory
 from connector.directory.lookup import lookup_candidates
 from connector.directory.mirror import MirrorDirectory
 from connector.directory.presets import preset_check_of
@@ -329,6 +331,10 @@ def decide_and_sync(
             _settle_intent(session, decision, applied, new_intents, now=now)
             decision = applied
         final[decision.address] = decision
+    dropped = _report_findings(target, report)  # a creation claims only the aliases the target stored
+    for address, decision in list(final.items()):
+        if decision.outcome is Outcome.CREATE_USER and (lost := dropped.get(decision.user_address or "")):
+            final[address] = dataclasses.replace(decision, aliases=tuple(a for a in decision.aliases if a not in lost))
     # A shutdown in phase 1 left these without a decision: they stay due.
     undecided = {e.address for e in to_check} - set(final)
     kept = _decide_the_rest(
@@ -354,6 +360,7 @@ def decide_and_sync(
         )
     elif lifecycle and target_down is not None:
         report.errors.append({"stage": "lifecycle", "error": "managed users not reconciled: the target is down"})
+    _report_findings(target, report)
     if commit:
         try:
             target.flush()
@@ -364,6 +371,27 @@ def decide_and_sync(
     if isinstance(target, DryRunComplianceDirectory):
         report.planned_changes = list(target.planned)
     return kept
+
+
+def _report_findings(target: ComplianceDirectory, report: RunReport) -> dict[str, set[str]]:
+    """What the target did other than asked (an alias it did not store, a user made by hand): in the report.
+
+    Returns the aliases the target did not store, by user: a creation does not claim them.
+    """
+    dropped: dict[str, set[str]] = {}
+    if not isinstance(target, TargetFindings):
+        return dropped
+    for finding in target.take_findings():
+        if finding.reason in ("target_dropped_alias", "alias_held_by_other"):  # not made: not claimed
+            dropped.setdefault(finding.address, set()).update(finding.addresses)
+        if finding.problem:
+            detail = f"{finding.reason}: {finding.detail}"
+            report.errors.append(
+                {"stage": "target", "address": finding.address, "reason": finding.reason, "error": detail}
+            )
+        else:
+            report.warnings.append(f"{finding.address}: {finding.reason}: {finding.detail}")
+    return dropped
 
 
 def _report_ingest(report: RunReport, result: IngestResult) -> None:
@@ -414,6 +442,8 @@ def run_cycle(
             connector.directory.refresh_if_due()  # before this cycle holds any lock on the state database
         except RetriableError as exc:
             log.warning("directory mirror not refreshed: %s", exc)  # lookups defer if it stays unusable
+    elif isinstance(connector.directory, LdifDirectory):
+        connector.directory.refresh_if_changed()  # parsed again only when the export changed since the last run
     if connector.target_health is not None:
         connector.target_health.reload()  # shared with other replicas: read it again each run
     with connector.sessions() as session:

@@ -1,7 +1,10 @@
-"""Housekeeping: drop evidence nobody can use any more and run reports past their retention.
+"""Housekeeping: drop evidence nobody can use any more, the event log beyond it, and old run reports.
 
 Evidence is kept while any domain's window could still count it (the longest
-window plus a grace period). Dropping it also drops the undecided candidate
+window plus a grace period); the event log (``state.event_log``) while ``explain``
+can ask for its events (one window more), or ``safety.event_log_days`` when that
+is longer (the safety stage prunes it too).
+Dropping evidence also drops the undecided candidate
 row built on it, so new mail starts a fresh, due candidate. Created, deferred
 and held candidates are never dropped: a deferral is work still owed.
 """
@@ -20,6 +23,7 @@ from connector.app import Connector
 from connector.config import Settings
 from connector.domain.decisions import CandidateState
 from connector.store.models import CandidateRow, EvidenceRow, RunRow
+from connector.store.safety import prune_event_log
 
 log = logging.getLogger(__name__)
 KEEP_STATES = (CandidateState.CREATED.value, CandidateState.DEFERRED.value, CandidateState.HELD.value)
@@ -31,12 +35,26 @@ class HousekeepingResult:
     evidence_deleted: int
     candidates_deleted: int
     runs_deleted: int
+    events_deleted: int = 0
 
 
 def evidence_cutoff(settings: Settings, now: datetime) -> datetime:
     """Evidence last seen before this can no longer count towards any domain's threshold."""
     longest = max(d.window for d in settings.domains.values())
     return now - longest - timedelta(days=settings.retention.evidence_grace_days)
+
+
+def event_log_cutoff(settings: Settings, now: datetime) -> datetime:
+    """Events before this are dropped from the event log, or before ``safety.event_log_days`` when longer.
+
+    As long as ``explain`` can ask for them: evidence is kept the longest window plus the grace after an
+    address's last event, and ``explain`` lists its events back one window before that last event.
+    """
+    longest = max(d.window for d in settings.domains.values())
+    cutoff = now - 2 * longest - timedelta(days=settings.retention.evidence_grace_days)
+    if settings.safety.event_log_days is not None:
+        cutoff = min(cutoff, now - timedelta(days=settings.safety.event_log_days))
+    return cutoff
 
 
 def runs_cutoff(settings: Settings, now: datetime) -> datetime:
@@ -50,7 +68,8 @@ def _deleted(session: Session, statement: Delete) -> int:
 
 
 def prune(session: Session, settings: Settings, now: datetime) -> HousekeepingResult:
-    """Delete expired evidence (with its undecided candidates) and old runs; the caller commits."""
+    """Delete expired evidence (with its undecided candidates), the event log beyond it and old runs;
+    the caller commits."""
     kept = select(CandidateRow.address).where(CandidateRow.state.in_(KEEP_STATES))
     stale = list(
         session.scalars(
@@ -71,7 +90,8 @@ def prune(session: Session, settings: Settings, now: datetime) -> HousekeepingRe
         session,
         delete(RunRow).where(RunRow.started_at < runs_cutoff(settings, now)).where(RunRow.finished_at.is_not(None)),
     )
-    return HousekeepingResult(evidence_deleted, candidates_deleted, runs_deleted)
+    events_deleted = prune_event_log(session, event_log_cutoff(settings, now))
+    return HousekeepingResult(evidence_deleted, candidates_deleted, runs_deleted, events_deleted)
 
 
 def housekeeping(connector: Connector, clock: Callable[[], datetime]) -> HousekeepingResult:
@@ -80,9 +100,10 @@ def housekeeping(connector: Connector, clock: Callable[[], datetime]) -> Houseke
         result = prune(session, connector.settings, clock())
         session.commit()
     log.info(
-        "housekeeping: %d evidence, %d candidate(s), %d run(s) deleted",
+        "housekeeping: %d evidence, %d candidate(s), %d run(s), %d logged event(s) deleted",
         result.evidence_deleted,
         result.candidates_deleted,
         result.runs_deleted,
+        result.events_deleted,
     )
     return result

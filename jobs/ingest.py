@@ -1,7 +1,12 @@
 """Ingest: read new log lines, fold their events into per-address evidence.
 
-Each batch's evidence and the source checkpoint after it are committed in one
-transaction, so a crash never loses or double-counts a line.
+Evidence is held in memory for the whole run and written behind
+(``connector/store/evidence_cache.py``): each batch's events are folded in
+memory and logged, its checkpoint recorded, and every ``sources[].commit_seconds`` (or
+``COMMIT_ROWS`` rows, or at the end of a source) the changed evidence rows are
+written and committed together with the latest checkpoint, in one transaction.
+A crash loses the uncommitted batches' evidence, events and checkpoint together,
+so their lines are read again: never lost, never counted twice.
 
 A batch whose lines the source's format (almost) does not recognise
 (``connector.sources.recognition``) is not stored at all: the source is in
@@ -15,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,12 +40,13 @@ from connector.sources.recognition import Recognition, recognition_of
 from connector.store import repository
 from connector.store import safety as safety_store
 from connector.store.bounds import storable_event
+from connector.store.evidence_cache import EVIDENCE_CACHE_LIMIT, EvidenceCache
 from connector.store.reread import not_yet_counted
 
 log = logging.getLogger(__name__)
 EXAMPLES = 3
 MAPPED_CACHE_LIMIT = 20_000
-EVIDENCE_CACHE_LIMIT = 50_000  # addresses (about 0.3 KB each): bounded memory
+COMMIT_ROWS = 200_000  # ... or once this many events and evidence rows wait (bounds the transaction)
 
 
 @dataclass
@@ -108,17 +115,17 @@ def apply_events(
     events: Sequence[DeliveryEvent],
     address_map: AddressMap,
     result: IngestResult,
+    cache: EvidenceCache,
     mapped_cache: dict[str, MappedAddress | None] | None = None,
-    evidence_cache: dict[str, AddressEvidence] | None = None,
     *,
     rereading: bool = False,
 ) -> int:
-    """Fold ``events`` into stored evidence; returns how many addresses changed.
+    """Fold ``events`` into the evidence held by ``cache`` and log them; returns how many addresses changed.
 
-    ``mapped_cache`` (recipient as logged -> mapped address) may be shared between batches.
-    ``evidence_cache`` holds the evidence as this session last wrote it, so busy addresses
-    are not read back every batch; the caller must clear it when it rolls back.
-    ``rereading``: the source was reset; events already in the event log are left out.
+    The evidence is written when the caller flushes ``cache`` (with its checkpoint); the caller must
+    ``cache.forget()`` when it rolls back. ``mapped_cache`` (recipient as logged -> mapped address)
+    may be shared between batches. ``rereading``: the source was reset; events already in the event
+    log are left out.
     """
     if mapped_cache is None:
         mapped_cache = {}
@@ -150,23 +157,74 @@ def apply_events(
         per_address = defaultdict(list, fresh)
         result.already_counted += dropped
 
-    cache = evidence_cache if evidence_cache is not None else {}
-    if len(cache) > EVIDENCE_CACHE_LIMIT:
-        cache.clear()
-    stored = {address: cache[address] for address in per_address if address in cache}
-    stored.update(repository.load_evidence(session, [a for a in per_address if a not in stored]))
+    stored = cache.load(session, per_address)
     safety_store.log_events(session, [(address, event) for address, items in per_address.items() for event, _ in items])
-    changed = []
     for address, items in per_address.items():
         rule = items[0][1].rule
         assert rule is not None
         evidence = stored.get(address) or AddressEvidence(address=address)
         seen = [(event, _seen_as(event.recipient, address)) for event, _ in items]
-        evidence = record_events(evidence, seen, threshold=rule.threshold, window=rule.window)
-        changed.append((evidence, items[0][1].domain))
-        cache[address] = evidence
-    repository.save_evidence_many(session, changed, existing=set(stored))
+        cache.put(record_events(evidence, seen, threshold=rule.threshold, window=rule.window), items[0][1].domain)
+    cache.trim(session)
     return len(per_address)
+
+
+@dataclass
+class _WriteBehind:
+    """When ingest commits, and what the batches since the last commit said.
+
+    A commit writes the changed evidence rows (``EvidenceCache.flush``) and ends the
+    transaction that already holds those batches' event-log rows and their latest
+    checkpoint. ``commit=False`` (dry run) only flushes.
+    """
+
+    session: Session
+    cache: EvidenceCache
+    commit: bool
+    commit_seconds: float  # ``sources[].commit_seconds``: at most this long after the previous commit ...
+    last_commit: float = field(default_factory=time.monotonic)
+    rows: int = 0  # events logged and addresses changed since the last commit
+    pending: list[SourceStats] = field(default_factory=list)  # stats of the batches not committed yet
+
+    def add(self, stats: SourceStats, rows: int) -> None:
+        self.pending.append(stats)
+        self.rows += rows
+
+    def due(self) -> bool:
+        return self.rows >= COMMIT_ROWS or time.monotonic() - self.last_commit >= self.commit_seconds
+
+    def write(self, source: str, total: SourceStats) -> None:
+        """Write and commit what is pending; its batches now count in ``total``."""
+        if not self.pending:
+            return
+        written = self.cache.flush(self.session)
+        if self.commit:
+            self.session.commit()
+        else:
+            self.session.flush()
+        lines = sum(stats.lines_read for stats in self.pending)
+        for stats in self.pending:
+            _merge(total, stats)
+        log.debug(
+            "source %s: batch committed: %d batch(es), %d lines, %d evidence rows",
+            source,
+            len(self.pending),
+            lines,
+            written,
+        )
+        self.pending.clear()
+        self.rows = 0
+        self.last_commit = time.monotonic()
+
+    def roll_back(self, total: SourceStats) -> None:
+        """The uncommitted batches are undone (their lines are read again next run); their notes are kept."""
+        if self.commit:
+            self.session.rollback()
+            self.cache.forget()  # it may hold the rolled-back evidence
+        for stats in self.pending:
+            _merge_notes(total, stats)
+        self.pending.clear()
+        self.rows = 0
 
 
 def ingest(
@@ -181,12 +239,13 @@ def ingest(
 ) -> IngestResult:
     """Read every source from its checkpoint. With ``commit=False`` (dry run) only flush.
 
-    When ``stop`` is set, reading ends after the batch in progress is committed.
-    ``on_batch(source_name, batch)`` is called after each batch is committed (progress display).
+    When ``stop`` is set, reading ends after the batch in progress, which is committed.
+    ``on_batch(source_name, batch)`` is called after each batch is folded in (progress display;
+    its commit may come a little later, ``source.commit_seconds``).
     """
     result = IngestResult()
     mapped_cache: dict[str, MappedAddress | None] = {}
-    evidence_cache: dict[str, AddressEvidence] = {}
+    cache = EvidenceCache(limit=EVIDENCE_CACHE_LIMIT)
     for source in sources:
         if stop is not None and stop.is_set():
             result.interrupted = True
@@ -196,6 +255,7 @@ def ingest(
         rereading = checkpoint is not None and checkpoint.rereading
         counted_before = result.already_counted
         unrecognised: Recognition | None = None
+        writer = _WriteBehind(session, cache, commit, source.commit_seconds)
         batches = source.read(checkpoint)
         try:
             for batch in batches:
@@ -207,25 +267,24 @@ def ingest(
                     unrecognised = recognition
                     _merge_notes(total, batch.stats)
                     break
-                apply_events(
-                    session, batch.events, address_map, result, mapped_cache, evidence_cache, rereading=rereading
+                changed = apply_events(
+                    session, batch.events, address_map, result, cache, mapped_cache, rereading=rereading
                 )
+                # Recorded with every batch, committed with the evidence when the writer commits.
                 repository.save_checkpoint(session, source.name, _missing_mark(batch, checkpoint, now), now)
-                if commit:
-                    session.commit()
-                else:
-                    session.flush()
-                log.debug("source %s: batch committed, %d lines", source.name, batch.stats.lines_read)
-                _merge(total, batch.stats)
+                writer.add(batch.stats, len(batch.events) + changed)
+                log.debug("source %s: batch read, %d lines", source.name, batch.stats.lines_read)
+                interrupted = stop is not None and stop.is_set()
+                if interrupted or writer.due():
+                    writer.write(source.name, total)
                 if on_batch is not None:
                     on_batch(source.name, batch)
-                if stop is not None and stop.is_set():
+                if interrupted:
                     result.interrupted = True
                     break
+            writer.write(source.name, total)  # the source's last batches (or those before an unrecognised one)
         except OSError as exc:
-            if commit:
-                session.rollback()  # the failed batch only; earlier batches are committed
-                evidence_cache.clear()  # it may hold the rolled-back batch
+            writer.roll_back(total)  # the batches since the last commit; earlier ones are committed
             log.error("source %s: read failed: %s", source.name, exc)
             result.errors.append({"stage": "source", "source": source.name, "error": f"read failed: {exc}"})
         finally:

@@ -29,8 +29,8 @@ from connector.policy.known import KnownAddresses
 from connector.reporting.context import OrgUsers, PageContext
 from connector.reporting.review import REVIEW_ROWS, ReviewItem
 from connector.reporting.view import evidence_text
+from connector.store import audit, repository
 from connector.store import lifecycle as lifecycle_store
-from connector.store import repository
 from connector.store import safety as safety_store
 from jobs.review import person_of
 
@@ -179,8 +179,15 @@ def org_users(connector: Connector) -> dict[str, OrgUsers]:
 
 
 def page_context(connector: Connector, report: dict[str, Any], *, now: datetime) -> PageContext:
-    """The stories and user counts of a run's page, as of ``now`` (the end of the run)."""
-    return PageContext(written_at=now, stories=address_stories(connector, report, now=now), users=org_users(connector))
+    """The stories, user counts and console decisions of a run's page, as of ``now`` (the end of the run)."""
+    with connector.sessions() as session:  # decisions made in the console on this run's held items
+        decisions = audit.latest(session, run_id=int(report["run_id"]))
+    return PageContext(
+        written_at=now,
+        stories=address_stories(connector, report, now=now),
+        users=org_users(connector),
+        audit=decisions,
+    )
 
 
 def review_items(connector: Connector) -> tuple[list[ReviewItem], int]:

@@ -38,6 +38,7 @@ def publish_reports(connector: Connector, report: dict[str, Any], *, now: dateti
     pages = connector.report_pages
     if pages is None:
         return
+    from jinja2 import TemplateError  # loaded with the renderer, only where pages are written
 
     # What the pages show beyond the stored report: the stories of the listed addresses, the users
     # per org and the review queue, read now, right after the run (jobs/report_context.py).
@@ -55,8 +56,6 @@ def publish_reports(connector: Connector, report: dict[str, Any], *, now: dateti
             pages.prune({run.run_id for run in runs} | {int(report["run_id"])})
     except RetriableError as exc:
         log.warning("reports directory: %s", exc)
-    except Exception as exc:  # jinja2.TemplateError, imported lazily with the renderer
-        if type(exc).__module__.split(".")[0] != "jinja2":
-            raise
+    except TemplateError:
         # A page that cannot be rendered is a bug; the stored report and the run's outcome stand.
         log.exception("cannot render the HTML report of run %s", report["run_id"])

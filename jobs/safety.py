@@ -20,7 +20,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from itertools import repeat
 
 from sqlalchemy.orm import Session
@@ -44,6 +44,7 @@ from connector.policy.plans import change_key, change_of
 from connector.store import repository
 from connector.store import safety as store
 from connector.store.repository import DueQuery
+from jobs.housekeeping import event_log_cutoff
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +77,34 @@ class CatchAllRead:
 
 
 def read_catch_all(
-    session: Session, connector: Connector, domain: str, now: datetime, *, passive: CatchAllFinding | None = None
+    session: Session,
+    connector: Connector,
+    domain: str,
+    now: datetime,
+    *,
+    passive: CatchAllFinding | None = None,
+    tally: catch_all.DomainTally | None = None,
 ) -> CatchAllRead:
-    """Read the cached finding (with its row version) and tally the passive evidence; no network."""
+    """Read the cached finding (with its row version) and judge the passive evidence; no network.
+
+    ``tally``: the domain's counts when the caller has them (``read_catch_alls``); else they are counted.
+    """
     cached, version = store.load_catch_all_versioned(session, domain)
     read = CatchAllRead(domain, cached, version, passive)
     if passive is None and read.cached_accept_all(now) is None:
         settings = connector.settings.safety.catch_all
-        evidence = store.domain_evidence(session, domain)
-        read = replace(read, passive=catch_all.passive_finding(domain, catch_all.tally(evidence), settings, now))
+        counts = tally if tally is not None else repository.catch_all_tallies(session, [domain])[domain]
+        read = replace(read, passive=catch_all.passive_finding(domain, counts, settings, now))
     return read
+
+
+def read_catch_alls(
+    session: Session, connector: Connector, domains: Sequence[str], now: datetime
+) -> dict[str, CatchAllRead]:
+    """``read_catch_all`` of every domain, with the passive counts of all of them from one aggregate query
+    (the evidence rows are counted by the database, not loaded: a cycle's cost does not grow with them)."""
+    tallies = repository.catch_all_tallies(session, domains)
+    return {domain: read_catch_all(session, connector, domain, now, tally=tallies[domain]) for domain in domains}
 
 
 def needs_probe(read: CatchAllRead, connector: Connector, now: datetime) -> bool:
@@ -187,7 +206,7 @@ class SafetyStage:
         rules = connector.address_map.rules
         # 1. Read.
         checked = [d for d, rule in rules.items() if rule.method in (Method.AUTOCREATE, Method.AUTO)]
-        reads = {domain: read_catch_all(session, connector, domain, now) for domain in checked}
+        reads = read_catch_alls(session, connector, checked, now)
         blocked = store.blocked_addresses(session)
         utc_now = now.astimezone(UTC)
         day_start = datetime.combine(utc_now.date(), time(), tzinfo=UTC)  # limits count per UTC day
@@ -205,9 +224,8 @@ class SafetyStage:
                 answers.append(exc)
         # 3. Record, in one short transaction.
         if commit:
-            # The event log serves explain; it keeps at least the longest window.
-            keep = max([timedelta(days=safety.event_log_days), *(rule.window for rule in rules.values())])
-            store.prune_event_log(session, now - keep - timedelta(days=1))
+            # The event log serves explain and re-reads; it keeps what evidence keeps (jobs/housekeeping.py).
+            store.prune_event_log(session, event_log_cutoff(settings, now))
             findings = record_findings(session, connector, reads, probed, now)
             session.commit()
         else:

@@ -265,7 +265,8 @@ class ScimTestServer:
 
 @dataclass
 class Fault:
-    """What the proxy does to the next ``times`` requests matching ``method`` and ``path`` prefix."""
+    """What the proxy does to the next ``times`` requests matching ``method`` and ``path`` prefix (and,
+    with ``query``, whose query string contains it: ``query="filter="`` wherever the parameter is)."""
 
     method: str
     path: str
@@ -275,6 +276,14 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     body: dict[str, Any] | None = None
+    query: str = ""
+    hits: int = 0  # requests it was applied to: a test asserts its fault was met
+
+    def matches(self, method: str, path: str) -> bool:
+        where, _, query = path.partition("?")
+        if self.query:
+            return method == self.method and where.startswith(self.path) and self.query in query
+        return method == self.method and path.startswith(self.path)
 
 
 def _read_message(stream: io.BufferedReader) -> tuple[bytes, bytes] | None:
@@ -321,8 +330,9 @@ class FaultProxy:
         with self._lock:
             self.seen.append((method, path))
             for fault in self.faults:
-                if fault.times > 0 and fault.method == method and path.startswith(fault.path):
+                if fault.times > 0 and fault.matches(method, path):
                     fault.times -= 1
+                    fault.hits += 1
                     return fault
         return None
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.app import Connector, utc_now
 from connector.cli.common import (
@@ -36,6 +37,9 @@ from connector.reporting.text import render_text
 from connector.store import lifecycle as lifecycle_store
 from connector.store import safety as store
 from connector.store.models import HeldChangeRow, StagedRow
+
+if TYPE_CHECKING:
+    from jobs.decisions import Outcome
 
 
 def _canonical(connector: Connector, address: str) -> str | None:
@@ -155,22 +159,6 @@ def cmd_pending(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _selected(connector: Connector, args: argparse.Namespace) -> tuple[list[StagedRow], list[HeldChangeRow]] | None:
-    """The held creations and held lifecycle changes of a run, or of an address (None: not an address).
-
-    An address selects the held creations of its person: "bob@acme.com (via robert@acme.com)" by either.
-    """
-    from jobs.review import staged_for
-
-    with connector.sessions() as session:
-        if args.run is not None:
-            return store.staged(session, run_id=args.run), lifecycle_store.held_changes(session, run_id=args.run)
-        address = _canonical(connector, args.address)
-        if address is None:
-            return None
-        return staged_for(session, address), lifecycle_store.held_changes(session, address=address)
-
-
 def _latest_held_run(connector: Connector) -> int | None:
     with connector.sessions() as session:
         return max(
@@ -178,58 +166,51 @@ def _latest_held_run(connector: Connector) -> int | None:
         )
 
 
-_DONE = {
-    "suspend": "suspended",
-    "delete": "deleted",
-}
+def _os_user() -> str:
+    """Who typed the decision, for the audit log: the OS user (a container's bare uid has no name)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return f"uid {os.getuid()}"
+
+
+def _decided(connector: Connector, outcome: Outcome) -> int:
+    """Print what a decision did (``done`` lines on stdout, the rest on stderr); its exit code."""
+    for line in outcome.done:
+        print(printable(line))
+    for line in outcome.problems:
+        print(printable(line), file=sys.stderr)
+    if outcome.status in ("done", "partial", "failed") and not outcome.refused:
+        from jobs.decisions import republish
+
+        republish(connector, outcome.run_id, utc_now())  # the reports directory, as after a console decision
+    if outcome.refused:
+        return EXIT_FAILED
+    return {"done": EXIT_OK, "nothing": EXIT_NOT_FOUND}.get(outcome.status, EXIT_PARTIAL)
 
 
 def _review(args: argparse.Namespace, approve: bool) -> int:
-    from jobs import review
+    """``approve`` / ``deny``: ``jobs/decisions.py``, as the console's buttons, under the cycle's locks; audited."""
+    from jobs import decisions
 
     if (args.address is None) == (args.run is None):
         print("give an ADDRESS or --run RUN_ID", file=sys.stderr)
         return EXIT_CONFIG
     connector = connector_from_args(args, read_only=True)  # nothing can be pending before the first run
-    selected = _selected(connector, args)
-    if selected is None:
+    address = None if args.address is None else _canonical(connector, args.address)
+    if args.address is not None and address is None:
         return EXIT_CONFIG
-    rows, held = selected
-    if not rows and not held:
-        print("nothing pending matches", file=sys.stderr)
-        latest = _latest_held_run(connector) if args.run is not None else None
+    verb: decisions.Verb = "approve" if approve else "deny"
+    outcome = decisions.decide(
+        connector, verb, address=address, run_id=args.run, who=_os_user(), client=decisions.CLI_CLIENT,
+        now=utc_now(),
+    )  # fmt: skip
+    code = _decided(connector, outcome)
+    if outcome.status == "nothing" and args.run is not None:
+        latest = _latest_held_run(connector)
         if latest is not None:  # each run replaces the held lifecycle changes of the one before
-            verb = "approve" if approve else "deny"
             print(f"held lifecycle changes are those of run {latest}: connector {verb} --run {latest}", file=sys.stderr)
-        return EXIT_NOT_FOUND
-    from jobs.registry import JOBS
-
-    who, now = getpass.getuser(), utc_now()
-    act = review.approve if approve else review.deny
-    act_held = review.approve_held if approve else review.deny_held
-    with connector.locks.hold(JOBS["decide"].locks):  # never beside a cycle deciding the same candidates
-        result = act(connector, rows, who=who, now=now) if rows else review.ReviewResult()
-        changes = act_held(connector, held, who=who, now=now) if held else review.HeldReview()
-    verb = "created" if approve else "denied and blocked"
-    for address in result.done:
-        print(f"{verb}: {address}")
-    for address, error in result.failed:
-        print(f"failed: {address}: {error}", file=sys.stderr)
-    for change in changes.done:
-        if approve:
-            print(f"{_DONE.get(change.kind.value, change.kind.value)}: {change.address}")
-        else:
-            print(f"denied: {change.kind.value} {change.address} (not proposed again until the directory changes)")
-    for change, why in changes.dropped:
-        print(f"dropped: {change.kind.value} {change.address}: {why}")
-    for change, why in changes.waiting:
-        print(f"approved, left for the next run: {change.kind.value} {change.address}: {why}", file=sys.stderr)
-    for change, why in changes.failed:
-        print(f"failed: {change.kind.value} {change.address}: {why}", file=sys.stderr)
-    for error in changes.errors:
-        print(f"error: {error}", file=sys.stderr)
-    problems = result.failed or changes.waiting or changes.failed or changes.errors
-    return EXIT_PARTIAL if problems else EXIT_OK
+    return code
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
@@ -241,26 +222,23 @@ def cmd_deny(args: argparse.Namespace) -> int:
 
 
 def cmd_block(args: argparse.Namespace) -> int:
-    """Block (or unblock) the person an address belongs to: the user and every alias of theirs."""
-    from jobs import review
+    """Block (or unblock) the person an address belongs to: the user and every alias of theirs.
+
+    Under the cycle's locks and audited, as ``approve`` and ``deny`` (``jobs/decisions.py``).
+    """
+    from jobs import decisions
 
     connector = connector_from_args(args, read_only=args.remove)  # a block may come before the first run
     address = _canonical(connector, args.address)
     if address is None:
         return EXIT_CONFIG
-    if args.remove:
-        removed, partial = review.unblock(connector, address)
-        if partial:
-            print(printable(f"note: {partial}"), file=sys.stderr)
-        print(printable(f"unblocked: {', '.join(removed)}") if removed else printable(f"{address} was not blocked"))
-        return EXIT_OK if removed else EXIT_NOT_FOUND
-    note = args.note or f"blocked by {getpass.getuser()}"
-    result = review.block(connector, address, note=note, now=utc_now())
-    if result.note:
-        print(printable(f"note: {result.note}"), file=sys.stderr)
-    dropped = f" (pending creation dropped: {', '.join(result.dropped)})" if result.dropped else ""
-    print(printable(f"blocked: {result.person.label()}: never created automatically{dropped}"))
-    return EXIT_OK
+    who = _os_user()
+    outcome = decisions.decide(
+        connector, "unblock" if args.remove else "block", address=address, who=who, client=decisions.CLI_CLIENT,
+        now=utc_now(), note=args.note or f"blocked by {who}",
+    )  # fmt: skip
+    code = _decided(connector, outcome)
+    return EXIT_OK if code == EXIT_PARTIAL else code  # only the address blocked (see the note): still blocked
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from connector.cli.common import (
     load_args_settings,
     printable,
 )
+from connector.config.state import EventLogMode
 from connector.sources.base import SourceCheckpoint
 from connector.sources.check import LineKind, SourceCheck, Verdict, check_source
 from connector.sources.files import FileLogSource
@@ -154,9 +155,27 @@ def cmd_source_reset(args: argparse.Namespace) -> int:
         was = f"checkpoint forgotten ({_where(previous)})" if previous is not None else "no checkpoint yet"
         print(
             f"source {printable(args.name)}: {was}; the next run reads every file again{since}; "
-            "events already counted are not counted twice"
+            f"{_twice_note(connector.settings.state.event_log)}"
         )
     return EXIT_OK
+
+
+def _twice_note(mode: EventLogMode) -> str:
+    """What a re-read counts again: it recognises only the events the event log kept (store/reread.py)."""
+    if mode is EventLogMode.FULL:
+        return "events already counted are not counted twice"
+    if mode is EventLogMode.DECISIVE:
+        return (
+            "events that count toward a decision are not counted twice; with state.event_log: decisive, "
+            "the others (deferrals, notifications, duplicates) are counted again in 'events seen'"
+        )
+    print(
+        "warning: state.event_log is off: the re-read cannot tell which events were counted; each one read "
+        "since the log was off is counted again in 'events seen' (decisions do not change: deliveries count "
+        "once per message)",
+        file=sys.stderr,
+    )
+    return "events are counted again (state.event_log: off)"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:

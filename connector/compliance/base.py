@@ -66,6 +66,32 @@ class ComplianceDirectory(Protocol):
     def describe(self) -> str: ...
 
 
+@dataclass(frozen=True, slots=True)
+class TargetFinding:
+    """Something the target did other than what was asked, for the run report.
+
+    ``reason`` is a stable word (``target_dropped_alias``, ``target_dropped_membership``,
+    ``already_in_target``, ``target_lost_alias``: docs/targets.md); ``problem`` findings go to
+    the report's errors (a person should act), the others to its warnings.
+    """
+
+    address: str
+    reason: str
+    detail: str
+    problem: bool = True
+    addresses: tuple[str, ...] = ()
+    """The addresses it is about (``target_dropped_alias``: the aliases of ``address`` not stored)."""
+
+
+@runtime_checkable
+class TargetFindings(Protocol):
+    """Optional: a target that notices what its server did not store (SCIM compares every answer)."""
+
+    def take_findings(self) -> list[TargetFinding]:
+        """What was noticed since the last call, oldest first; the list starts afresh."""
+        ...
+
+
 @runtime_checkable
 class BatchCreate(Protocol):
     """Optional: a target that creates many users faster at once (SCIM Bulk, concurrency)."""

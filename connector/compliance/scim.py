@@ -1,68 +1,82 @@
 """The SCIM 2.0 target: users into Groups (one per org) at a SCIM service provider.
 
-Never a duplicate: every create looks the user up by ``userName`` first; a 409
-means "already there" and is reconciled; a create whose answer was lost is
-looked up again before anything else is sent. An alias is added to the
-owner's ``emails`` (PATCH, or PUT where PATCH is not offered), never created.
+Never a duplicate: every create looks the user up by ``userName`` and by
+``emails`` first (a user made by hand that holds the address is left alone:
+``already_in_target``); a 409 means "already there" and is reconciled; a create
+whose answer was lost is looked up again before anything else is sent. An alias
+is added to the owner's ``emails`` (PATCH; GET + PUT where PATCH is not offered
+or refused), never created.
+
+Trust the answer, not the request: every 200/201 body that shows the user is
+compared with what was sent (``scim_answers``); an alias the server did not
+store is reported (``target_dropped_alias``) and not recorded as known. The org
+membership is added whatever became of the aliases.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import requests
 
-from connector.compliance.base import KnownSnapshot, NewUser
-from connector.compliance.scim_http import AmbiguousWriteError, ScimHttp, error_text, status_of
-from connector.compliance.scim_lifecycle import LIST_FACTOR, LOOKUP_CHUNK, MEMBERS_CHUNK, ScimLifecycle
+from connector.compliance.base import KnownSnapshot, NewUser, TargetFinding
+from connector.compliance.scim_answers import (
+    ALREADY_IN_TARGET,
+    DROPPED_ALIAS,
+    LOST_ALIAS,
+    alias_held_finding,
+    already_in_target_finding,
+    dropped_addresses,
+    dropped_alias_finding,
+    dropped_members_finding,
+    held_aliases,
+    held_by_another,
+    lost_aliases,
+)
+from connector.compliance.scim_batch import ScimBatch
+from connector.compliance.scim_discovery import ServerProfile, discover
+from connector.compliance.scim_groups import PATCH_REFUSED, ScimGroups
+from connector.compliance.scim_http import (
+    AmbiguousWriteError,
+    FilterRefused,
+    ScimHttp,
+    error_text,
+    json_body,
+    read_list_page,
+)
+from connector.compliance.scim_lifecycle import ScimLifecycle
 from connector.compliance.scim_mapping import (
-    ServerFeatures,
     add_emails_patch,
-    add_members_patch,
-    bulk_create_request,
-    bulk_position,
     email_filter,
     emails_of,
-    filter_value,
-    group_filter,
-    group_payload,
+    group_ids,
     group_refs,
-    list_page,
-    operation_error,
-    parse_features,
     replace_emails,
-    replace_members,
+    resource_id,
     snapshot_of,
     user_filter,
     user_payload,
+    version_of,
 )
+from connector.compliance.scim_shaping import shape_user
 from connector.compliance.target_state import KnownStore, TargetHealth
 from connector.config.target import ScimTargetSettings
 from connector.domain.lifecycle import Change, TargetUser
 from connector.errors import ConnectorError, RetriableError, SkippableError
 
-RETRIED_OPERATION_STATUSES = frozenset({408, 409, 429})
-"""4xx answers to a Bulk operation that are not a refusal of the user: a timeout, "already
-there" (looked up and reconciled) and "too many requests" go the single way."""
-
-
-def _refused(status: int | None, operation: dict[str, Any]) -> bool:
-    """A Bulk operation's answer refuses its user: a 4xx other than a timeout, a conflict or a rate limit."""
-    response = operation.get("response")
-    uniqueness = isinstance(response, dict) and response.get("scimType") == "uniqueness"  # a 409 sent as 400
-    return status is not None and 400 <= status < 500 and status not in RETRIED_OPERATION_STATUSES and not uniqueness
+__all__ = ["ALREADY_IN_TARGET", "DROPPED_ALIAS", "ScimComplianceDirectory"]
 
 
 def _body(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError as exc:
-        raise RetriableError(f"{response.request.method} {response.url}: answer is not JSON") from exc
+    body = json_body(response)
+    if not isinstance(body, dict | list):
+        raise RetriableError(f"{response.request.method} {response.url}: answer is not JSON")
+    return body
 
 
 class ScimComplianceDirectory:
@@ -83,42 +97,53 @@ class ScimComplianceDirectory:
         self._health = health
         self._clock = clock
         self._log = log
-        self._features: ServerFeatures | None = None
-        self._groups: dict[str, str] = {}  # org name -> group id
+        self._features: ServerProfile | None = None
+        self._features_lock = threading.Lock()
+        self._emails_filter_ok: bool | None = None  # emails_filter_trusted(), once per refresh
+        self.groups = ScimGroups(http, self, known, clock)
         self._pulled_groups = 0
-        self._group_lock = threading.Lock()
+        self._lost: dict[str, str] = {}
+        self._findings: list[TargetFinding] = []
+        self._findings_lock = threading.Lock()
         self._lifecycle = ScimLifecycle(self)
+        self._batch = ScimBatch(self)
 
     def describe(self) -> str:
         return f"SCIM 2.0 at {self._http.base_url}"
 
+    # -- findings (TargetFindings) ------------------------------------------------------------------
+
+    def note(self, finding: TargetFinding) -> None:
+        """Keep a finding for the run report (``take_findings``)."""
+        self._log.warning("%s: %s", finding.reason, finding.detail)
+        with self._findings_lock:
+            self._findings.append(finding)
+
+    def take_findings(self) -> list[TargetFinding]:
+        with self._findings_lock:
+            found, self._findings = self._findings, []
+        return found
+
     # -- reading ------------------------------------------------------------------
 
-    def features(self) -> ServerFeatures:
-        """The server's ServiceProviderConfig (read once)."""
-        if self._features is None:
-            response = self._http.request("GET", "/ServiceProviderConfig")
-            if response.status_code == 200:
-                self._features = parse_features(_body(response))
-            else:  # RFC 7644 requires it; assume the common subset
-                self._log.warning("no ServiceProviderConfig (%s); assuming PATCH and filter", response.status_code)
-                self._features = ServerFeatures(patch=True, filter=True)
-        return self._features
+    def features(self) -> ServerProfile:
+        """What the server supports and declares (``scim_discovery``), read once per refresh."""
+        with self._features_lock:
+            if self._features is None:
+                self._features = discover(self._http)
+            return self._features
 
     def _search(self, path: str, filter_text: str, attributes: str | None = None) -> list[dict[str, Any]]:
-        """Resources matching ``filter_text``; callers check each match exactly.
+        """Resources matching ``filter_text`` (every page); callers check each match exactly.
 
         A server without filtering is listed in full instead (slow, but never a duplicate).
         """
         if not self.features().filter:
             return list(self._pages(path, attributes))
-        params = {"filter": filter_text}
-        if attributes:
-            params["attributes"] = attributes
-        response = self._http.request("GET", path, params=params)
-        if response.status_code != 200:
-            raise SkippableError(f"search {path} [{filter_text}] refused: {error_text(response)}")
-        return list_page(_body(response), f"search {path}")[0]
+        try:
+            return list(self._pages(path, attributes, filter_text))
+        except FilterRefused as exc:
+            raise FilterRefused(f"search {path} [{filter_text}] refused: {exc}") from exc
 
     def find_user(self, address: str) -> dict[str, Any] | None:
         """The user whose ``userName`` is ``address`` (case-insensitive), or None."""
@@ -127,38 +152,75 @@ class ScimComplianceDirectory:
                 return resource
         return None
 
+    def emails_filter_trusted(self) -> bool:
+        """Whether an ``emails.value eq`` filter that answers nothing means "nobody has it".
+
+        Some servers say they filter but answer an attribute they do not map with an empty list
+        (django-scim2 maps only ``userName``, names and ``active``): that would create a duplicate.
+        Checked once per refresh with an address the last pull saw; no such address (an empty
+        copy), or a filter that misses it or is refused: the users are listed instead.
+        """
+        if not self.features().filter:
+            return False
+        with self._features_lock:
+            if self._emails_filter_ok is not None:
+                return self._emails_filter_ok
+        sample = self._known.sample_address()
+        trusted = False
+        if sample is not None:
+            try:
+                found = self._pages("/Users", "userName,emails", email_filter(sample))
+                trusted = any(sample.lower() in emails_of(resource) for resource in found)
+            except FilterRefused:
+                trusted = False
+            if not trusted:
+                self._log.warning("the server's emails.value filter does not find %s: users are listed", sample)
+        with self._features_lock:
+            self._emails_filter_ok = trusted
+        return trusted
+
     def _owner_of(self, address: str) -> dict[str, Any] | None:
-        for resource in self._search("/Users", email_filter(address), "userName,emails"):
+        """The user holding ``address`` in ``emails`` (by filter where it can be trusted, else by listing)."""
+        if self.emails_filter_trusted():
+            resources: Iterable[dict[str, Any]] = self._pages("/Users", "userName,emails", email_filter(address))
+        else:
+            resources = self._pages("/Users", "userName,emails")
+        for resource in resources:
             if address.lower() in emails_of(resource):
                 return resource
         return None
 
     def _pages(self, path: str, attributes: str | None, filter_text: str | None = None) -> Iterator[dict[str, Any]]:
-        start, size = 1, self._settings.page_size
-        while True:
-            params: dict[str, Any] = {"startIndex": start, "count": size}
-            if attributes:
-                params["attributes"] = attributes
-            if filter_text:
-                params["filter"] = filter_text
-            response = self._http.request("GET", path, params=params)
-            if response.status_code != 200:
-                raise RetriableError(f"listing {path} failed: {error_text(response)}")
-            resources, total = list_page(_body(response), f"listing {path}")
-            yield from resources
-            start += len(resources)
-            if not resources or start > total:
-                return
+        """Every resource of a listing or a filter, paged (``filter.maxResults`` and ``omit_count`` honoured)."""
+        return self._http.iter_resources(
+            path,
+            page_size=self._settings.page_size,
+            attributes=attributes,
+            filter_text=filter_text,
+            send_count=not self._settings.omit_count,
+            max_results=self.features().filter_max_results if filter_text else None,
+        )
 
     def _pull(self) -> KnownSnapshot:
-        """Page through all Users and Groups; store the addresses, cache the group ids."""
+        """Page through all Users and Groups; store the addresses and the group ids.
+
+        A known alias of a user that the pull shows without it is reported (``target_lost_alias``):
+        the server lost it, and the reconcile step adds it again to a managed user.
+        """
+        before = self._known.load().aliases
+        with self._features_lock:
+            self._features = None  # the server's profile is read again once per refresh
+            self._emails_filter_ok = None
         users, aliases = snapshot_of(self._pages("/Users", "userName,emails"))
-        groups = {str(g.get("displayName")): str(g["id"]) for g in self._pages("/Groups", "displayName")}
+        groups = group_ids(self._pages("/Groups", "displayName"))
         now = self._clock()
         self._known.replace(users, aliases, now)
         self._health.record_known_refresh(now)
-        with self._group_lock:
-            self._groups.update(groups)
+        self.groups.remember(groups, complete=True)
+        self._lost = lost_aliases(before, users, aliases)
+        for alias, owner in sorted(self._lost.items()):
+            detail = f"{alias} was an alias of {owner} at the last pull and is gone from the target"
+            self.note(TargetFinding(owner, LOST_ALIAS, detail, problem=False))
         self._log.info("known addresses pulled: %d users, %d aliases, %d groups", len(users), len(aliases), len(groups))
         self._pulled_groups = len(groups)
         return KnownSnapshot(users=tuple(sorted(users)), aliases=aliases)
@@ -166,7 +228,10 @@ class ScimComplianceDirectory:
     def refresh_known(self) -> dict[str, int]:
         """Pull the target's addresses into the state database (jobs/refresh_known.py)."""
         snapshot = self._pull()
-        return {"users": len(snapshot.users), "aliases": len(snapshot.aliases), "groups": self._pulled_groups}
+        counts = {"users": len(snapshot.users), "aliases": len(snapshot.aliases), "groups": self._pulled_groups}
+        if self._lost:
+            counts["lost_aliases"] = len(self._lost)
+        return counts
 
     def known_addresses(self) -> KnownSnapshot:
         """The stored snapshot, pulled again first when it is missing or too old."""
@@ -192,101 +257,118 @@ class ScimComplianceDirectory:
         """Users and groups on the server (``count=0`` asks for totals only)."""
         result = {}
         for path in paths:
-            response = self._http.request("GET", path, params={"count": 0, "startIndex": 1})
+            params = {"startIndex": 1} if self._settings.omit_count else {"startIndex": 1, "count": 0}
+            response = self._http.request("GET", path, params=params)
             if response.status_code != 200:
                 raise SkippableError(f"listing {path} refused: {error_text(response)}")
-            result[path.strip("/").lower()] = list_page(_body(response), f"listing {path}")[1]
+            page = read_list_page(_body(response), f"listing {path}")
+            result[path.strip("/").lower()] = page.total if page.total is not None else len(page.resources)
         return result
 
     # -- writing ------------------------------------------------------------------
 
-    def _group_id(self, name: str) -> str:
-        with self._group_lock:
-            if name in self._groups:
-                return self._groups[name]
-            found = [
-                g for g in self._search("/Groups", group_filter(name), "displayName") if g.get("displayName") == name
-            ]
-            if not found:
-                try:
-                    response = self._http.request("POST", "/Groups", json=group_payload(name), idempotent=False)
-                except AmbiguousWriteError:
-                    response = None
-                if response is not None and response.status_code == 201:
-                    found = [_body(response)]
-                elif response is not None and response.status_code != 409:
-                    raise SkippableError(f"cannot create group {name!r}: {error_text(response)}")
-                else:  # 409 or a lost answer: it may be there now
-                    found = [
-                        g
-                        for g in self._search("/Groups", group_filter(name), "displayName")
-                        if g.get("displayName") == name
-                    ]
-                    if not found:
-                        raise RetriableError(f"group {name!r} could not be created or found")
-            self._groups[name] = str(found[0]["id"])
-            return self._groups[name]
-
     def ensure_org(self, name: str) -> None:
-        self._group_id(name)
+        """The org's group exists afterwards (unless the server requires members: then it comes with
+        its first member)."""
+        self.groups.group_id(name)
 
-    def _send_members(self, group_id: str, user_ids: Sequence[str]) -> requests.Response:
-        path = f"/Groups/{group_id}"
-        if self.features().patch:
-            return self._http.request("PATCH", path, json=add_members_patch(user_ids))
+    def add_members(self, org: str, user_ids: Sequence[str]) -> list[str]:
+        """Add users to the org's group; the ids the server's answer shows it did not add (reported)."""
+        missing = self.groups.add_members(org, user_ids)
+        if missing:
+            self.note(dropped_members_finding(org, missing, "adding members"))
+        return missing
+
+    def _put_emails(self, path: str, addresses: Sequence[str]) -> tuple[requests.Response, str]:
         response = self._http.request("GET", path)
         if response.status_code != 200:
-            return response
+            return response, f"GET {path}"
         current = _body(response)
-        return self._http.request("PUT", path, json=replace_members(current, user_ids), headers=self._if_match(current))
+        headers = {"If-Match": v} if self.features().etag and (v := version_of(current)) else {}
+        body = shape_user(replace_emails(current, addresses), self.features())  # as a create is shaped
+        return self._http.request("PUT", path, json=body, headers=headers), f"PUT {path}"
 
-    def _if_match(self, resource: dict[str, Any]) -> dict[str, str]:
-        version = (resource.get("meta") or {}).get("version")
-        return {"If-Match": str(version)} if self.features().etag and version else {}
+    def add_emails(self, resource: dict[str, Any], addresses: Sequence[str]) -> list[str]:
+        """Add addresses to a user's ``emails``; those the server's answer shows it did not store.
 
-    def _add_members(self, org: str, user_ids: Sequence[str]) -> None:
-        response = self._send_members(self._group_id(org), user_ids)
-        if response.status_code == 404:  # deleted by an admin since we cached its id: find or create it again
-            with self._group_lock:
-                self._groups.pop(org, None)
-            response = self._send_members(self._group_id(org), user_ids)
-        if response.status_code == 412:
-            raise RetriableError(f"group {org!r} changed meanwhile (412); retried next run")
-        if response.status_code not in (200, 204):
-            raise SkippableError(f"cannot add members to group {org!r}: {error_text(response)}")
-
-    def _add_emails(self, resource: dict[str, Any], addresses: Sequence[str]) -> None:
+        PATCH where offered; GET + PUT (``If-Match`` with ETags) without PATCH, or when the PATCH is
+        refused with 501 or 400 (django-scim2 offers PATCH but not ``add`` on ``emails``).
+        """
         path = f"/Users/{resource['id']}"
         if self.features().patch:
-            response = self._http.request("PATCH", path, json=add_emails_patch(addresses))
+            response, how = self._http.request("PATCH", path, json=add_emails_patch(addresses)), f"PATCH {path}"
+            if response.status_code in PATCH_REFUSED:
+                self._log.info("PATCH add emails refused (%s): GET + PUT instead", response.status_code)
+                response, how = self._put_emails(path, addresses)
         else:
-            current = _body(self._http.request("GET", path))
-            response = self._http.request(
-                "PUT", path, json=replace_emails(current, addresses), headers=self._if_match(current)
-            )
+            response, how = self._put_emails(path, addresses)
         if response.status_code == 412:
             raise RetriableError(f"user {resource.get('userName')} changed meanwhile (412); retried next run")
         if response.status_code not in (200, 204):
             raise SkippableError(f"cannot add aliases to {resource.get('userName')}: {error_text(response)}")
+        dropped = dropped_addresses(addresses, json_body(response)) if response.status_code == 200 else None
+        if dropped:
+            self._log.info("the answer to %s lacks %d of the aliases sent", how, len(dropped))
+        return dropped or []
 
-    def _reconcile(self, resource: dict[str, Any], user: NewUser) -> None:
-        """Bring an existing user in line: missing aliases added, member of its org."""
-        have = emails_of(resource)
-        missing = [a for a in user.aliases if a.lower() not in have]
-        if missing:
-            self._add_emails(resource, missing)
-        group_id = self._group_id(user.org)
-        if not any(value == group_id for value, _ in group_refs(resource, "groups") or []):
-            self._add_members(user.org, [str(resource["id"])])
+    def _stored_after_create(self, resource: dict[str, Any], user: NewUser) -> dict[str, Any]:
+        """The created user as the server holds it: its 201 body, or a GET when the body shows no ``emails``."""
+        if not user.aliases or isinstance(resource.get("emails"), list) or resource_id(resource) is None:
+            return resource
+        response = self._http.request("GET", f"/Users/{resource_id(resource)}")
+        body = json_body(response) if response.status_code == 200 else None
+        return body if isinstance(body, dict) else resource
+
+    def settle(self, resource: dict[str, Any], user: NewUser, *, created: bool) -> None:
+        """After the user exists: aliases checked (or added), then the org membership, whatever the
+        aliases did; the known copy learns only what the server holds.
+
+        An alias the server refused or dropped is reported, never a reason to leave out the membership
+        or to fail the user. An outage during the alias step is raised after the membership was tried.
+        """
+        alias_error: RetriableError | None = None
+        stored_aliases = [a for a in user.aliases if a.lower() in emails_of(resource)]
+        if created:
+            resource = self._stored_after_create(resource, user)
+            dropped = dropped_addresses(user.aliases, resource)
+            stored_aliases = [a for a in user.aliases if a not in (dropped or [])]
+            if dropped:
+                self.note(dropped_alias_finding(user.primary_address, dropped, "POST /Users"))
+        else:
+            missing = [a for a in user.aliases if a.lower() not in emails_of(resource)]
+            if missing:
+                try:
+                    dropped = self.add_emails(resource, missing)
+                    stored_aliases += [a for a in missing if a not in dropped]
+                    if dropped:
+                        self.note(dropped_alias_finding(user.primary_address, dropped, "adding them"))
+                except RetriableError as exc:
+                    alias_error = exc
+                except SkippableError as exc:
+                    detail = f"alias(es) {', '.join(missing)} of {user.primary_address} refused: {exc}"
+                    self.note(TargetFinding(user.primary_address, "target_rejected_alias", detail))
+        user_id = resource_id(resource)
+        if user_id is not None:
+            group_id = self.groups.cached(user.org)
+            in_group = group_id is not None and any(
+                value == group_id for value, _ in group_refs(resource, "groups") or []
+            )
+            if created or not in_group:
+                self.add_members(user.org, [user_id])
+        self._known.add(user.primary_address, stored_aliases, self._clock())
+        if alias_error is not None:
+            raise alias_error
 
     def _post_user(self, user: NewUser) -> tuple[dict[str, Any], bool]:
         """POST the user; a 409 or a lost answer is resolved by looking it up."""
         try:
-            response = self._http.request("POST", "/Users", json=user_payload(user), idempotent=False)
-        except AmbiguousWriteError:
+            response = self._http.request("POST", "/Users", json=user_payload(user, self.features()), idempotent=False)
+        except AmbiguousWriteError as exc:
             found = self.find_user(user.primary_address)
             if found is None:
                 raise
+            if exc.answer is not None and exc.answer.looks_like_duplicate:  # a fault page about a duplicate
+                return found, False
             self._log.debug("create of %s was applied although its answer was lost", user.primary_address)
             return found, True
         if response.status_code == 201:
@@ -298,16 +380,67 @@ class ScimComplianceDirectory:
             return found, False
         raise SkippableError(f"server refused {user.primary_address}: {error_text(response)}")
 
+    def skip_hand_made(self, address: str, owner: dict[str, Any]) -> bool:
+        """A user made by hand holds ``address``: skipped, untouched, known (docs/targets.md); False."""
+        self.note(already_in_target_finding(address, owner))
+        users, aliases = snapshot_of([owner])
+        self._known.add_many([(u, [a for a, o in aliases.items() if o == u]) for u in users], self._clock())
+        return False
+
+    def address_holders(self) -> dict[str, str]:
+        """Lower-cased address -> the primary of the user holding it, from the last pull (every user's
+        ``emails``) and what this connector has recorded since."""
+        snapshot = self._known.load()
+        holders = {address.lower(): address for address in snapshot.users}
+        holders.update({alias.lower(): owner for alias, owner in snapshot.aliases.items()})
+        return holders
+
+    def without_held_aliases(self, users: Sequence[NewUser], listed: Mapping[str, str] | None = None) -> list[NewUser]:
+        """The users, less the aliases another user already holds (``alias_held_by_other``, reported with
+        the holder): a create never gives one address to two users, whatever the server allows.
+
+        ``listed``: address -> userName from a listing of every user made just now; without one, the
+        last pull says who holds what, and each alias it says is held is looked up (the holder may be
+        gone since; the report names its userName)."""
+        if not any(user.aliases for user in users):
+            return list(users)
+        holders = self.address_holders() if listed is None else listed
+        result = []
+        for user in users:
+            held = held_aliases(user.primary_address, user.aliases, holders)
+            if listed is None:
+                held = self._still_held(user.primary_address, held)
+            if held:
+                self.note(alias_held_finding(user.primary_address, held))
+                user = dataclasses.replace(user, aliases=tuple(a for a in user.aliases if a not in held))
+            result.append(user)
+        return result
+
+    def _still_held(self, primary: str, held: Mapping[str, str]) -> dict[str, str]:
+        """Of aliases the last pull saw held by others, those another user holds now (alias -> userName)."""
+        now: dict[str, str] = {}
+        for alias in held:
+            owner = self._owner_of(alias)
+            name = str(owner.get("userName", "")) if owner is not None else ""
+            if owner is not None and name.lower() != primary.lower():
+                now[alias] = name
+        return now
+
     def create_user(self, user: NewUser) -> bool:
+        """Create one user (or bring the one already there in line); True when created."""
+        [user] = self.without_held_aliases([user])
+        return self.create_checked(user)
+
+    def create_checked(self, user: NewUser) -> bool:
+        """``create_user`` for a user whose aliases were checked against their holders already."""
         existing = self.find_user(user.primary_address)
         created = False
         if existing is None:
             owner = self._owner_of(user.primary_address)
-            if owner is not None and str(owner.get("userName", "")).lower() != user.primary_address.lower():
-                raise SkippableError(f"{user.primary_address} is already an address of {owner.get('userName')}")
+            if owner is not None and held_by_another(user.primary_address, owner):
+                return self.skip_hand_made(user.primary_address, owner)
             existing, created = (owner, False) if owner is not None else self._post_user(user)
-        self._reconcile(existing, user)
-        self._known.add(user.primary_address, user.aliases, self._clock())
+        self.settle(existing, user, created=created)
         return created
 
     def add_alias(self, primary_address: str, alias: str) -> bool:
@@ -319,7 +452,11 @@ class ScimComplianceDirectory:
         owner = self._owner_of(alias)
         if owner is not None and owner.get("id") != user.get("id"):
             raise SkippableError(f"{alias} is already an address of {owner.get('userName')}")
-        self._add_emails(user, [alias])
+        if self.add_emails(user, [alias]):
+            raise SkippableError(
+                f"{DROPPED_ALIAS}: the server answered the change of {primary_address} without {alias}: "
+                "it does not store it (one email per user?); not recorded as known"
+            )
         self._known.add(primary_address, [alias], self._clock())
         return True
 
@@ -340,170 +477,11 @@ class ScimComplianceDirectory:
         """Moves and membership repairs of many users, grouped per org group (``BatchMemberships``)."""
         return self._lifecycle.apply_memberships(changes)
 
-    # -- many at once -------------------------------------------------------------
+    # -- many at once (scim_batch.py) ---------------------------------------------
 
     def create_users(self, users: Sequence[NewUser]) -> list[bool | ConnectorError]:
         """Create many users: one batched lookup, then Bulk (when offered) or bounded concurrency.
 
         One result per user, in order: True created, False already there, or the error.
-        Users found by the lookup are reconciled (aliases, membership), never created.
         """
-        existing = self._lookup_many(users)
-        results: list[bool | ConnectorError] = [False] * len(users)
-        todo: list[int] = []
-        for i, user in enumerate(users):
-            if user.primary_address.lower() in existing:
-                results[i] = self._guard_reconcile(existing[user.primary_address.lower()], user)
-            else:
-                todo.append(i)
-        if not todo:
-            return results
-        features = self.features()
-        new_ids: dict[str, list[str]] = {}
-        if self._settings.use_bulk and features.bulk:
-            size = max(1, min(self._settings.bulk_max_operations, features.bulk_max_operations))
-            chunks = [todo[start : start + size] for start in range(0, len(todo), size)]
-            # Two Bulk requests in flight: the next body is built while the server works on this one.
-            with ThreadPoolExecutor(min(2, self._settings.concurrency)) as pool:
-                for found in pool.map(lambda chunk: self._bulk_create(users, chunk, results), chunks):
-                    for org, ids in found.items():
-                        new_ids.setdefault(org, []).extend(ids)
-        else:
-            new_ids = self._concurrent_create(users, todo, results)
-        created = [(users[i].primary_address, users[i].aliases) for i in todo if results[i] is True]
-        self._known.add_many(created, self._clock())
-        self._add_members_of(users, todo, new_ids, results)
-        return results
-
-    def _lookup_many(self, users: Sequence[NewUser]) -> dict[str, dict[str, Any]]:
-        """Which of ``users`` exist (lower-cased userName -> resource), looked up right now.
-
-        OR-ed ``userName eq`` filters; or, when the server holds few users compared
-        with the batch, one listing of them all, which costs the server less.
-        """
-        wanted = {u.primary_address.lower() for u in users}
-        existing: dict[str, dict[str, Any]] = {}
-        if self.counts(("/Users",))["users"] <= LIST_FACTOR * len(users):
-            resources: Iterable[dict[str, Any]] = self._pages("/Users", "userName,emails,groups")
-        else:
-            resources = (
-                resource
-                for start in range(0, len(users), LOOKUP_CHUNK)
-                for resource in self._search(
-                    "/Users",
-                    " or ".join(
-                        f"userName eq {filter_value(u.primary_address)}" for u in users[start : start + LOOKUP_CHUNK]
-                    ),
-                )
-            )
-        for resource in resources:
-            name = str(resource.get("userName", "")).lower()
-            if name in wanted:
-                existing[name] = resource
-        return existing
-
-    def _guard_reconcile(self, resource: dict[str, Any], user: NewUser) -> bool | ConnectorError:
-        try:
-            self._reconcile(resource, user)
-        except (RetriableError, SkippableError) as exc:
-            return exc
-        return False
-
-    def _guard_create(self, user: NewUser) -> bool | ConnectorError:
-        try:
-            return self.create_user(user)
-        except (RetriableError, SkippableError) as exc:
-            return exc
-
-    def _concurrent_create(
-        self, users: Sequence[NewUser], indexes: list[int], results: list[bool | ConnectorError]
-    ) -> dict[str, list[str]]:
-        """POST the users the lookup did not find, ``concurrency`` at a time; org -> new user ids."""
-
-        def post(i: int) -> tuple[dict[str, Any], bool] | ConnectorError:
-            try:
-                return self._post_user(users[i])
-            except (RetriableError, SkippableError) as exc:
-                return exc
-
-        with ThreadPoolExecutor(self._settings.concurrency) as pool:
-            answers = list(pool.map(post, indexes))
-        new_ids: dict[str, list[str]] = {}
-        for i, answer in zip(indexes, answers, strict=True):
-            if isinstance(answer, ConnectorError):
-                results[i] = answer
-            elif answer[1]:
-                new_ids.setdefault(users[i].org, []).append(str(answer[0]["id"]))
-                results[i] = True
-            else:  # it existed after all (409): bring it in line
-                results[i] = self._guard_reconcile(answer[0], users[i])
-        return new_ids
-
-    def _add_members_of(
-        self,
-        users: Sequence[NewUser],
-        indexes: list[int],
-        new_ids: dict[str, list[str]],
-        results: list[bool | ConnectorError],
-    ) -> None:
-        for org, ids in new_ids.items():
-            try:
-                for start in range(0, len(ids), MEMBERS_CHUNK):
-                    self._add_members(org, ids[start : start + MEMBERS_CHUNK])
-            except (RetriableError, SkippableError) as exc:
-                for i in indexes:
-                    if users[i].org == org and results[i] is True:
-                        results[i] = exc
-
-    def _bulk_create(
-        self, users: Sequence[NewUser], indexes: list[int], results: list[bool | ConnectorError]
-    ) -> dict[str, list[str]]:
-        """One Bulk request; org -> ids of the users it created.
-
-        A user refused (by our payload check, or by the server in its operation's answer)
-        fails only itself: the rest of the batch is created. A 409, an operation the server
-        did not answer and anything unclear go the single way, which looks the user up first.
-        """
-        batch = [users[i] for i in indexes]
-        payloads: dict[int, dict[str, Any]] = {}
-        for position, user in enumerate(batch):
-            try:
-                payloads[position] = user_payload(user)
-            except SkippableError as exc:
-                results[indexes[position]] = exc
-        if not payloads:
-            return {}
-        try:
-            response = self._http.request("POST", "/Bulk", json=bulk_create_request(payloads), idempotent=False)
-        except AmbiguousWriteError:
-            response = None
-        if response is None or response.status_code != 200:
-            for position in payloads:  # one by one: each looks itself up first
-                result = self._guard_create(batch[position])
-                # After a lost answer, a user found already there is one this Bulk created.
-                results[indexes[position]] = True if response is None and result is False else result
-            return {}
-        new_ids: dict[str, list[str]] = {}
-        answered: set[int] = set()
-        body = _body(response)
-        operations = body.get("Operations") if isinstance(body, dict) else None
-        for operation in operations if isinstance(operations, list) else []:
-            if not isinstance(operation, dict):
-                continue  # not an answer: that user goes the single way below
-            at = bulk_position(operation, len(batch))
-            if at is None or at not in payloads or at in answered:
-                continue
-            answered.add(at)
-            status = status_of(operation.get("status"))
-            if status == 201 and operation.get("location"):
-                new_ids.setdefault(batch[at].org, []).append(str(operation["location"]).rstrip("/").rpartition("/")[2])
-                results[indexes[at]] = True
-            elif _refused(status, operation):
-                # Refused by the server: sending it again would be refused again (no second POST).
-                address = batch[at].primary_address
-                results[indexes[at]] = SkippableError(f"server refused {address}: {operation_error(operation)}")
-            else:  # 409 (there already?), 5xx, 429 or unreadable: the single path looks it up and retries
-                results[indexes[at]] = self._guard_create(batch[at])
-        for position in set(payloads) - answered:  # the server skipped it (failOnErrors)
-            results[indexes[position]] = self._guard_create(batch[position])
-        return new_ids
+        return self._batch.create_users(users)

@@ -15,21 +15,27 @@ from __future__ import annotations
 
 import copy
 import email.utils
+import html
 import logging
 import random
+import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
+from pydantic import ValidationError
 from requests.adapters import HTTPAdapter
+from scim2_models import Error
 
 from connector.compliance.target_state import TargetHealth
-from connector.config.target import OAuthClientSettings, RetrySettings
+from connector.config.base import resolve_secret
+from connector.config.target import OAuthClientSettings, RetrySettings, ScimTargetSettings
 from connector.domain.safe_text import printable
-from connector.errors import FatalError, RetriableError
+from connector.errors import ConflictError, ConnectorError, FatalError, RetriableError, SkippableError
 
 log = logging.getLogger(__name__)
 SCIM_JSON = "application/scim+json"
@@ -37,7 +43,15 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class AmbiguousWriteError(RetriableError):
-    """A write may or may not have been applied (its answer was lost)."""
+    """A write may or may not have been applied (its answer was lost, or was a 5xx).
+
+    ``answer`` is the 5xx answer when there was one: ``answer.looks_like_duplicate`` tells a
+    server that answers a duplicate with a fault page (look the resource up, do not retry).
+    """
+
+    def __init__(self, message: str, answer: ErrorAnswer | None = None) -> None:
+        super().__init__(message)
+        self.answer = answer
 
 
 NOT_JSON = object()
@@ -64,22 +78,202 @@ def status_of(value: object) -> int | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    """An error answer, read whatever its shape (RFC 7644 3.12 ``Error``, a string, HTML, nothing)."""
+
+    http_status: int
+    status: int | None
+    """The body's ``status`` (a number or a string of one), when it has one."""
+    scim_type: str | None
+    detail: str | None
+    text: str
+    """One escaped line of at most about 300 characters, for reports and logs."""
+    mentions_duplicate: bool = False
+    """The body (its first 100,000 characters) names a unique constraint or a duplicate."""
+
+    @property
+    def looks_like_duplicate(self) -> bool:
+        """A 409, a ``uniqueness`` error, or a fault page about a unique constraint (some servers answer a
+        duplicate with an HTML 500 of their database's ``IntegrityError``): look the resource up."""
+        if self.http_status == 409 or self.status == 409 or (self.scim_type or "").lower() == "uniqueness":
+            return True
+        return self.http_status >= 500 and self.mentions_duplicate
+
+
+DUPLICATE_WORDS = (
+    "integrityerror",
+    "unique constraint",
+    "duplicate key",
+    "duplicate entry",
+    "already exists",
+    "uniqueness",
+)
+_TAG = re.compile(r"<[^>]*>")
+_HTML_PART = re.compile(r"<(title|h1)[^>]*>(.*?)</\1\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def _html_words(text: str) -> str | None:
+    """The title and first heading of an HTML page (a fault page's gist), tags removed; None if neither."""
+    parts: list[str] = []
+    for _, part in _HTML_PART.findall(text[:100_000]):
+        words = " ".join(html.unescape(_TAG.sub(" ", part)).split())
+        if words and words not in parts:
+            parts.append(words)
+        if len(parts) == 2:
+            break
+    return ": ".join(parts) if parts else None
+
+
+def read_error(response: requests.Response) -> ErrorAnswer:
+    """Read an error answer; never raises. ``scim2-models``' ``Error`` where the body validates as one,
+    else field by field (``status`` as a number or a string, ``detail`` empty or absent)."""
+    body = json_body(response)
+    code = response.status_code
+    raw = response.text[:100_000].lower()
+    duplicate = any(word in raw for word in DUPLICATE_WORDS)
+    if body is NOT_JSON:
+        text = response.text.strip()
+        gist = _html_words(text) if "<" in text else None
+        line = f"HTTP {code} " + (printable(gist)[:280] if gist else repr(text[:200]) if text else "(no body)")
+        return ErrorAnswer(code, None, None, None, line, duplicate)
+    if not isinstance(body, dict):
+        return ErrorAnswer(code, None, None, None, f"HTTP {code} {printable(repr(body))[:280]}", duplicate)
+    try:
+        error = Error.model_validate(body)
+        status, scim_type, detail = error.status, error.scim_type, error.detail
+    except (ValidationError, TypeError, ValueError):
+        status = status_of(body.get("status"))
+        scim_type = body.get("scimType") if isinstance(body.get("scimType"), str) else None
+        detail = body.get("detail") if isinstance(body.get("detail"), str) else None
+    parts = [printable(body[k]) for k in ("status", "scimType", "detail") if body.get(k) not in (None, "")]
+    text = " ".join(parts)[:300] if parts else f"HTTP {code} {printable(repr(body))[:280]}"
+    status = status if isinstance(status, int) else None
+    return ErrorAnswer(code, status, scim_type or None, detail or None, text, duplicate)
+
+
 def error_text(response: requests.Response) -> str:
     """What an error answer says, in one escaped line of at most about 300 characters, whatever its shape.
 
     RFC 7644 errors are ``{"status", "scimType", "detail"}``; servers, proxies and faults also send
-    a string, a list, a number, ``null``, HTML or nothing. Never raises: the caller has already
-    chosen the error class from the status.
+    a string, a list, a number, ``null``, HTML (its title and heading are kept) or nothing. Never
+    raises: the caller has already chosen the error class from the status.
     """
-    body = json_body(response)
-    if body is NOT_JSON:
-        text = response.text.strip()
-        return f"HTTP {response.status_code} " + (repr(text[:200]) if text else "(no body)")
-    if isinstance(body, dict):
-        parts = [printable(body[k]) for k in ("status", "scimType", "detail") if body.get(k) not in (None, "")]
-        if parts:
-            return " ".join(parts)[:300]
-    return f"HTTP {response.status_code} {printable(repr(body))[:280]}"
+    return read_error(response).text
+
+
+def error_for(response: requests.Response, what: str) -> ConnectorError:
+    """The error class of a refused answer, in the one place that decides it for every SCIM request.
+
+    The HTTP status decides, never the body (which may say ``"status": "200"``): 401/403 ``FatalError``;
+    412 ``ConflictError`` (read again, plan again); 408, 429 and 5xx but 501 ``RetriableError``; any
+    other status ``SkippableError`` (this item, this run: 501 "not implemented" does not heal by
+    waiting). The body adds the words.
+    """
+    answer = read_error(response)
+    code = response.status_code
+    message = f"{what}: {answer.text}"
+    if code in (401, 403):
+        return FatalError(f"{what}: the SCIM server refused the credentials ({answer.text})")
+    if code == 412:
+        return ConflictError(message)
+    if code in (408, 429) or (code >= 500 and code != 501):
+        return RetriableError(message)
+    return SkippableError(message)
+
+
+class FilterRefused(SkippableError):
+    """The server refused a filter (400 ``invalidFilter``, 501, ...): the caller may list instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    """One page of a ListResponse: its resources and ``totalResults`` (None when the server left it out)."""
+
+    resources: list[dict[str, Any]]
+    total: int | None
+
+
+def read_list_page(body: Any, what: str) -> ListPage:
+    """A ListResponse page; ``RetriableError`` when the answer is not one or its ``totalResults`` is
+    unreadable (no ``Resources`` counts as empty; no ``totalResults`` as unknown)."""
+    if not isinstance(body, dict):
+        raise RetriableError(f"{what}: the answer is not a SCIM list response")
+    resources = body.get("Resources") or []
+    if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
+        raise RetriableError(f"{what}: the answer is not a SCIM list response")
+    if body.get("totalResults") is None:  # left out: paging goes by page lengths
+        return ListPage(resources, None)
+    total = status_of_count(body["totalResults"])
+    if total is None:  # there, but not a count: the listing cannot be trusted to be complete
+        raise RetriableError(f"{what}: unreadable totalResults")
+    return ListPage(resources, total)
+
+
+def status_of_count(value: object) -> int | None:
+    """A non-negative count given as a number or a string of digits, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) < 12:
+        return int(value.strip())
+    return value if isinstance(value, int) and value >= 0 else None
+
+
+def page_size_for(page_size: int, max_results: int | None) -> int:
+    """Resources to ask for per page: ours, lowered to the server's ``filter.maxResults`` for filters."""
+    return max(1, min(page_size, max_results)) if max_results else max(1, page_size)
+
+
+def iter_resources(
+    http: ScimHttp,
+    path: str,
+    *,
+    page_size: int,
+    attributes: str | None = None,
+    filter_text: str | None = None,
+    send_count: bool = True,
+    max_results: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every resource of a listing or a filter, page by page (``startIndex``, ``count``, ``totalResults``).
+
+    ``max_results`` (``filter.maxResults``) lowers the page size of a filter; ``send_count=False``
+    leaves ``count`` out for servers that mishandle it (the server picks the page size). Paging
+    stops at ``totalResults``, at an empty page, or (without ``totalResults``) at a short page.
+    A server that ignores ``startIndex`` (sends the same resources again) raises ``RetriableError``
+    rather than loop. A filter refused with a 4xx or 501 raises ``FilterRefused``; a refused listing the
+    class of its status (``error_for``).
+    """
+    size = page_size_for(page_size, max_results if filter_text else None)
+    start, seen = 1, set[str]()
+    what = f"search {path} [{filter_text}]" if filter_text else f"listing {path}"
+    while True:
+        params: dict[str, Any] = {"startIndex": start}
+        if send_count:
+            params["count"] = size
+        if attributes:
+            params["attributes"] = attributes
+        if filter_text:
+            params["filter"] = filter_text
+        response = http.request("GET", path, params=params)
+        if response.status_code != 200:
+            error = error_for(response, what)
+            if filter_text and type(error) is SkippableError:
+                raise FilterRefused(str(error))
+            raise error
+        page = read_list_page(json_body(response), what)
+        ids = {str(r.get("id")) for r in page.resources if r.get("id") is not None}
+        if ids and ids <= seen:
+            raise RetriableError(f"{what}: the server sent page {start} again (it ignores startIndex)")
+        seen |= ids
+        yield from page.resources
+        start += len(page.resources)
+        if not page.resources:
+            return
+        if page.total is not None:
+            if start > page.total:
+                return
+        elif not send_count or len(page.resources) < size:
+            return
 
 
 class RateLimiter:
@@ -215,6 +409,41 @@ class ScimHttp:
         self._sleep = sleep
         self._rng = rng
 
+    @classmethod
+    def from_settings(
+        cls,
+        target: ScimTargetSettings,
+        environ: Mapping[str, str],
+        *,
+        health: TargetHealth | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> ScimHttp:
+        """A connection as the settings describe it; secrets resolved here (``ConfigError`` if missing).
+
+        Without ``health`` (``target check``) nothing is read from or written to the state database.
+        """
+        bearer = (
+            resolve_secret(target.bearer_token, environ, "target.bearer_token").get_secret_value()
+            if target.bearer_token
+            else None
+        )
+        oauth = None
+        if target.oauth is not None:
+            secret = resolve_secret(target.oauth.client_secret, environ, "target.oauth.client_secret")
+            oauth = (target.oauth, secret.get_secret_value())
+        return cls(
+            str(target.url),
+            bearer_token=bearer,
+            oauth=oauth,
+            verify=str(target.ca_file) if target.ca_file else True,
+            timeout=target.timeout_seconds,
+            rate=RateLimiter(target.requests_per_second),
+            retry=target.retry,
+            health=health,
+            pool_size=target.concurrency,
+            clock=clock,
+        )
+
     def _auth_header(self, renew: bool = False) -> dict[str, str]:
         if self._oauth is not None:
             return {"Authorization": f"Bearer {self._oauth.get(renew=renew)}"}
@@ -231,11 +460,14 @@ class ScimHttp:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         idempotent: bool = True,
+        optional: bool = False,
     ) -> requests.Response:
         """Send one request with retries. Returns any non-retried answer (2xx, 4xx but 401/403).
 
         ``idempotent=False`` (a create): a lost answer raises ``AmbiguousWriteError``
-        at once instead of sending the write again.
+        at once instead of sending the write again. ``optional=True`` (a discovery
+        document the server may lack): a 429 or 5xx answer is returned at once, neither
+        retried nor counted towards the quarantine; a connection failure still raises.
         """
         if self._health is not None:
             self._health.check()
@@ -282,15 +514,19 @@ class ScimHttp:
                         self._auth_header(renew=True)
                         continue
                     raise FatalError(f"{method} {path}: the SCIM server refused the credentials ({status})")
+                if optional and status in RETRY_STATUSES:
+                    return response
                 if status not in RETRY_STATUSES:  # 501 and the like will not heal by waiting
                     if self._health is not None:
                         self._health.record_success()
                     return response
-                error = f"{method} {path}: HTTP {status}"
+                answer = read_error(response)
+                said = answer.text if answer.text.startswith("HTTP ") else f"HTTP {status} {answer.text}"
+                error = f"{method} {path}: {said}"
                 if not idempotent and status != 429:
                     # 5xx after a write: it may have been committed (e.g. a gateway timed out).
                     self._fail(error)
-                    raise AmbiguousWriteError(f"{error}; the write may have been applied")
+                    raise AmbiguousWriteError(f"{error}; the write may have been applied", answer)
                 delay = retry_after_seconds(
                     response.headers.get("Retry-After"), self._clock(), self._retry.max_backoff_seconds
                 )
@@ -304,6 +540,27 @@ class ScimHttp:
             self._sleep(delay)
         self._fail(error)
         raise RetriableError(f"{error} (after {self._retry.attempts} tries)")
+
+    def iter_resources(
+        self,
+        path: str,
+        *,
+        page_size: int,
+        attributes: str | None = None,
+        filter_text: str | None = None,
+        send_count: bool = True,
+        max_results: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """``iter_resources`` (module level) on this connection: every resource of a listing or filter."""
+        return iter_resources(
+            self,
+            path,
+            page_size=page_size,
+            attributes=attributes,
+            filter_text=filter_text,
+            send_count=send_count,
+            max_results=max_results,
+        )
 
     def with_health(self, health: TargetHealth) -> ScimHttp:
         """The same session and settings, reporting to another ``TargetHealth``."""

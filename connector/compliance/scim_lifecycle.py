@@ -11,7 +11,20 @@ from the users' ``groups`` attribute where the server fills it, else from the
 groups. A server without filtering is listed.
 
 Writing: PATCH where the server offers it, else GET and PUT of the whole
-resource. Where the server has ETags, a user write carries ``If-Match`` with the
+resource; any user or member PATCH the server refuses with 501 or 400 is sent
+again as GET + PUT. An answer that shows the user (or group) is compared with
+what was sent: an alias or a membership it lacks is not done (``SkippableError``
+naming ``target_dropped_alias`` / ``target_dropped_membership``), so the known
+copy never holds it and the next run plans it again.
+
+Display names: django-scim2 refuses a PATCH of ``displayName`` (501) and derives
+it from ``name`` (``"givenName familyName"``, else the userName). The PUT then
+fills ``name`` from the display name; an answer showing another ``displayName`` is
+a warning (``display_name_not_stored``), and reading the user back takes what the
+server derived from our ``name`` as the display name sent (``display_name_sent``),
+so it is not written again every run.
+
+Where the server has ETags, a user write carries ``If-Match`` with the
 version the change was planned on, moved on by this run's own earlier writes of
 that user; a 412 raises ``ConflictError`` and the reconcile step reads the user
 again and plans it again.
@@ -20,12 +33,21 @@ again and plans it again.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import requests
 
-from connector.compliance.base import NewUser
+from connector.compliance.base import NewUser, TargetFinding
+from connector.compliance.scim_answers import (
+    DISPLAY_NAME_NOT_STORED,
+    DROPPED_ALIAS,
+    DROPPED_MEMBERSHIP,
+    dropped_addresses,
+    dropped_members,
+)
+from connector.compliance.scim_groups import PATCH_REFUSED
 from connector.compliance.scim_http import error_text
 from connector.compliance.scim_mapping import (
     GROUP_READ_ATTRIBUTES,
@@ -34,7 +56,6 @@ from connector.compliance.scim_mapping import (
     emails_of,
     emails_with,
     filter_value,
-    group_filter,
     group_ids,
     group_refs,
     group_without_members,
@@ -52,12 +73,14 @@ from connector.compliance.scim_mapping import (
     user_name_of,
     version_of,
 )
+from connector.compliance.scim_shaping import shape_user, split_display_name
 from connector.domain.lifecycle import Change, ChangeKind, TargetUser
 from connector.errors import ConflictError, ConnectorError, RetriableError, SkippableError
 
 if TYPE_CHECKING:
     from connector.compliance.scim import ScimComplianceDirectory
 
+READ_ATTRIBUTES = f"{USER_READ_ATTRIBUTES},name"  # ``name``: what a server derives ``displayName`` from
 LOOKUP_CHUNK = 50  # userName eq ... or ... terms per search
 MEMBERS_CHUNK = 1000  # members per PATCH of a group
 OWNERS_MAX_AGE = timedelta(minutes=30)  # a cycle's listing answers "whose address is this?" for that long
@@ -77,6 +100,36 @@ def _detail(response: requests.Response) -> str:
     return error_text(response)  # any body shape (scim_http.py)
 
 
+def display_name_sent(resource: dict[str, Any]) -> str | None:
+    """The display name whose write gives what this user resource shows.
+
+    A server that derives ``displayName`` from ``name`` (django-scim2: ``"givenName familyName"``)
+    shows ``"Ann Ann"`` after we sent ``"Ann"`` (a one-word name fills both parts,
+    ``split_display_name``): that is read as ``"Ann"``, so it is not sent again every run.
+    Any other resource shows its ``displayName`` as it is.
+    """
+    shown = resource.get("displayName")
+    shown = shown if isinstance(shown, str) else None
+    name = resource.get("name")
+    if shown is not None and isinstance(name, dict):
+        given, family = name.get("givenName"), name.get("familyName")
+        if isinstance(given, str) and given and given == family and shown == f"{given} {family}":
+            return given
+    return shown
+
+
+def replaced_user(current: dict[str, Any], attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """PUT body: the user as read with ``attributes`` replaced; a new ``displayName`` also fills ``name``
+    (``formatted``, ``givenName``, ``familyName``) where the user has one, for servers that derive the
+    display name from it (django-scim2). ``shape_user`` then keeps what the server declares."""
+    changes = dict(attributes)
+    display = changes.get("displayName")
+    if isinstance(display, str) and display and isinstance(current.get("name"), dict):
+        given, family = split_display_name(display)
+        changes["name"] = {**current["name"], "formatted": display, "givenName": given, "familyName": family}
+    return replace_user(current, changes)
+
+
 class ScimLifecycle:
     """``LifecycleTarget`` for one ``ScimComplianceDirectory`` (its HTTP edge, group cache and known copy)."""
 
@@ -91,6 +144,9 @@ class ScimLifecycle:
         # checked against it instead of one ``emails.value eq`` search each (a full scan on some servers).
         self._owners: dict[str, tuple[str, str]] = {}
         self._owners_at: datetime | None = None
+        # User id -> the displayName the server shows, where it is what it derived from the ``name`` our
+        # display name gave it (``display_name_sent``): an update to that display name changes nothing.
+        self._shown: dict[str, str | None] = {}
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -111,9 +167,14 @@ class ScimLifecycle:
         except SkippableError as exc:
             raise RetriableError(f"cannot read the managed users from the target: {exc}") from exc
         result: dict[str, TargetUser] = {}
+        self._shown.clear()
         for name, resource in found.items():
             user = target_user_of(resource, orgs.get(resource_id(resource) or "", ()))
             if user is not None:
+                sent = display_name_sent(resource)
+                if sent != user.display_name and user.target_id is not None:
+                    self._shown[user.target_id] = user.display_name
+                    user = replace(user, display_name=sent)
                 result[wanted[name]] = user
         return result
 
@@ -123,7 +184,7 @@ class ScimLifecycle:
         listed = not self._dir.features().filter
         listed = listed or self._dir.counts(("/Users",))["users"] <= LIST_FACTOR * len(wanted)
         if listed:
-            resources: Iterable[dict[str, Any]] = self._dir._pages("/Users", USER_READ_ATTRIBUTES)
+            resources: Iterable[dict[str, Any]] = self._dir._pages("/Users", READ_ATTRIBUTES)
         else:
             names = sorted(wanted)
             resources = (
@@ -131,7 +192,7 @@ class ScimLifecycle:
                 for start in range(0, len(names), LOOKUP_CHUNK)
                 for resource in self._dir._pages(
                     "/Users",
-                    USER_READ_ATTRIBUTES,
+                    READ_ATTRIBUTES,
                     " or ".join(user_filter(name) for name in names[start : start + LOOKUP_CHUNK]),
                 )
             )
@@ -166,8 +227,7 @@ class ScimLifecycle:
         return by_user
 
     def _orgs_from_user_groups(self, resources: list[dict[str, Any]]) -> dict[str, list[str]]:
-        with self._dir._group_lock:
-            names = {group_id: name for name, group_id in self._dir._groups.items()}
+        names = self._dir.groups.names_by_id()
         refs = {resource_id(r) or "": group_refs(r, "groups") or [] for r in resources}
         if any(display is None and value not in names for found in refs.values() for value, display in found):
             listed = group_ids(self._dir._pages("/Groups", "displayName"))
@@ -195,8 +255,8 @@ class ScimLifecycle:
         return result
 
     def _remember_groups(self, ids: Mapping[str, str]) -> None:
-        with self._dir._group_lock:
-            self._dir._groups.update(ids)
+        """Every group's id, from a full listing."""
+        self._dir.groups.remember(dict(ids), complete=True)
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -222,7 +282,7 @@ class ScimLifecycle:
         elif change.kind is ChangeKind.ADD_ALIASES or (change.kind is ChangeKind.REPAIR and change.aliases):
             self._add_aliases(user_id, change)
         elif change.kind is ChangeKind.REPAIR and change.org:
-            self._dir._add_members(change.org, [user_id])
+            self._add_member(change.org, user_id)
         elif change.kind is ChangeKind.REMOVE_ALIASES:
             self._remove_aliases(user_id, change)
         return user_id
@@ -237,12 +297,16 @@ class ScimLifecycle:
                 adds.setdefault(change.org, []).append(i)
         for org, indexes in adds.items():
             ids = [str(changes[i].target_id) for i in indexes]
+            missing: set[str] = set()
             try:
                 for start in range(0, len(ids), MEMBERS_CHUNK):
-                    self._dir._add_members(org, ids[start : start + MEMBERS_CHUNK])
+                    missing.update(self._dir.groups.add_members(org, ids[start : start + MEMBERS_CHUNK]))
             except (RetriableError, SkippableError) as exc:
                 for i in indexes:
                     results[i] = exc
+            for i in indexes:
+                if str(changes[i].target_id) in missing:
+                    results[i] = SkippableError(f"{DROPPED_MEMBERSHIP}: the server did not add it to {org!r}")
         removes: dict[str, list[int]] = {}
         for i, change in enumerate(changes):
             if results[i] is None and change.kind is ChangeKind.MOVE:
@@ -318,7 +382,11 @@ class ScimLifecycle:
     def _send_user(
         self, method: str, user_id: str, body: dict[str, Any], change: Change, current: dict[str, Any] | None = None
     ) -> requests.Response:
-        """One write of the user resource with ``If-Match``; remembers the version it produced."""
+        """One write of the user resource with ``If-Match``; remembers the version it produced.
+
+        A PUT body is shaped to what the server declares (``shape_user``), like a create."""
+        if method == "PUT":
+            body = shape_user(body, self._dir.features())
         headers = self._if_match(user_id, change, current)
         response = self._http.request(method, f"/Users/{user_id}", json=body, headers=headers)
         if 200 <= response.status_code < 300 and (sent := headers.get("If-Match")):
@@ -330,47 +398,80 @@ class ScimLifecycle:
 
     def _write_user(
         self, user_id: str, change: Change, attributes: dict[str, Any], current: dict[str, Any] | None = None
-    ) -> None:
-        """Replace attributes of the user: PATCH, or GET + PUT of the whole user."""
+    ) -> Any:
+        """Replace attributes of the user: PATCH, or GET + PUT of the whole user (also when the server
+        offers PATCH but refuses this one with 501 or 400: django-scim2 on ``displayName``).
+
+        Returns the answer's JSON (None when it has none): what the server stored."""
         what = f"{change.kind.value} {change.address}"
+        response = None
         if self._dir.features().patch:
             response = self._send_user("PATCH", user_id, update_patch(attributes), change)
-        else:
+            if response.status_code in PATCH_REFUSED:  # PATCH offered, but not for this: GET + PUT
+                self._dir._log.info("PATCH of %s refused (%s): GET + PUT", what, response.status_code)
+                response = None
+        if response is None:
             current = current or self._get(f"/Users/{user_id}", what)
-            response = self._send_user("PUT", user_id, replace_user(current, attributes), change, current)
+            response = self._send_user("PUT", user_id, replaced_user(current, attributes), change, current)
         self._check(response, what)
+        return _json(response) if response.status_code == 200 else None
 
     def _update(self, user_id: str, change: Change) -> None:
         new_primary = change.fields.get("primary_address")
+        display = change.fields.get("display_name")
+        if set(change.fields) <= {"display_name"} and display is not None and self._shown.get(user_id) == display:
+            # It shows this display name already, read as another one (a person named "Ann Ann" whose
+            # ``name`` is Ann/Ann reads as "Ann": ``display_name_sent``): nothing to write.
+            return
         current = None
         if new_primary or not self._dir.features().patch:
             current = self._get(f"/Users/{user_id}", f"update {change.address}")
         attributes = update_attributes(change.fields, current)
         if attributes:
-            self._write_user(user_id, change, attributes, current)
+            answer = self._write_user(user_id, change, attributes, current)
+            if isinstance(display, str) and isinstance(answer, dict) and "displayName" in answer:
+                self._display_name_stored(change, display, answer)
         if isinstance(new_primary, str) and new_primary:
             self._dir._known.rename(self._primary(change), new_primary, self._dir._clock())
             self._renamed[change.address] = new_primary
 
+    def _display_name_stored(self, change: Change, sent: str, answer: dict[str, Any]) -> None:
+        """Compare the answer's ``displayName`` with what was sent; a server that derives it (django-scim2:
+        ``name.givenName`` + ``familyName``, else the userName) and shows something else is reported once,
+        as a warning: reading the user back then counts what it derived from our ``name`` as done."""
+        shown = answer.get("displayName")
+        if shown == sent:
+            return
+        how = (
+            "it derives displayName from name.givenName/familyName, else the userName; not sent again"
+            if display_name_sent(answer) == sent
+            else "it keeps another value"
+        )
+        self._dir.note(
+            TargetFinding(
+                self._primary(change),
+                DISPLAY_NAME_NOT_STORED,
+                f"display name {sent!r} not stored by this server ({how}): it shows {shown!r}",
+                problem=False,
+            )
+        )
+
     def _move(self, user_id: str, change: Change) -> None:
         """Member of the new org first, then out of the old ones: never in no org after a failure."""
         if change.org:
-            self._dir._add_members(change.org, [user_id])
+            self._add_member(change.org, user_id)
         for org in change.from_org:
             if org != change.org:
                 self._remove_member(org, user_id, change)
 
+    def _add_member(self, org: str, user_id: str) -> None:
+        """Into the org's group; ``SkippableError`` when the server's answer shows it did not add the user."""
+        if self._dir.groups.add_members(org, [user_id]):
+            raise SkippableError(f"{DROPPED_MEMBERSHIP}: the server answered without the user in {org!r}")
+
     def _existing_group(self, name: str) -> str | None:
         """The id of group ``name`` if it exists (never created: there is nothing to leave then)."""
-        with self._dir._group_lock:
-            cached = self._dir._groups.get(name)
-        if cached is not None:
-            return cached
-        for group in self._dir._search("/Groups", group_filter(name), "displayName"):
-            if group.get("displayName") == name and (group_id := resource_id(group)) is not None:
-                self._remember_groups({name: group_id})
-                return group_id
-        return None
+        return self._dir.groups.existing(name)
 
     def _remove_member(self, org: str, user_id: str, change: Change) -> None:
         self._remove_members(org, [user_id], f"remove {change.address} from group {org!r}")
@@ -380,11 +481,13 @@ class ScimLifecycle:
         if group_id is None:
             return
         path = f"/Groups/{group_id}"
-        if self._dir.features().patch:
+        patched = self._dir.features().patch
+        if patched:
             response = self._http.request("PATCH", path, json=remove_members_patch(user_ids))
             if response.status_code == 400 and no_target(_json(response)):
                 return  # not a member (any more)
-        else:
+            patched = response.status_code not in PATCH_REFUSED  # refused: GET + PUT below
+        if not patched:
             response = self._http.request("GET", path)
             if response.status_code != 404:
                 self._check(response, what)
@@ -401,9 +504,11 @@ class ScimLifecycle:
                     headers={"If-Match": version} if version else {},
                 )
         if response.status_code == 404:  # the group is gone, and the membership with it
-            with self._dir._group_lock:
-                self._dir._groups.pop(org, None)
+            self._dir.groups.forget(org)
         self._check(response, what, absent_ok=True)
+        kept = dropped_members(user_ids, _json(response)) if response.status_code == 200 else None
+        if kept is not None and len(kept) < len(user_ids):  # the answer still lists some we removed
+            raise SkippableError(f"{what}: the server's answer still lists them as members")
 
     def _fresh_owners(self) -> dict[str, tuple[str, str]] | None:
         """The address owners of the listing made for this cycle (at most ``OWNERS_MAX_AGE`` old), or None."""
@@ -425,24 +530,37 @@ class ScimLifecycle:
             if owner is not None and resource_id(owner) != user_id:
                 taken[alias] = str(owner.get("userName"))
         free = [a for a in change.aliases if a not in taken]
+        dropped: list[str] = []
         if free:
             what = f"{change.kind.value} {change.address}"
+            response = None
             if self._dir.features().patch:
                 response = self._send_user("PATCH", user_id, add_emails_patch(free), change)
-            else:
+                if response.status_code in PATCH_REFUSED:  # PATCH offered, but not for this: GET + PUT
+                    response = None
+            if response is None:
                 current = self._get(f"/Users/{user_id}", what)
                 body = replace_user(current, {"emails": emails_with(current, add=free)})
                 response = self._send_user("PUT", user_id, body, change, current)
             self._check(response, what)
-            self._dir._known.add(self._primary(change), free, self._dir._clock())
-            self._owners.update({alias.lower(): (user_id, self._primary(change)) for alias in free})
+            if response.status_code == 200:
+                dropped = dropped_addresses(free, _json(response)) or []
+            stored = [a for a in free if a not in dropped]
+            self._dir._known.add(self._primary(change), stored, self._dir._clock())
+            self._owners.update({alias.lower(): (user_id, self._primary(change)) for alias in stored})
+        if dropped:
+            raise SkippableError(
+                f"{DROPPED_ALIAS}: the server answered without {', '.join(dropped)}: it did not store them"
+                " (one email per user?); not recorded as known"
+            )
         if taken:
             described = ", ".join(f"{alias} is an address of {owner}" for alias, owner in taken.items())
             raise SkippableError(f"cannot add alias(es) to {change.address}: {described}")
 
     def _remove_aliases(self, user_id: str, change: Change) -> None:
         what = f"remove aliases of {change.address}"
-        if self._dir.features().patch:
+        patched = self._dir.features().patch
+        if patched:
             # One request; if one of them is gone already and the server says so (400 noTarget), one each.
             batches = [list(change.aliases)]
             while batches:
@@ -452,8 +570,11 @@ class ScimLifecycle:
                     if len(batch) > 1:
                         batches.extend([alias] for alias in batch)
                     continue
+                if response.status_code in PATCH_REFUSED:  # PATCH offered, but not for this: GET + PUT
+                    patched = False
+                    break
                 self._check(response, what)
-        else:
+        if not patched:
             current = self._get(f"/Users/{user_id}", what)
             if {a.lower() for a in change.aliases} & set(emails_of(current)):
                 emails = emails_with(current, remove=change.aliases)

@@ -8,9 +8,9 @@ not for deliverability.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, ValidationError
 from scim2_models import (
@@ -18,7 +18,6 @@ from scim2_models import (
     Email,
     Group,
     PatchOp,
-    ServiceProviderConfig,
     User,
 )
 
@@ -27,6 +26,10 @@ from connector.domain.lifecycle import TargetUser
 from connector.domain.safe_text import printable
 from connector.errors import RetriableError, SkippableError
 from connector.policy.addresses import normalise_address
+
+if TYPE_CHECKING:
+    from connector.compliance.scim_discovery import ServerProfile
+from connector.compliance.scim_shaping import shape_user
 
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 USER_READ_ATTRIBUTES = "userName,emails,displayName,externalId,active,groups,meta.version"
@@ -49,48 +52,6 @@ def email_filter(address: str) -> str:
 
 def group_filter(name: str) -> str:
     return f"displayName eq {filter_value(name)}"
-
-
-@dataclass(frozen=True, slots=True)
-class ServerFeatures:
-    """What the service provider says it supports (``/ServiceProviderConfig``)."""
-
-    patch: bool = False
-    filter: bool = False
-    filter_max_results: int | None = None
-    etag: bool = False
-    bulk: bool = False
-    bulk_max_operations: int = 0
-    bulk_max_payload: int = 0
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "patch": self.patch,
-            "filter": self.filter,
-            "filter_max_results": self.filter_max_results,
-            "etag": self.etag,
-            "bulk": self.bulk,
-            "bulk_max_operations": self.bulk_max_operations,
-            "bulk_max_payload": self.bulk_max_payload,
-        }
-
-
-def parse_features(body: Any) -> ServerFeatures:
-    """Read a ServiceProviderConfig; what it leaves out counts as unsupported."""
-    try:
-        config = ServiceProviderConfig.model_validate(body, scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
-    except ValidationError as exc:
-        raise SkippableError(f"unreadable ServiceProviderConfig: {exc}") from exc
-    bulk = config.bulk
-    return ServerFeatures(
-        patch=bool(config.patch and config.patch.supported),
-        filter=bool(config.filter and config.filter.supported),
-        filter_max_results=config.filter.max_results if config.filter else None,
-        etag=bool(config.etag and config.etag.supported),
-        bulk=bool(bulk and bulk.supported and (bulk.max_operations or 0) > 0),
-        bulk_max_operations=(bulk.max_operations or 0) if bulk else 0,
-        bulk_max_payload=(bulk.max_payload_size or 0) if bulk else 0,
-    )
 
 
 def mail_address(value: str) -> str:
@@ -134,10 +95,11 @@ def _checked_addresses(addresses: Sequence[str], what: str) -> None:
             raise SkippableError(f"{what}: not a valid SCIM address: {exc}") from exc
 
 
-def user_payload(user: NewUser) -> dict[str, Any]:
-    """POST /Users body: ``userName`` = primary, ``emails`` = primary (flagged) + aliases."""
+def user_payload(user: NewUser, profile: ServerProfile | None = None) -> dict[str, Any]:
+    """POST /Users body: ``userName`` = primary, ``emails`` = primary (flagged) + aliases;
+    shaped to ``profile`` (``shape_user``) when the server's schema is known."""
     try:
-        return _user_payload(user)
+        return shape_user(_user_payload(user), profile)
     except ValidationError as exc:
         raise SkippableError(f"{user.primary_address}: not a valid SCIM user: {exc.errors()[0]['msg']}") from exc
 
@@ -204,6 +166,35 @@ def bulk_create_request(payloads: Mapping[int, dict[str, Any]]) -> dict[str, Any
             {"method": "POST", "path": "/Users", "bulkId": f"u{i}", "data": payload} for i, payload in payloads.items()
         ],
     }
+
+
+def bulk_batches(
+    payloads: Mapping[int, dict[str, Any]], max_operations: int, max_payload: int
+) -> tuple[list[dict[int, dict[str, Any]]], list[int]]:
+    """``payloads`` cut into Bulk requests of at most ``max_operations`` operations and, when the
+    server gives ``bulk.maxPayloadSize`` (``max_payload`` > 0), at most that many bytes as sent
+    (``bulk_create_request`` as JSON, the encoding ``requests`` uses). The second list holds the
+    positions whose operation alone exceeds the size: send those with POST /Users instead."""
+    batches: list[dict[int, dict[str, Any]]] = []
+    alone: list[int] = []
+    envelope = len(json.dumps(bulk_create_request({})).encode())
+    current: dict[int, dict[str, Any]] = {}
+    size = envelope
+    for position, payload in payloads.items():
+        operation = bulk_create_request({position: payload})["Operations"][0]
+        cost = len(json.dumps(operation).encode()) + (2 if current else 0)  # ", " between operations
+        if max_payload and envelope + cost > max_payload:
+            alone.append(position)
+            continue
+        if current and (len(current) >= max(1, max_operations) or (max_payload and size + cost > max_payload)):
+            batches.append(current)
+            current, size = {}, envelope
+            cost -= 2
+        current[position] = payload
+        size += cost
+    if current:
+        batches.append(current)
+    return batches, alone
 
 
 def bulk_position(operation: dict[str, Any], size: int) -> int | None:

@@ -6,14 +6,15 @@
   ``quarantine_until``.
 - ``KnownStore``: the addresses the target holds, pulled on a schedule by
   ``jobs/refresh_known.py`` (table ``target_known``), so a cycle need not page
-  through the whole target.
+  through the whole target; and the ids of the org groups found or created
+  there (table ``scim_groups``), so no process has to look a group up again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from connector.compliance.base import KnownSnapshot
 from connector.config.target import QuarantineSettings
 from connector.errors import FatalError, RetriableError
-from connector.store.models import TargetKnownRow, TargetStateRow
+from connector.store.models import ScimGroupRow, TargetKnownRow, TargetStateRow
 
 log = logging.getLogger(__name__)
 
@@ -309,3 +310,48 @@ class KnownStore:
             ).all()
         users = tuple(sorted(a for a, o in rows if o is None))
         return KnownSnapshot(users=users, aliases={a: o for a, o in rows if o is not None})
+
+    def sample_address(self) -> str | None:
+        """One address the target held at the last pull, an alias if there is one (to check that an
+        ``emails.value`` filter finds what is there); None when the copy is empty."""
+        with self._sessions() as session:
+            base = select(TargetKnownRow.address).where(TargetKnownRow.target == self._key).limit(1)
+            alias = session.scalar(base.where(TargetKnownRow.owner.is_not(None)))
+            return alias if alias is not None else session.scalar(base)
+
+    # -- group ids (table ``scim_groups``) -------------------------------------------------------------
+
+    def load_groups(self) -> dict[str, str]:
+        """Group name -> id, as last found, created or pulled (by any process)."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(ScimGroupRow.name, ScimGroupRow.group_id).where(ScimGroupRow.target == self._key)
+            ).all()
+        return {name: group_id for name, group_id in rows}
+
+    def remember_groups(self, ids: Mapping[str, str], now: datetime, *, complete: bool = False) -> None:
+        """Store group ids; ``complete``: ``ids`` is every group the target has (a full listing).
+
+        A cache: a write that collides with another replica's is logged and left (the next
+        lookup finds the group again), never an error of the run.
+        """
+        if not self._persist or (not ids and not complete):
+            return
+        try:
+            with self._sessions.begin() as session:
+                rows = (ScimGroupRow(target=self._key, name=n, group_id=g, seen_at=now) for n, g in ids.items())
+                if complete:  # a full listing: the table for this target is exactly it (one INSERT batch)
+                    session.execute(delete(ScimGroupRow).where(ScimGroupRow.target == self._key))
+                    session.add_all(rows)
+                else:
+                    for row in rows:
+                        session.merge(row)
+        except IntegrityError as exc:
+            log.info("group ids of %s written by another process meanwhile: %s", self._key, exc.__class__.__name__)
+
+    def forget_group(self, name: str) -> None:
+        """The group is gone from the target (404): look it up or create it again next time."""
+        if not self._persist:
+            return
+        with self._sessions.begin() as session:
+            session.execute(delete(ScimGroupRow).where(ScimGroupRow.target == self._key, ScimGroupRow.name == name))

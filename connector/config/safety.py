@@ -126,5 +126,7 @@ class SafetySettings(StrictModel):
     """Creation limits."""
     exclusions: ExclusionSettings = ExclusionSettings()
     """Excluded address patterns."""
-    event_log_days: float = Field(31, ge=1, le=366)
-    """How long every delivery event to a managed address is kept for ``connector explain`` (at least the window)."""
+    event_log_days: float | None = Field(None, ge=1, le=366)
+    """How long the event log (``state.event_log``) keeps delivery events for ``connector explain``; by default,
+    and at least, twice the longest window of any domain plus ``retention.evidence_grace_days`` (while explain
+    can ask for them: evidence kept one window plus the grace after its last event, listed one window back)."""

@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from connector.config.base import StrictModel
+from connector.config.console import ConsoleSettings
 from connector.config.directory import DirectorySettings, OrgRuleSettings
 from connector.config.domains import DomainSettings
 from connector.config.lifecycle import LifecycleSettings
@@ -66,6 +67,8 @@ class Settings(StrictModel):
     notifications: NotificationSettings = NotificationSettings()
     """A webhook and/or mail at once on an attack, a reached limit, a quarantine, an unreachable directory or a
     source in error (docs/operations.md#notifications)."""
+    console: ConsoleSettings = ConsoleSettings()
+    """The review console in the browser, ``connector serve`` (docs/console.md)."""
 
     @field_validator("domains")
     @classmethod

@@ -29,7 +29,10 @@ class SourceSettings(StrictModel):
     timezone: TimeZoneName = "UTC"
     """Time zone of traditional ``Mon DD HH:MM:SS`` stamps (RFC 3339 stamps carry their own)."""
     batch_lines: int = Field(50_000, ge=10, le=10_000_000)
-    """Lines per transaction: evidence and checkpoint are committed together after each batch."""
+    """Lines read and folded at a time; each batch's checkpoint is recorded with its evidence."""
+    commit_seconds: float = Field(default=10, ge=0, le=3600)
+    """Longest time between two commits of this source's evidence and checkpoint (also at the
+    end of the source and on shutdown). A crash reads at most this much again; 0: every batch."""
     missing_after_minutes: float = Field(default=60, ge=0, le=525_600)
     """How long the patterns may match no file (a log not written yet) before the source is in
     error: the run ``partial`` and ``connector health`` unhealthy. Until then a warning; 0: at once."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -12,6 +13,14 @@ from sqlalchemy.exc import ArgumentError
 from connector.config.base import SecretRef, StrictModel, resolve_path, resolve_secret
 
 
+class EventLogMode(StrEnum):
+    """What the event log keeps of each delivery event to a managed address (docs/configuration.md)."""
+
+    FULL = "full"  # every event: deferrals, notifications and failures that prove nothing included
+    DECISIVE = "decisive"  # only the events that count toward a decision (connector/policy/event_log.py)
+    OFF = "off"  # nothing: explain shows no events, a re-read after `source reset` counts events again
+
+
 class StateSettings(StrictModel):
     """The state database (evidence, checkpoints, candidates, runs)."""
 
@@ -19,6 +28,9 @@ class StateSettings(StrictModel):
     """SQLAlchemy URL. A relative SQLite path is relative to the config file. Put no password here."""
     password: SecretRef | None = None
     """Database password, merged into ``url`` at start-up (PostgreSQL)."""
+    event_log: EventLogMode = EventLogMode.FULL
+    """``full``, ``decisive`` or ``off``: which delivery events are kept for ``connector explain`` and for
+    re-reading a source after ``connector source reset`` without counting an event twice."""
 
     @field_validator("url")
     @classmethod

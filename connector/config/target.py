@@ -75,7 +75,12 @@ class ScimTargetSettings(StrictModel):
     bulk_max_operations: int = Field(default=100, ge=1)
     """Operations per Bulk request (lowered to the server's own maximum)."""
     page_size: int = Field(default=200, ge=1, le=1000)
-    """Resources per page when listing Users and Groups."""
+    """Resources per page when listing Users and Groups (lowered to the server's ``filter.maxResults``
+    for filter requests)."""
+    omit_count: bool = False
+    """Leave ``count`` out of list and filter requests, for servers that mishandle it (refuse it, or
+    ignore ``startIndex`` when it is given): the server then picks the page size, and paging follows
+    ``totalResults``. ``target check`` tells when a server seems to need it."""
     known_max_age_minutes: float = Field(default=60.0, gt=0)
     """A cycle pulls the known addresses from the target again when the stored copy is older."""
     retry: RetrySettings = RetrySettings()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import os
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -179,20 +180,40 @@ def _mapped(records: list[tuple[str, dict[str, list[str]]]], mapping: AttributeM
 
 
 @dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """Which file, and which version of it: a new export has a new inode, or a new mtime, ctime or size."""
+
+    device: int
+    inode: int
+    mtime_ns: int
+    ctime_ns: int
+    size: int
+
+    @classmethod
+    def of(cls, status: os.stat_result) -> FileIdentity:
+        return cls(status.st_dev, status.st_ino, status.st_mtime_ns, status.st_ctime_ns, status.st_size)
+
+
+@dataclass(frozen=True, slots=True)
 class _Index:
-    """The loaded file: entries in file order, the address -> answer index, what the file looks like."""
+    """The loaded file: entries in file order, the address -> answer index, what the file looks like,
+    and the identity of the file they were read from."""
 
     entries: tuple[DirectoryEntry, ...]
     by_address: dict[str, DirectoryEntry]
     detection: PresetDetection
+    identity: FileIdentity
 
 
 class LdifDirectory:
-    """``Directory`` backed by one LDIF file, loaded once at the first use.
+    """``Directory`` backed by one LDIF file, parsed at the first use and again only when the file changes.
 
     The file is read lazily so building the composition root never touches the
-    disk, and only once so a run sees one consistent snapshot. ``mapping`` None
-    (``schema_preset: auto``) reads it with the preset its entries fit.
+    disk. The parsed file is kept with its identity (``FileIdentity``): a check
+    costs one ``stat``, and a service's cycles (``connector run``) parse a 42k-entry
+    export once, not each cycle, yet see a new export (written in place or renamed
+    over the old one) in their next run (``refresh_if_changed``). ``mapping`` None (``schema_preset: auto``)
+    reads it with the preset its entries fit.
     """
 
     def __init__(
@@ -229,6 +250,24 @@ class LdifDirectory:
         index = self._index
         return None if index is None else PresetCheck(preset_name(self._mapping), index.detection)
 
+    def refresh_if_changed(self) -> bool:
+        """Forget the parsed file if the file is not the one parsed (another identity, or gone); True if so.
+
+        The cycle calls it as it starts (jobs/cycle.py), so each run reads the export as it is then, and
+        within a run sees one snapshot even if the export is rewritten meanwhile.
+        """
+        with self._lock:
+            if self._index is None:
+                return False
+            try:
+                current: FileIdentity | None = FileIdentity.of(self._path.stat())
+            except OSError:
+                current = None  # the next use says why it cannot read the file
+            if current == self._index.identity:
+                return False
+            self._index = None
+            return True
+
     def _load(self) -> _Index:
         with self._lock:
             if self._index is None:
@@ -239,7 +278,11 @@ class LdifDirectory:
     def _read(self) -> _Index:
         try:
             # ``utf-8-sig``: Windows tools often prepend a byte order mark.
-            text = self._path.read_text(encoding="utf-8-sig")
+            with self._path.open(encoding="utf-8-sig") as handle:
+                # The identity of what is read (a rename during the read leaves the old file open here):
+                # a file changed meanwhile has another identity by the next use, and is read again then.
+                identity = FileIdentity.of(os.fstat(handle.fileno()))
+                text = handle.read()
         except OSError as exc:
             raise RetriableError(f"cannot read LDIF file {self._path}: {exc}") from exc
         except UnicodeDecodeError as exc:
@@ -260,7 +303,7 @@ class LdifDirectory:
             self._path,
             check.describe(),
         )
-        return _Index(entries, by_address, detection)
+        return _Index(entries, by_address, detection, identity)
 
     def _index_addresses(self, entries: Sequence[DirectoryEntry]) -> dict[str, DirectoryEntry]:
         """Map every primary and alias address to its owner; shared ones become ambiguous."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from connector.domain.audit import AuditEntry
+
 
 @dataclass(frozen=True, slots=True)
 class OrgUsers:
@@ -21,8 +23,10 @@ class OrgUsers:
 
 @dataclass(frozen=True, slots=True)
 class PageContext:
-    """Stories (address -> ``connector explain`` text) and users per org (org -> counts), as of ``written_at``."""
+    """Stories (address -> ``connector explain`` text), users per org (org -> counts) and the console's audit
+    log of the run's held items (newest first), as of ``written_at``."""
 
     written_at: datetime
     stories: dict[str, str] = field(default_factory=dict)
     users: dict[str, OrgUsers] = field(default_factory=dict)
+    audit: list[AuditEntry] = field(default_factory=list)

@@ -7,11 +7,12 @@ bidi characters are shown escaped (``filters.visible``), as in the text report.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from connector.domain.report import RunSummary
 from connector.reporting import view
@@ -37,18 +38,21 @@ class ReviewLink:
     file: str = REVIEW_FILE
 
 
-def _environment() -> Environment:
-    environment = Environment(
-        loader=PackageLoader("connector.reporting", "templates"),
+def environment(*packages: str) -> Environment:
+    """The pages' Jinja2 environment (autoescape, filters); ``packages`` add template folders searched
+    first, whose pages extend these (the review console's, connector/console/templates)."""
+    loaders = [PackageLoader(package, "templates") for package in (*packages, "connector.reporting")]
+    env = Environment(
+        loader=ChoiceLoader(loaders),
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         finalize=visible,
     )
-    environment.filters.update(FILTERS)
-    environment.globals["reason_sentence"] = reason_sentence
-    return environment
+    env.filters.update(FILTERS)
+    env.globals["reason_sentence"] = reason_sentence
+    return env
 
 
 def render_run_html(report: dict[str, Any], context: PageContext | None = None) -> str:
@@ -57,6 +61,11 @@ def render_run_html(report: dict[str, Any], context: PageContext | None = None) 
     ``context`` (read when the run's pages are written) adds each listed address's story
     and the users per org; without it the page shows the report alone.
     """
+    return environment().get_template("run.html.j2").render(run_page_values(report, context))
+
+
+def run_page_values(report: dict[str, Any], context: PageContext | None = None) -> dict[str, Any]:
+    """What the run page's template is given (the console renders its own page from the same values)."""
     counts = report["counts"]
     figures = [
         ("created" if not report["dry_run"] else "would be created", counts["created"]),
@@ -75,28 +84,24 @@ def render_run_html(report: dict[str, Any], context: PageContext | None = None) 
             ("lifecycle changes", lifecycle_figures["changes"]),
             ("lifecycle held", lifecycle_figures["held"]),
         ]
-    return (
-        _environment()
-        .get_template("run.html.j2")
-        .render(
-            r=report,
-            alerts=view.alerts(report),
-            figures=figures,
-            created=view.created_by_org(report),
-            skipped=view.skipped_by_reason(report),
-            pending_count=view.pending_count(report),
-            deferred_more=view.not_listed(report, "deferred"),
-            held_more=view.not_listed(report, "held"),
-            lc=lifecycle,
-            lc_figures=lifecycle_figures,
-            lc_sections=view.lifecycle_sections(report),
-            orgs=view.org_totals(report, context.users if context else None),
-            org_users_known=bool(context and context.users),
-            reasons=view.reasons_shown(report),
-            stories=_story_anchors(context),
-            context=context,
-        )
-    )
+    return {
+        "r": report,
+        "alerts": view.alerts(report),
+        "figures": figures,
+        "created": view.created_by_org(report),
+        "skipped": view.skipped_by_reason(report),
+        "pending_count": view.pending_count(report),
+        "deferred_more": view.not_listed(report, "deferred"),
+        "held_more": view.not_listed(report, "held"),
+        "lc": lifecycle,
+        "lc_figures": lifecycle_figures,
+        "lc_sections": view.lifecycle_sections(report),
+        "orgs": view.org_totals(report, context.users if context else None),
+        "org_users_known": bool(context and context.users),
+        "reasons": view.reasons_shown(report),
+        "stories": _story_anchors(context),
+        "context": context,
+    }
 
 
 def _story_anchors(context: PageContext | None) -> dict[str, tuple[str, str]]:
@@ -110,20 +115,30 @@ def render_index_html(
     runs: list[RunSummary], *, now: datetime, retention_days: int, review: ReviewLink | None = None
 ) -> str:
     """The index of runs (newest first) with the chart of the last 30 days, and the review queue's link."""
-    return (
-        _environment()
-        .get_template("index.html.j2")
-        .render(
-            runs=runs[:INDEX_ROWS],
-            total_runs=len(runs),
-            chart=history_chart(runs, now, CHART_DAYS),
-            chart_days=CHART_DAYS,
-            generated_at=now.strftime("%Y-%m-%d %H:%M:%S UTC"),
-            retention_days=retention_days,
-            run_file=run_file_name,
-            review=review,
-        )
-    )
+    values = index_page_values(runs, now=now, retention_days=retention_days, review=review)
+    return environment().get_template("index.html.j2").render(values)
+
+
+def index_page_values(
+    runs: list[RunSummary],
+    *,
+    now: datetime,
+    retention_days: int,
+    review: ReviewLink | None = None,
+    charted: list[RunSummary] | None = None,
+    run_file: Callable[[int], str] = run_file_name,
+) -> dict[str, Any]:
+    """What the index's template is given; ``charted``: the runs on the chart, when not those listed."""
+    return {
+        "runs": runs[:INDEX_ROWS],
+        "total_runs": len(runs),
+        "chart": history_chart(runs if charted is None else charted, now, CHART_DAYS),
+        "chart_days": CHART_DAYS,
+        "generated_at": now.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "retention_days": retention_days,
+        "run_file": run_file,
+        "review": review,
+    }
 
 
 def render_review_html(items: list[ReviewItem], *, now: datetime, total: int | None = None) -> str:
@@ -131,19 +146,26 @@ def render_review_html(items: list[ReviewItem], *, now: datetime, total: int | N
 
     ``total`` counts the items beyond those given (the page lists at most ``REVIEW_ROWS``).
     """
+    return environment().get_template("review.html.j2").render(review_page_values(items, now=now, total=total))
+
+
+def review_page_values(
+    items: list[ReviewItem],
+    *,
+    now: datetime,
+    total: int | None = None,
+    run_file: Callable[[int], str] = run_file_name,
+) -> dict[str, Any]:
+    """What the review queue's template is given (the console adds its buttons to the same page)."""
     waiting = [item for item in items if item.approved is None]
     codes = sorted({item.held for item in items if item.kind == "creation"})
-    return (
-        _environment()
-        .get_template("review.html.j2")
-        .render(
-            items=items,
-            waiting=len(waiting) + max(0, (total or len(items)) - len(items)),
-            approved=len(items) - len(waiting),
-            more=max(0, (total or len(items)) - len(items)),
-            per_run=run_commands(items),
-            reasons=[(code, reason_sentence(code)) for code in codes],
-            generated_at=now.strftime("%Y-%m-%d %H:%M:%S UTC"),
-            run_file=run_file_name,
-        )
-    )
+    return {
+        "items": items,
+        "waiting": len(waiting) + max(0, (total or len(items)) - len(items)),
+        "approved": len(items) - len(waiting),
+        "more": max(0, (total or len(items)) - len(items)),
+        "per_run": run_commands(items),
+        "reasons": [(code, reason_sentence(code)) for code in codes],
+        "generated_at": now.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "run_file": run_file,
+    }

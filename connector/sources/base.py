@@ -172,6 +172,8 @@ class LogSource(Protocol):
     format_name: str
     missing_after: timedelta
     """How long the source's patterns may match no file before the source is in error."""
+    commit_seconds: float
+    """Longest time between two commits of what was read (a crash reads that much again)."""
 
     def read(self, checkpoint: SourceCheckpoint | None) -> Generator[SourceBatch, None, None]: ...
 

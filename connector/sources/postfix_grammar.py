@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 from connector.errors import SkippableError
 
@@ -28,6 +29,9 @@ REJECT_ACTIONS = ("reject: ", "milter-reject: ")
 # Stages whose refusal is about a message and the recipient the line names; refusals at
 # CONNECT, HELO/EHLO, MAIL, VRFY, ETRN or of a header or body are not (no event).
 REJECT_STAGES = frozenset({"RCPT", "DATA", "BDAT", "END-OF-MESSAGE", "DATA content", "BDAT content"})
+
+
+SECONDS = [timedelta(seconds=second) for second in range(61)]  # 60: a leap second
 
 
 class MalformedLine(SkippableError):

@@ -27,7 +27,9 @@ _EVENT_LOG = cast(Table, EventLogRow.__table__)
 
 
 def column_width(table: Table, column: str) -> int | None:
-    """The declared length of a ``VARCHAR`` column, None for unbounded text."""
+    """The declared length of a ``VARCHAR`` column, None for unbounded text or a column the table lacks."""
+    if column not in table.c:
+        return None  # not stored (the narrow event log keeps no relay): nothing to fit
     kind = table.c[column].type
     return kind.length if isinstance(kind, String) else None
 
@@ -40,7 +42,7 @@ EVENT_FIELD_WIDTHS: dict[str, int | None] = {
     "sender": column_width(_EVENT_LOG, "sender"),
     "recipient": column_width(_EVENT_LOG, "recipient"),
     "orig_recipient": None,
-    "relay": column_width(_EVENT_LOG, "relay"),
+    "relay": 320,  # not kept in the event log (migration i13_event_log); a host name and an address fit
     "dsn": None,
     "reply": column_width(_EVENT_LOG, "reply"),
     "source": None,

@@ -64,9 +64,16 @@ def describe_location(url: URL) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    """WAL with ``synchronous=NORMAL``: a commit is not synced to disk, the WAL is at each checkpoint.
+
+    A crash of the process loses nothing committed; a power loss may undo the last commits but
+    never corrupts the file. Ingest commits its evidence with its checkpoint, so lines whose commit
+    was undone are simply read again (docs/reliability.md, "Power loss").
+    """
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 

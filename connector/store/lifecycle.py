@@ -20,19 +20,26 @@ from connector.domain.lifecycle import (
 )
 from connector.store.models import HeldChangeRow, ManagedUserRow
 
+# Enum members by value: a dictionary look-up instead of an enum call, 10,000 times a cycle.
+_OWNERSHIP = {o.value: o for o in Ownership}
+_STATUS = {s.value: s for s in ManagedStatus}
+_REASON = {r.value: r for r in SuspendReason}
+
 
 def _user(row: Any) -> ManagedUser:
     """A ``ManagedUserRow``, or a plain row of its columns, as the domain value."""
     return ManagedUser(
         address=row.address,
-        ownership=Ownership(row.ownership),
-        status=ManagedStatus(row.status),
+        ownership=_OWNERSHIP.get(row.ownership) or Ownership(row.ownership),
+        status=_STATUS.get(row.status) or ManagedStatus(row.status),
         org=row.org,
         target_id=row.target_id,
         directory_address=row.directory_address,
         managed_at=row.managed_at,
         suspended_at=row.suspended_at,
-        suspend_reason=SuspendReason(row.suspend_reason) if row.suspend_reason else None,
+        suspend_reason=(_REASON.get(row.suspend_reason) or SuspendReason(row.suspend_reason))
+        if row.suspend_reason
+        else None,
         denied=row.denied,
     )
 
@@ -65,6 +72,25 @@ def managed_users(session: Session, *, include_deleted: bool = False) -> list[Ma
     if not include_deleted:
         query = query.where(ManagedUserRow.status != ManagedStatus.DELETED.value)
     return [_user(row) for row in session.execute(query)]
+
+
+def managed_users_and_aliases(session: Session) -> tuple[list[ManagedUser], dict[str, tuple[str, ...]]]:
+    """Every managed user not deleted, and the aliases last applied to each, in one read (plain rows).
+
+    The reconcile's inputs: one pass over the table instead of two (``managed_users`` and
+    ``all_recorded_aliases``), which matters with 10,000 managed users every cycle.
+    """
+    query = (
+        select(*_USER_COLUMNS, ManagedUserRow.aliases)
+        .where(ManagedUserRow.status != ManagedStatus.DELETED.value)
+        .order_by(ManagedUserRow.address)
+    )
+    users: list[ManagedUser] = []
+    aliases: dict[str, tuple[str, ...]] = {}
+    for row in session.execute(query):
+        users.append(_user(row))
+        aliases[row.address] = tuple((row.aliases or {}).get("aliases") or ())
+    return users, aliases
 
 
 def all_recorded_aliases(session: Session) -> dict[str, tuple[str, ...]]:

@@ -9,10 +9,10 @@ target (and jobs/refresh_known.py); ``target_exports`` to the batch-file target.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -47,15 +47,33 @@ class Base(DeclarativeBase):
 
 
 class EvidenceRow(Base):
-    """Evidence per canonical address (bounded: last ``threshold`` deliveries)."""
+    """Evidence per canonical address (bounded: last ``threshold`` deliveries), one column per field.
+
+    Real columns, not a JSON document: ingest writes tens of thousands of rows per commit
+    without building JSON, and the catch-all tally and the attack guard aggregate them in SQL.
+    ``recent`` and ``qualifying`` hold a few deliveries in the compact text of
+    ``connector/store/evidence_rows.py``; ``seen_as`` the spellings, one per line.
+    """
 
     __tablename__ = "evidence"
 
     address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
     domain: Mapped[str] = mapped_column(String(255), index=True)
-    data: Mapped[dict[str, Any]] = mapped_column(JSON)
     revision: Mapped[int] = mapped_column(Integer, default=0)
     last_seen_at: Mapped[datetime | None] = mapped_column(index=True)
+    first_seen_at: Mapped[datetime | None]
+    events_seen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    recent: Mapped[str] = mapped_column(Text, default="", server_default="")
+    qualified_at: Mapped[datetime | None]
+    qualifying: Mapped[str] = mapped_column(Text, default="", server_default="")
+    accepted_at: Mapped[datetime | None]
+    accepted_reply: Mapped[str | None] = mapped_column(Text)
+    accepted_message_key: Mapped[str | None] = mapped_column(Text)
+    rejected_at: Mapped[datetime | None]
+    rejected_reply: Mapped[str | None] = mapped_column(Text)
+    invalidated_at: Mapped[datetime | None]
+    invalidated_reply: Mapped[str | None] = mapped_column(Text)
+    seen_as: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class CandidateRow(Base):
@@ -181,24 +199,55 @@ class BlockRow(Base):
     blocked_at: Mapped[datetime]
 
 
-class EventLogRow(Base):
-    """Safety/explain: every delivery event of a managed address within the rule's window, with where it was read.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
 
-    Pruned by the cycle (older than the longest window plus a day); evidence decisions never read it.
+
+class UtcMicroseconds(TypeDecorator[datetime]):
+    """A UTC time stored as microseconds since 1970 (8 bytes, where SQLite's text form takes 26), for the
+    event log's millions of rows and their indexes; read back timezone-aware UTC, compared exactly."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        return (value - EPOCH) // ONE_MICROSECOND
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else EPOCH + timedelta(microseconds=value)
+
+
+class EventLogRow(Base):
+    """Explain and re-reads: the delivery events of managed addresses (``state.event_log``), one narrow row each.
+
+    Only what ``connector explain`` shows and ``connector/store/reread.py`` compares: no relay, the time
+    as an integer, ``recipient`` only when the log spelled it otherwise than the canonical ``address``
+    (migration ``i13_event_log``). Pruned while explain can no longer ask (jobs/housekeeping.py: ``event_log_cutoff``);
+    evidence decisions never read it.
     """
 
     __tablename__ = "event_log"
+    __table_args__ = (Index("ix_event_log_address_at", "address", "at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    address: Mapped[str] = mapped_column(ADDRESS, index=True)
-    at: Mapped[datetime] = mapped_column(index=True)
+    address: Mapped[str] = mapped_column(ADDRESS)
+    at: Mapped[datetime] = mapped_column(UtcMicroseconds, index=True)
     message_key: Mapped[str] = mapped_column(String(998))
     status: Mapped[str] = mapped_column(String(16))
     reply: Mapped[str | None] = mapped_column(Text)
-    relay: Mapped[str | None] = mapped_column(String(320))
     sender: Mapped[str | None] = mapped_column(ADDRESS)
-    recipient: Mapped[str] = mapped_column(ADDRESS)
+    recipient: Mapped[str | None] = mapped_column(ADDRESS)  # None: the same as ``address``
     location: Mapped[str] = mapped_column(Text, default="")
+
+
+# The attack guard's look back (``repository.first_seen_since``): the addresses of one domain first seen
+# since a time, found by a range of this index, so a cycle's cost does not grow with the days of evidence
+# kept (migration ``i13_event_log``; declared here, apart from ``EvidenceRow``, with the event log's work).
+Index("ix_evidence_domain_first_seen", EvidenceRow.domain, EvidenceRow.first_seen_at)
 
 
 class DirectoryMirrorEntryRow(Base):
@@ -275,6 +324,18 @@ class TargetStateRow(Base):
     version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # compare-and-set (target_state.py)
 
 
+class ScimGroupRow(Base):
+    """The id of an org's group at a SCIM target (migration ``i17_scim_groups``): found or created once,
+    not looked up again by every process (a server whose group filter answers nothing would 409 forever)."""
+
+    __tablename__ = "scim_groups"
+
+    target: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(255))
+    seen_at: Mapped[datetime]
+
+
 class TargetExportRow(Base):
     """One change for the batch-file target, ``id`` in the order it was made (a user may be suspended twice);
     ``file`` is set once it is assigned to a file, never twice."""
@@ -345,3 +406,20 @@ class NotifyStateRow(Base):
     last_seen_at: Mapped[datetime]
     runs: Mapped[int] = mapped_column(Integer, default=1)
     last_sent_at: Mapped[datetime | None]
+
+
+class ConsoleAuditRow(Base):
+    """One decision a person made, in the review console or on the command line (approve, deny, block, unblock):
+    who, when, what, from where, and what came of it (connector/store/audit.py, jobs/decisions.py)."""
+
+    __tablename__ = "console_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    who: Mapped[str] = mapped_column(String(255))
+    client: Mapped[str] = mapped_column(String(64))  # the browser's IP (behind a trusted proxy: X-Forwarded-For); cli
+    action: Mapped[str] = mapped_column(String(16))  # approve | deny | block | unblock (CLI only)
+    subject: Mapped[str] = mapped_column(ADDRESS)  # an address, or "run N" for a whole run
+    run_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # done | partial | nothing | busy | failed
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -2,138 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, case, delete, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from connector.domain.decisions import CandidateState, Decision, Reason
-from connector.domain.evidence import AddressEvidence, Delivery
+from connector.domain.evidence import AddressEvidence
 from connector.domain.report import LIFECYCLE_CHANGES, DecisionRecord, RunSummary
 from connector.sources.base import SourceCheckpoint
+
+# Evidence rows are read and written by ``evidence_rows`` (compact columns, the driver's executemany);
+# the names stay importable from here, where the rest of the code looks for them.
+from connector.store.evidence_rows import IN_CHUNK as IN_CHUNK
+from connector.store.evidence_rows import READ, evidence_from_result
+from connector.store.evidence_rows import WRITE_CHUNK as WRITE_CHUNK
+from connector.store.evidence_rows import catch_all_tallies as catch_all_tallies
+from connector.store.evidence_rows import evidence_from_row as evidence_from_row
+from connector.store.evidence_rows import load_evidence as load_evidence
+from connector.store.evidence_rows import save_evidence as save_evidence
+from connector.store.evidence_rows import save_evidence_many as save_evidence_many
 from connector.store.models import CandidateRow, CheckpointRow, EvidenceRow, RunRow
-
-IN_CHUNK = 500  # keep IN (...) lists well under every backend's parameter limit
-WRITE_CHUNK = 2000  # rows per executemany: the statement's parameters are built per chunk (bounded memory)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def evidence_to_json(evidence: AddressEvidence) -> dict[str, Any]:
-    return {
-        "recent": [d.to_json() for d in evidence.recent],
-        "qualified_at": _iso(evidence.qualified_at),
-        "qualifying": [d.to_json() for d in evidence.qualifying],
-        "accepted_at": _iso(evidence.accepted_at),
-        "accepted_reply": evidence.accepted_reply,
-        "accepted_message_key": evidence.accepted_message_key,
-        "rejected_at": _iso(evidence.rejected_at),
-        "rejected_reply": evidence.rejected_reply,
-        "invalidated_at": _iso(evidence.invalidated_at),
-        "invalidated_reply": evidence.invalidated_reply,
-        "first_seen_at": _iso(evidence.first_seen_at),
-        "events_seen": evidence.events_seen,
-        "seen_as": list(evidence.seen_as),
-    }
-
-
-def evidence_from_row(row: EvidenceRow) -> AddressEvidence:
-    return _evidence(row.address, row.data, row.revision, row.last_seen_at)
-
-
-def _evidence(address: str, data: dict[str, Any], revision: int, last_seen_at: datetime | None) -> AddressEvidence:
-    return AddressEvidence(
-        address=address,
-        recent=tuple(Delivery.from_json(d) for d in data.get("recent", [])),
-        qualified_at=_dt(data.get("qualified_at")),
-        qualifying=tuple(Delivery.from_json(d) for d in data.get("qualifying", [])),
-        accepted_at=_dt(data.get("accepted_at")),
-        accepted_reply=data.get("accepted_reply"),
-        accepted_message_key=data.get("accepted_message_key"),
-        rejected_at=_dt(data.get("rejected_at")),
-        rejected_reply=data.get("rejected_reply"),
-        invalidated_at=_dt(data.get("invalidated_at")),
-        invalidated_reply=data.get("invalidated_reply"),
-        first_seen_at=_dt(data.get("first_seen_at")),
-        last_seen_at=last_seen_at,
-        events_seen=int(data.get("events_seen", 0)),
-        seen_as=tuple(data.get("seen_as", [])),
-        revision=revision,
-    )
 
 
 def _chunks(items: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(items), IN_CHUNK):
         yield items[start : start + IN_CHUNK]
-
-
-def load_evidence(session: Session, addresses: Iterable[str]) -> dict[str, AddressEvidence]:
-    """Evidence for the given canonical addresses (missing ones are absent)."""
-    found: dict[str, AddressEvidence] = {}
-    columns = (EvidenceRow.address, EvidenceRow.data, EvidenceRow.revision, EvidenceRow.last_seen_at)
-    for chunk in _chunks(sorted(set(addresses))):
-        # Plain rows, not ORM instances: ingest loads thousands per batch.
-        for address, data, revision, last_seen_at in session.execute(
-            select(*columns).where(EvidenceRow.address.in_(chunk))
-        ):
-            found[address] = _evidence(address, data, revision, last_seen_at)
-    return found
-
-
-def save_evidence_many(session: Session, items: Iterable[tuple[AddressEvidence, str]], existing: set[str]) -> None:
-    """Store many ``(evidence, domain)`` at once: executemany UPDATEs for the ``existing`` addresses,
-    INSERTs for the others, ``WRITE_CHUNK`` rows a statement (ingest writes tens of thousands per batch;
-    the rows and the driver's copy of them are built per chunk, not for the whole batch)."""
-    updates: list[dict[str, Any]] = []
-    inserts: list[dict[str, Any]] = []
-    for evidence, domain in items:
-        row = {
-            "address": evidence.address,
-            "domain": domain,
-            "data": evidence_to_json(evidence),
-            "revision": evidence.revision,
-            "last_seen_at": evidence.last_seen_at,
-        }
-        if evidence.address in existing:
-            row["key"] = evidence.address
-            updates.append(row)
-        else:
-            inserts.append(row)
-        if len(updates) + len(inserts) >= WRITE_CHUNK:
-            _write_evidence(session, updates, inserts)
-            updates, inserts = [], []
-    _write_evidence(session, updates, inserts)
-
-
-def _write_evidence(session: Session, updates: list[dict[str, Any]], inserts: list[dict[str, Any]]) -> None:
-    table = cast(Table, EvidenceRow.__table__)
-    if updates:
-        # Core executemany: the ORM's bulk machinery costs more than SQLite's work here.
-        statement = update(table).where(table.c.address == bindparam("key"))
-        session.execute(statement, updates)
-    if inserts:
-        session.execute(insert(table), inserts)
-
-
-def save_evidence(session: Session, evidence: AddressEvidence, domain: str) -> None:
-    session.merge(
-        EvidenceRow(
-            address=evidence.address,
-            domain=domain,
-            data=evidence_to_json(evidence),
-            revision=evidence.revision,
-            last_seen_at=evidence.last_seen_at,
-        )
-    )
 
 
 def load_checkpoint(session: Session, source: str) -> SourceCheckpoint | None:
@@ -193,6 +90,23 @@ class DueQuery:
         due = _due(self.fingerprints[domain], self.now, self.recheck, self.refusals.get(domain))
         return or_(due, EvidenceRow.address.in_(sorted(self.also))) if self.also else due
 
+    def condition_all(self) -> ColumnElement[bool]:
+        """Due, or named in ``also``, for the evidence of every managed domain at once: each row's rule
+        fingerprint (and refusal fingerprint) is picked by its domain in SQL, so one query serves them all."""
+        domains = sorted(self.fingerprints)
+        fingerprint = case(self.fingerprints, value=EvidenceRow.domain)
+        refusals = {domain: self.refusals[domain] for domain in domains if domain in self.refusals}
+        if refusals:
+            refusal = case(refusals, value=EvidenceRow.domain, else_=None)
+            due = or_(
+                and_(EvidenceRow.domain.not_in(sorted(refusals)), _due(fingerprint, self.now, self.recheck)),
+                and_(EvidenceRow.domain.in_(sorted(refusals)), _due(fingerprint, self.now, self.recheck, refusal)),
+            )
+        else:
+            due = _due(fingerprint, self.now, self.recheck)
+        in_scope = EvidenceRow.domain.in_(domains)
+        return and_(in_scope, or_(due, EvidenceRow.address.in_(sorted(self.also))) if self.also else due)
+
     def fingerprint_for(self, decision: Decision, domain: str) -> str:
         """What ``decision``'s candidate row is stored with: the rule's fingerprint, or for a refusal by the
         target its ``refusals`` fingerprint."""
@@ -201,9 +115,15 @@ class DueQuery:
         return self.fingerprints.get(domain, "")
 
 
-def _due(fingerprint: str, now: datetime, recheck: bool, refusal: str | None = None) -> ColumnElement[bool]:
+def _due(
+    fingerprint: str | ColumnElement[str],
+    now: datetime,
+    recheck: bool,
+    refusal: str | ColumnElement[str] | None = None,
+) -> ColumnElement[bool]:
     """The due condition on ``evidence`` outer-joined with ``candidates`` (docstring of ``DueQuery``);
-    with ``refusal`` (``DueQuery.refusals``), the retry rule of ``target_rejected`` candidates."""
+    with ``refusal`` (``DueQuery.refusals``), the retry rule of ``target_rejected`` candidates.
+    The fingerprints are values, or expressions picking them per row (``DueQuery.condition_all``)."""
     changed = or_(
         CandidateRow.evidence_revision != EvidenceRow.revision,
         CandidateRow.state == CandidateState.DEFERRED.value,
@@ -223,39 +143,33 @@ def _due(fingerprint: str, now: datetime, recheck: bool, refusal: str | None = N
 
 
 def iter_due(session: Session, query: DueQuery, *, batch: int = 1000) -> Iterator[AddressEvidence]:
-    """The due evidence (``DueQuery``, plus ``also``), domain by domain and by address, streamed ``batch`` rows
-    at a time: a run after an attack of 500,000 new addresses holds a batch, not the lot.
+    """The due evidence (``DueQuery``, plus ``also``) of every managed domain, by domain and address, in one
+    query streamed ``batch`` rows at a time: a run after an attack of 500,000 new addresses holds a batch,
+    not the lot, and 400 domains cost one query, not 400.
 
-    Nothing may be written in the session while the iterator is open (one cursor per domain).
+    Nothing may be written in the session while the iterator is open (one cursor).
     """
-    columns = (EvidenceRow.address, EvidenceRow.data, EvidenceRow.revision, EvidenceRow.last_seen_at)
-    for domain in sorted(query.fingerprints):
-        stmt = (
-            select(*columns)
-            .outerjoin(CandidateRow, CandidateRow.address == EvidenceRow.address)
-            .where(EvidenceRow.domain == domain, query.condition(domain))
-            .order_by(EvidenceRow.address)
-            .execution_options(yield_per=batch)
-        )
-        for address, data, revision, last_seen_at in session.execute(stmt):
-            yield _evidence(address, data, revision, last_seen_at)
-
-
-def _first_seen_column() -> ColumnElement[str]:
-    """``first_seen_at`` read inside the JSON document by the database: no row is decoded whole."""
-    return cast(ColumnElement[str], EvidenceRow.data["first_seen_at"].as_string())
+    if not query.fingerprints:
+        return
+    stmt = (
+        select(*READ)
+        .outerjoin(CandidateRow, CandidateRow.address == EvidenceRow.address)
+        .where(query.condition_all())
+        .order_by(EvidenceRow.domain, EvidenceRow.address)
+        .execution_options(yield_per=batch)
+    )
+    for row in session.execute(stmt):
+        yield evidence_from_result(row)
 
 
 def earliest_due_first_seen(session: Session, query: DueQuery, domain: str) -> datetime | None:
     """When the earliest due address of ``domain`` was first seen (None: nothing due with a first-seen time)."""
     stmt = (
-        select(_first_seen_column())
+        select(func.min(EvidenceRow.first_seen_at))
         .outerjoin(CandidateRow, CandidateRow.address == EvidenceRow.address)
         .where(EvidenceRow.domain == domain, query.condition(domain))
-        .execution_options(yield_per=5000)
     )
-    # ISO strings with any offset: compared as times, in Python (a string order would need one offset).
-    return min((datetime.fromisoformat(text) for text in session.scalars(stmt) if text), default=None)
+    return session.scalar(stmt)
 
 
 def first_seen_since(
@@ -265,14 +179,14 @@ def first_seen_since(
     ``since`` (the attack guard's look back), unordered; plain columns, streamed."""
     due = case((query.condition(domain), True), else_=False)
     stmt = (
-        select(_first_seen_column(), EvidenceRow.address, due)
+        select(EvidenceRow.first_seen_at, EvidenceRow.address, due)
         .outerjoin(CandidateRow, CandidateRow.address == EvidenceRow.address)
-        .where(EvidenceRow.domain == domain, EvidenceRow.last_seen_at >= since)
+        # A range of the (domain, first_seen_at) index: the addresses new since, not every day kept.
+        .where(EvidenceRow.domain == domain, EvidenceRow.first_seen_at >= since)
         .execution_options(yield_per=5000)
     )
-    for text, address, is_due in session.execute(stmt):
-        if text and (at := datetime.fromisoformat(text)) >= since:
-            yield at, address, bool(is_due)
+    for at, address, is_due in session.execute(stmt):
+        yield at, address, bool(is_due)
 
 
 def save_decision(

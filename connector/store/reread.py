@@ -4,8 +4,21 @@ Evidence folds by message key (a delivery counted twice is one message), but the
 event counters and the event log would grow with every re-read. While a source
 re-reads, an event whose copy is already in the event log (same address, time,
 message key, status and recipient, as often as it is there) is not counted again.
-The event log keeps ``safety.event_log_days``; older events are folded again like
-a backfill: their deliveries still count once, only the counters grow.
+
+What the event log holds decides what is recognised (``state.event_log``):
+- ``full``: every event; a re-read counts nothing twice.
+- ``decisive``: the events that count toward a decision; those are not counted
+  twice, the others (deferrals, notifications, failures that prove nothing, a
+  message's second copy) are counted again in ``events seen``. Decisions do not
+  change: those events count toward none, and deliveries fold by message key.
+- ``off``: nothing new is logged, so nothing read since is recognised; such
+  events are counted again in the counters (``connector source reset`` warns).
+  Decisions still do not change.
+
+The event log keeps twice the longest window plus ``retention.evidence_grace_days``
+(or ``safety.event_log_days``, jobs/housekeeping.py: ``event_log_cutoff``); older events
+are folded again like a backfill: their deliveries still count once, only the
+counters grow.
 """
 
 from __future__ import annotations
@@ -47,7 +60,7 @@ def logged_counts(session: Session, events: Mapping[str, Sequence[DeliveryEvent]
             ).where(EventLogRow.address.in_(chunk), EventLogRow.at >= earliest, EventLogRow.at <= latest)
         )
         for address, at, message_key, status, recipient in rows:
-            key = (address, at, message_key, status, recipient)
+            key = (address, at, message_key, status, recipient or address)  # None: spelled as the address
             if key in wanted:
                 counts[key] += 1
     return counts

@@ -13,7 +13,18 @@ def test_bench_ingest_smoke(tmp_path: Path) -> None:
     bench = ROOT / "bench" / "ingest.py"
     log = DATA / "postfix" / "generated-300.log"
     result = subprocess.run(
-        [sys.executable, str(bench), "--workdir", str(tmp_path), "--batch-lines", "500", "--runs", "1", "--log", str(log)],
+        [
+            sys.executable,
+            str(bench),
+            "--workdir",
+            str(tmp_path),
+            "--batch-lines",
+            "500",
+            "--runs",
+            "1",
+            "--log",
+            str(log),
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -32,6 +32,7 @@ sources:
   - name: gw
     paths: ["{dir}/mail.log*"]
     batch_lines: 50
+    commit_seconds: 0.01
 domains:
   dunder51.com: {{org: Dunder, method: smartcreate}}
   hooli-coffee.ch: {{org: Hooli, method: autocreate}}
@@ -48,15 +49,21 @@ def setup(directory: Path) -> Path:
     return config
 
 
+# Ingest commits every 10 s by default (sources[].commit_seconds); this small log would be one commit.
+# This source commits every 10 ms instead, so that kills land between commits that each hold a few batches.
+CHILD = "import sys; from connector.cli import main; sys.exit(main())"
+
+
 def command(config: Path) -> list[str]:
-    # -vv: the child logs each committed batch, which tells the test when to strike.
-    return [str(Path(sys.executable).parent / "connector"), "ingest", "-c", str(config), "-vv"]
+    # -vv: the child logs each commit, which tells the test when to strike.
+    return [sys.executable, "-c", CHILD, "ingest", "-c", str(config), "-vv"]
 
 
 def evidence(directory: Path) -> dict[str, Any]:
+    """Every column of every evidence row."""
     with sqlite3.connect(directory / "state.sqlite") as db:
-        rows = db.execute("SELECT address, data, revision, last_seen_at FROM evidence ORDER BY address").fetchall()
-    return {address: (data, revision, seen) for address, data, revision, seen in rows}
+        rows = db.execute("SELECT * FROM evidence ORDER BY address").fetchall()
+    return {row[0]: row[1:] for row in rows}
 
 
 def write_log(directory: Path, lines: list[bytes], start: int, stop: int, rotate: bool) -> None:

@@ -34,7 +34,7 @@ def test_housekeeping_drops_expired_evidence_and_old_runs_only(demo_config: Path
             ("owed@acme.com", cutoff - timedelta(days=30), CandidateState.DEFERRED),
             ("made@acme.com", cutoff - timedelta(days=30), CandidateState.CREATED),
         ]:
-            session.add(EvidenceRow(address=address, domain="acme.com", data={}, revision=1, last_seen_at=seen))
+            session.add(EvidenceRow(address=address, domain="acme.com", revision=1, last_seen_at=seen))
             session.add(
                 CandidateRow(address=address, domain="acme.com", state=state.value, reason="x", decided_at=seen)
             )

@@ -9,7 +9,6 @@ tests send mail with smtplib and read the log Postfix wrote.
 from __future__ import annotations
 
 import smtplib
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -23,6 +22,8 @@ from connector.domain.evidence import AddressEvidence, Delivery
 from connector.policy.evidence import record_events
 from connector.sources.base import SourceBatch
 from connector.sources.postfix import PostfixLogSource
+from connector.store import repository
+from connector.store.database import make_engine, make_sessionmaker
 from tests.mailflow import (  # noqa: F401  (re-exported: older tests import the harness from here)
     EXPIRE_AT_ONCE,
     KNOWN,
@@ -76,13 +77,14 @@ def test_real_postfix_log_is_ingested(postfix: tuple[int, Path], tmp_path: Path)
         "directory: {type: ldif, path: dir.ldif}\n"
     )
     assert main(["ingest", "-c", str(config)]) == 0
-    with sqlite3.connect(tmp_path / "state.sqlite") as db:
-        rows = dict(db.execute("SELECT address, data FROM evidence").fetchall())
-    assert '"recent": [{' in rows["alice@example.com"]  # two distinct messages counted
-    assert rows["alice@example.com"].count('"message_id"') == 2
-    assert '"recent": []' in rows["sender@partner.test"]  # the NDR counts for nobody
-    assert '"accepted_at": null' in rows["sender@partner.test"]
-    assert '"invalidated_at": null' not in rows["nouser@example.com"]
+    engine = make_engine(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    with make_sessionmaker(engine)() as session:
+        rows = repository.load_evidence(session, ["alice@example.com", "sender@partner.test", "nouser@example.com"])
+    engine.dispose()
+    assert len({d.message_key for d in rows["alice@example.com"].recent}) == 2  # two distinct messages counted
+    assert rows["sender@partner.test"].recent == ()  # the NDR counts for nobody
+    assert rows["sender@partner.test"].accepted_at is None
+    assert rows["nouser@example.com"].invalidated_at is not None
 
 
 def refuse_bdat(port: int) -> tuple[int, bytes]:

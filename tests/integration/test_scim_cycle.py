@@ -14,6 +14,7 @@ from connector.config import load_settings
 from connector.reporting.text import render_text
 from jobs.cycle import run_cycle
 from jobs.refresh_known import refresh_known
+from tests.django_scim_server import AnyScimServer, on_both_servers
 from tests.integration.test_scim_target import group_members, post_by_hand, scim_get, users_named
 from tests.scim_server import CLIENT_SECRET, TOKEN, Fault, FaultProxy, ScimTestServer
 
@@ -137,8 +138,13 @@ def test_target_check_with_oauth_client_credentials(
     assert "refused the client credentials" in capsys.readouterr().err
 
 
+@on_both_servers
 def test_target_check_fails_cleanly_when_the_server_is_down(
-    demo_config: Path, proxy: FaultProxy, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    demo_config: Path,
+    server: AnyScimServer,
+    proxy: FaultProxy,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = use_target(demo_config, scim_target(proxy.url()))
     proxy.add(Fault("GET", "/", "status", times=100, status=500))
@@ -151,7 +157,8 @@ def test_target_check_fails_cleanly_when_the_server_is_down(
     assert "refused the credentials (401)" in capsys.readouterr().err
 
 
-def test_dry_run_sends_no_write(demo_config: Path, server: ScimTestServer, proxy: FaultProxy) -> None:
+@on_both_servers
+def test_dry_run_sends_no_write(demo_config: Path, server: AnyScimServer, proxy: FaultProxy) -> None:
     config = use_target(demo_config, scim_target(proxy.url()))
     report = run_cycle(build_connector(load_settings(config), {"SCIM_TOKEN": TOKEN}), clock=utc_now, dry_run=True)
     assert len(report.created) == 6 and "create bob@acme.com in Acme Corp" in report.planned_changes
@@ -159,8 +166,9 @@ def test_dry_run_sends_no_write(demo_config: Path, server: ScimTestServer, proxy
     assert scim_get(server, "/Users")["totalResults"] == 0
 
 
+@on_both_servers
 def test_target_refresh_command_and_check_of_a_local_target(
-    demo_config: Path, server: ScimTestServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    demo_config: Path, server: AnyScimServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert main(["target", "check", "-c", str(demo_config)]) == 0
     out = capsys.readouterr().out

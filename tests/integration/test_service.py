@@ -17,7 +17,9 @@ from connector.cli import main
 from tests.service import State, grow_log, service_config, start, stop, wait_for
 
 BIG = 80  # copies of the demo log: ~48,000 lines, a few seconds of ingest in batches of 1,000
-SLOW_SOURCE = {"sources": [{"name": "demo-gateway", "path": "demo/logs/mail.log", "batch_lines": 1000}]}
+SLOW_SOURCE = {
+    "sources": [{"name": "demo-gateway", "path": "demo/logs/mail.log", "batch_lines": 1000, "commit_seconds": 0}]
+}
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ purpose, under the ingest lock, without counting any event twice. SQLite and Pos
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from connector.cli import main
 from connector.config import load_settings
 from connector.store import repository
 from connector.store.models import EventLogRow, EvidenceRow
+from connector.store.repository import evidence_from_row
 from jobs.registry import JOBS
 from tests.conftest import utc
 from tests.service import service_config
@@ -27,12 +29,12 @@ def sync(config: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
 
 
 def snapshot(config: Path) -> tuple[list[tuple[str, Any, int]], list[tuple[Any, ...]]]:
-    """Every evidence row (address, JSON, revision) and every event log row but its id and location."""
+    """Every evidence row (address, evidence, revision) and every event log row but its id and location."""
     connector = build_connector(load_settings(config), {})
     try:
         with connector.sessions() as session:
             evidence = [
-                (row.address, row.data, row.revision)
+                (row.address, evidence_from_row(row), row.revision)
                 for row in session.scalars(select(EvidenceRow).order_by(EvidenceRow.address))
             ]
             logged = sorted(
@@ -89,7 +91,7 @@ def test_reset_from_a_time_drops_older_events(
     assert report["sources"][0]["lines_read"] == 916
     evidence, logged = snapshot(config)
     assert logged and all(row[1] >= since for row in logged)
-    assert all(data["first_seen_at"] >= since.isoformat() for _, data, _ in evidence)
+    assert all(stored.first_seen_at is not None and stored.first_seen_at >= since for _, stored, _ in evidence)
     connector = build_connector(load_settings(config), {})
     with connector.sessions() as session:
         checkpoint = repository.load_checkpoint(session, "demo-gateway")
@@ -110,9 +112,9 @@ def test_reset_from_a_time_drops_older_events(
 
 
 def without_first_qualification(row: tuple[str, Any, int]) -> tuple[str, Any, int, bool]:
-    address, data, revision = row
-    rest = {k: v for k, v in data.items() if k not in ("qualified_at", "qualifying")}
-    return address, rest, revision, data.get("qualified_at") is not None
+    address, stored, revision = row
+    rest = dataclasses.replace(stored, qualified_at=None, qualifying=())
+    return address, rest, revision, stored.qualified_at is not None
 
 
 def test_reset_names_and_the_lock(demo_config: Path, state_url: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -247,7 +247,9 @@ def serve() -> None:
     import psycopg  # noqa: F401
     import requests  # noqa: F401
 
-    import connector.cli  # noqa: F401 - everything a run needs, imported before forking
+    import connector.cli
+
+    connector.cli.build_parser()  # every command module: everything a run needs, imported before forking
     import jobs.cycle
     import jobs.registry
     import jobs.scheduler  # noqa: F401

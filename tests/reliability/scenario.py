@@ -95,10 +95,7 @@ def _json(value: Any) -> Any:
 
 def outcome(url: str, server: ScimTestServer) -> dict[str, Any]:
     """What a run (or a run, a kill and the reruns) left behind, comparable with an uninterrupted run."""
-    evidence = {
-        a: (_json(data), rev, seen)
-        for a, data, rev, seen in _rows(url, "SELECT address, data, revision, last_seen_at FROM evidence")
-    }
+    evidence = {row[0]: tuple(row[1:]) for row in _rows(url, "SELECT * FROM evidence")}  # every column
     decisions = dict(
         (address, (state, reason))
         for address, state, reason in _rows(url, "SELECT address, state, reason FROM candidates")

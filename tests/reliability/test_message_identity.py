@@ -157,7 +157,7 @@ def test_evidence_stored_with_bracketed_keys_before_the_upgrade_matches_new_keys
         revision=2,
     )
     with make_sessionmaker(engine).begin() as session:
-        repository.save_evidence_many(session, [(old, "acme.com")], existing=set())
+        repository.save_evidence_many(session, [(old, "acme.com")])
     with make_sessionmaker(engine)() as session:
         loaded = repository.load_evidence(session, ["alice@acme.com"])["alice@acme.com"]
     engine.dispose()

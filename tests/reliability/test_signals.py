@@ -52,10 +52,10 @@ def evidence(url: str) -> dict[str, Any]:
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            rows = connection.execute(text("SELECT address, data, revision, last_seen_at FROM evidence")).all()
+            rows = connection.execute(text("SELECT * FROM evidence")).all()
     finally:
         engine.dispose()
-    return {a: (json.loads(data) if isinstance(data, str) else data, rev, seen) for a, data, rev, seen in rows}
+    return {row[0]: tuple(row[1:]) for row in rows}  # every column
 
 
 def runs(url: str) -> list[tuple[str, bool]]:
@@ -69,24 +69,25 @@ def runs(url: str) -> list[tuple[str, bool]]:
 
 
 def sync_and_signal(config: Path, signum: signal.Signals) -> tuple[int, dict[str, Any], str]:
-    """Start ``connector sync``, send ``signum`` once it has committed two batches of the log."""
+    """Start ``connector sync``, send ``signum`` once it has read two batches of the log (ingest commits them
+    when it stops)."""
     child = subprocess.Popen(
         [CONNECTOR, "sync", "-c", str(config), "-vv", "--format", "json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     assert child.stderr is not None
-    committed, seen = 0, []
+    read, seen = 0, []
     deadline = time.monotonic() + 60
-    while committed < 2 and time.monotonic() < deadline:
+    while read < 2 and time.monotonic() < deadline:
         if not select.select([child.stderr], [], [], 1.0)[0]:
             continue
         line = child.stderr.readline()
         if not line:
             break
         seen.append(line.decode(errors="replace"))
-        committed += b"batch committed" in line
-    assert committed == 2, "".join(seen[-20:])
+        read += b"batch read" in line
+    assert read == 2, "".join(seen[-20:])
     child.send_signal(signum)
     out, err = child.communicate(timeout=60)
     return child.returncode, json.loads(out), "".join(seen) + err.decode(errors="replace")
