@@ -47,5 +47,7 @@ def test_bench_cycle_smoke(tmp_path: Path) -> None:
         row = re.search(rf"^{size} +{entries} +(\d+\.\d+) +(\d+\.\d+) +(\d+\.\d\d)$", out, re.MULTILINE)
         assert row is not None, out
         short, long, ratio = (float(v) for v in row.groups())
-        assert short > 0 and long > 0 and abs(ratio - long / short) < 0.01
+        # The ratio is printed to 2 decimals from unrounded times, the times to 3 decimals.
+        slack = 0.005 + 0.0005 * (1 + long / short) / short + 1e-9
+        assert short > 0 and long > 0 and abs(ratio - long / short) <= slack
     assert re.search(r"state long-small: [\d,]+ lines of history, [\d,]+ addresses", out)
