@@ -234,33 +234,9 @@ def build_scim_target(
     # Imported here: scim2-models takes about a second to import, which every
     # other command (health checks included) would pay for nothing.
     from connector.compliance.scim import ScimComplianceDirectory
-    from connector.compliance.scim_http import RateLimiter, ScimHttp
+    from connector.compliance.scim_http import ScimHttp
 
-    bearer = (
-        resolve_secret(target.bearer_token, environ, "target.bearer_token").get_secret_value()
-        if target.bearer_token
-        else None
-    )
-    oauth = (
-        (
-            target.oauth,
-            resolve_secret(target.oauth.client_secret, environ, "target.oauth.client_secret").get_secret_value(),
-        )
-        if target.oauth
-        else None
-    )
-    http = ScimHttp(
-        str(target.url),
-        bearer_token=bearer,
-        oauth=oauth,
-        verify=str(target.ca_file) if target.ca_file else True,
-        timeout=target.timeout_seconds,
-        rate=RateLimiter(target.requests_per_second),
-        retry=target.retry,
-        health=health,
-        pool_size=target.concurrency,
-        clock=clock,
-    )
+    http = ScimHttp.from_settings(target, environ, health=health, clock=clock)
     known = KnownStore(sessions, str(target.url))
     return ScimComplianceDirectory(http, target, known, health, clock, logging.getLogger("connector.compliance.scim"))
 
