@@ -14,11 +14,10 @@ from sqlalchemy.orm import Session
 from connector.config.state import EventLogMode
 from connector.domain.decisions import CandidateState, Decision, Method, Outcome, Reason
 from connector.domain.events import DeliveryEvent, DeliveryStatus
-from connector.domain.evidence import AddressEvidence
 from connector.domain.safety import CatchAllFinding, CatchAllStatus
 from connector.policy.event_log import is_decisive
-from connector.store.models import BlockRow, CandidateRow, CatchAllRow, EventLogRow, EvidenceRow, StagedRow
-from connector.store.repository import WRITE_CHUNK, evidence_from_row
+from connector.store.models import BlockRow, CandidateRow, CatchAllRow, EventLogRow, StagedRow
+from connector.store.repository import WRITE_CHUNK
 
 
 def _finding(row: CatchAllRow) -> CatchAllFinding:
@@ -91,13 +90,6 @@ def save_catch_all(session: Session, finding: CatchAllFinding) -> None:
         ).scalar_one_or_none()
         if save_catch_all_if_unchanged(session, finding, current):
             return
-
-
-def domain_evidence(session: Session, domain: str) -> Iterator[AddressEvidence]:
-    """Every stored address of ``domain`` (for the passive catch-all rule)."""
-    stmt = select(EvidenceRow).where(EvidenceRow.domain == domain).execution_options(yield_per=1000)
-    for row in session.scalars(stmt):
-        yield evidence_from_row(row)
 
 
 def blocked_addresses(session: Session) -> set[str]:
