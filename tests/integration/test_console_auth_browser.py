@@ -10,20 +10,18 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.console_login import USERS, sign_in_browser, sign_out_browser, write_users_file
 from tests.integration.test_console_auth_proxy import served
 from tests.integration.test_report_browser import (
-    CHROMEDRIVER,
-    CHROMIUM,
     NARROW,
     OVERFLOWING,
     WIDE,
     assert_no_alert,
     at_width,
+    chromium,
 )
 
 LONG_NAME = "l" * 64  # the longest name the users file takes
@@ -31,26 +29,8 @@ LONG_NAME = "l" * 64  # the longest name the users file takes
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--hide-scrollbars",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-sign-in')}",
-        "--window-size=1280,900",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium-sign-in")) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from urllib.parse import quote
 import pytest
 import uvicorn
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -28,13 +27,12 @@ from connector.store import safety as safety_store
 from tests.console_login import sign_in_browser
 from tests.console_setup import HOSTILE, HOSTILE_NAME, HeldDemo, cli_json, held_demo
 from tests.integration.test_report_browser import (
-    CHROMEDRIVER,
-    CHROMIUM,
     NARROW,
     WIDE,
     assert_no_alert,
     at_width,
     check_layout,
+    chromium,
 )
 
 __all__ = ["held_demo"]  # the fixture, for pytest
@@ -42,26 +40,8 @@ __all__ = ["held_demo"]  # the fixture, for pytest
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--hide-scrollbars",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-console')}",
-        "--window-size=1280,900",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium-console")) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _free_port() -> int:

@@ -28,7 +28,6 @@ import uvicorn
 import werkzeug.serving
 from pytest_httpserver import HTTPServer
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 from starlette.applications import Starlette
@@ -39,6 +38,7 @@ from starlette.routing import Route
 from connector.config.console import ConsoleSettings
 from connector.console.auth import check_csrf, current_user, install_auth, require
 from tests.console_login import csrf_from
+from tests.integration.test_report_browser import chromium
 
 with warnings.catch_warnings():  # the provider imports Authlib's deprecated ``authlib.jose``: its business
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -266,25 +266,8 @@ def test_a_discovery_document_naming_another_issuer_is_refused(tmp_path: Path, h
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     """Headless Chromium, as in tests/integration/test_report_browser.py."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for argument in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1280,900",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-    try:
+    with chromium(tmp_path / "chromium-profile") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_sign_in_in_a_real_browser(console: Console, browser: webdriver.Chrome) -> None:
