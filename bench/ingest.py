@@ -11,7 +11,7 @@ median wall time, CPU time and peak RSS (``wait4``) of each:
 - ``wc -l`` and ``LC_ALL=C grep -c status=sent``: the speed of the disk and a
   single C scan, the floor;
 - ``pflogsumm`` (Debian package): the baseline a Postfix admin knows;
-- ours, parse + join only (``PostfixLogSource`` read to the end, events dropped);
+- ours, parse + join only (a ``postfix`` ``FileLogSource`` read to the end, events dropped);
 - ours, ``connector ingest`` end to end: parse, join, evidence folded into
   SQLite, checkpoint committed with the evidence; and the state database's size.
 
@@ -98,9 +98,9 @@ def write_config(workdir: Path, log: Path, domains: list[str], batch_lines: int)
 
 PARSE_ONLY = """
 import sys
-from connector.sources.postfix import PostfixLogSource
+from connector.sources.formats import log_source
 events = 0
-for batch in PostfixLogSource("bench", [sys.argv[1]]).read(None):
+for batch in log_source("postfix", "bench", [sys.argv[1]]).read(None):
     events += len(batch.events)
 print(events)
 """

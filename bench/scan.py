@@ -5,7 +5,7 @@
     .venv/bin/python bench/scan.py --messages 13000   # a quick look
 
 Generates the log with the shared generator (seed 20240304) unless ``--log`` names one, then
-reads it to the end with ``PostfixLogSource`` both ways (``chunk_scan=False`` / ``True``),
+reads it to the end with a ``postfix`` ``FileLogSource`` both ways (``chunk_scan=False`` / ``True``),
 runs interleaved, and prints the CPU seconds of each (median), lines per CPU second and the
 ratio. Parse and join only: events are built and dropped, no database. Both reads are checked
 to hand on the same number of events and lines. ``--no-join`` stubs the joiner out (no events):
@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from connector.sources.postfix import PostfixJoiner, PostfixLogSource
+from connector.sources.formats import log_source
+from connector.sources.postfix import PostfixJoiner
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT.parent / "shared" / "bench" / "gen_postfix_log.py"  # the shared generator, beside the project
@@ -40,7 +41,7 @@ def generate(messages: int, seed: int, out: Path) -> None:
 
 def read(log: Path, chunk_scan: bool) -> tuple[float, float, int, int]:
     """CPU and wall seconds, lines read and events of one read to the end."""
-    source = PostfixLogSource("bench", log, chunk_scan=chunk_scan)
+    source = log_source("postfix", "bench", log, chunk_scan=chunk_scan)
     cpu, wall = time.process_time(), time.perf_counter()
     lines = events = 0
     for batch in source.read(None):

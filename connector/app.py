@@ -30,15 +30,14 @@ from connector.mail.base import Mailer
 from connector.mail.smtp import SmtpMailer
 from connector.notify.base import Notifier
 from connector.policy.addresses import AddressMap
+from connector.policy.catch_all import CatchAllThresholds
+from connector.policy.limits import CreationLimits
 from connector.policy.org_rules import OrgRule
 from connector.probe.base import CatchAllProbe
 from connector.probe.smtp import SmtpCatchAllProbe
 from connector.sources.base import LogSource
-from connector.sources.exchange import ExchangeTrackingLogSource
-from connector.sources.exim import EximLogSource
 from connector.sources.files import FileLogSource
-from connector.sources.jsonl import JsonLinesLogSource
-from connector.sources.postfix import PostfixLogSource
+from connector.sources.formats import log_source
 from connector.store.database import make_engine, make_sessionmaker, require_state, upgrade
 from connector.store.locks import JobLocks, make_job_locks
 from connector.store.safety import EVENT_LOG_MODE
@@ -69,6 +68,10 @@ class Connector:
     target: ComplianceDirectory
     locks: JobLocks
     """Cross-process job locks (one active cycle across replicas)."""
+    catch_all_thresholds: CatchAllThresholds
+    """``safety.catch_all`` as the pure catch-all rules take it."""
+    creation_limits: CreationLimits
+    """``safety.limits`` as the pure creation budget takes it."""
     instance: str = "local"
     """This instance's name in job status and health checks."""
     stop: threading.Event = field(default_factory=threading.Event)
@@ -82,18 +85,10 @@ class Connector:
     """Channels of the notifications at once (webhook, mail); empty: none configured."""
 
 
-def build_source(source: SourceSettings) -> LogSource:
-    """The reader for one configured log stream, by its format."""
-    patterns, zone, batch = source.patterns(), ZoneInfo(source.timezone), source.batch_lines
-    reader: FileLogSource
-    if source.format == "exim":
-        reader = EximLogSource(source.name, patterns, timezone=zone, batch_lines=batch)
-    elif source.format == "exchange":
-        reader = ExchangeTrackingLogSource(source.name, patterns, batch_lines=batch)
-    elif source.format == "jsonl":
-        reader = JsonLinesLogSource(source.name, patterns, batch_lines=batch)
-    else:
-        reader = PostfixLogSource(source.name, patterns, timezone=zone, batch_lines=batch)
+def build_source(source: SourceSettings) -> FileLogSource:
+    """The reader for one configured log stream, by its format (every format reads files)."""
+    zone = ZoneInfo(source.timezone)
+    reader = log_source(source.format, source.name, source.patterns(), timezone=zone, batch_lines=source.batch_lines)
     reader.missing_after = timedelta(minutes=source.missing_after_minutes)
     reader.commit_seconds = source.commit_seconds
     return reader
@@ -367,6 +362,8 @@ def build_connector(
         notifiers=build_notifiers(settings, environ, mailer),
         probe=build_probe(settings),
         org_rules=settings.org_rule_list(),
+        catch_all_thresholds=settings.safety.catch_all.thresholds(),
+        creation_limits=settings.safety.limits.creation_limits(),
         locks=make_job_locks(engine),
         instance=settings.monitoring.instance or socket.gethostname(),
     )

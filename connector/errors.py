@@ -36,5 +36,16 @@ class FatalError(ConnectorError):
     """The run must stop."""
 
 
+class InvariantError(FatalError):
+    """A state the code rules out was reached: a bug, not bad input (where an ``assert``
+    would vanish under ``python -O``, this stays)."""
+
+
 class ConflictError(RetriableError):
     """The target's copy changed since it was read (HTTP 412 on ``If-Match``): read again, plan again."""
+
+
+class CredentialsRefused(FatalError):
+    """A server refused our credentials (LDAP bind, HTTP 401/403, OAuth client, SMTP login): a person must
+    fix the secret or the account, so the run stops at once and nothing asks that server again in a loop
+    (docs/reliability.md#authentication-failures)."""

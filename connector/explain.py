@@ -3,7 +3,7 @@ lifecycle planner would do now with the managed user it belongs to."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,9 +25,10 @@ from connector.domain.lifecycle import (
     TargetUser,
 )
 from connector.domain.safe_text import printable
+from connector.domain.safety import CatchAllFinding
 from connector.errors import RetriableError
 from connector.policy import catch_all
-from connector.policy.addresses import DomainRule
+from connector.policy.addresses import DomainRule, MappedAddress
 from connector.policy.exclusions import Exclusions
 from connector.policy.known import KnownAddresses
 from connector.policy.plans import change_key
@@ -35,7 +36,7 @@ from connector.policy.reconcile import canonical_or
 from connector.store import lifecycle as lifecycle_store
 from connector.store import repository
 from connector.store import safety as safety_store
-from connector.store.models import CandidateRow, EventLogRow, HeldChangeRow
+from connector.store.models import CandidateRow, EventLogRow, HeldChangeRow, StagedRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,30 +138,80 @@ def explain(
     ``known_addresses`` reads the target's addresses (default: ``load_known``, each call); the report
     pages, which tell hundreds of addresses, hand in one that reads them once.
     Raises ``InvalidAddress`` for text that is not an address (the CLI says so once, exit 2)."""
-    out = [f"Address: {address}"]
     mapped = connector.address_map.map(address)
-    out.append("Normalisation:")
-    out.extend(f"  {step}" for step in mapped.steps)
-    out.append(f"  canonical address: {mapped.address}")
-    owner_at = len(out)  # the user it resolves to is told here, once the directories answered
+    stored = _read_stored(connector, mapped, now)
+    evidence = stored.evidence or AddressEvidence(address=mapped.address)
+    known, target_lines = _ask_target(connector, mapped.address, known_addresses)
+    answer, directory_lines = _ask_directory(connector, mapped.address, evidence)
+    out = [
+        *_normalisation_lines(address, mapped),
+        *_owner_lines(connector, mapped.address, answer, known),  # the user it resolves to
+        *_evidence_section(connector, mapped.address, stored),
+        *_catch_all_lines(connector, mapped, stored.finding),
+        *_guard_section(connector, mapped.address, stored),
+        "Compliance directory:",
+        *target_lines,
+        "Mail directory:",
+        *directory_lines,
+        "Decision if a run happened now (the cycle's own code, every guard, nothing written):",
+        *_decision_lines(connector, stored.candidate, mapped.address, now, decide_now),
+    ]
+    if plan_user is not None:
+        out += ["Lifecycle:", *_lifecycle_lines(connector, mapped.address, known, plan_user)]
+    out += _last_decision_lines(stored.candidate)
+    return _text(out)
 
-    rule = mapped.rule
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What the state database holds about one address, read in one session."""
+
+    evidence: AddressEvidence | None
+    candidate: CandidateRow | None
+    events: list[EventLogRow]
+    events_since: datetime
+    finding: CatchAllFinding | None  # of the address's domain
+    blocked: set[str]
+    staged: list[StagedRow]
+
+
+def _read_stored(connector: Connector, mapped: MappedAddress, now: datetime) -> _Stored:
     with connector.sessions() as session:
-        stored = repository.load_evidence(session, [mapped.address]).get(mapped.address)
+        evidence = repository.load_evidence(session, [mapped.address]).get(mapped.address)
         candidate = repository.get_candidate(session, mapped.address)
-        events = safety_store.logged_events(session, mapped.address, since := _events_since(stored, rule, now))
+        since = _events_since(evidence, mapped.rule, now)
+        events = safety_store.logged_events(session, mapped.address, since)
         finding = safety_store.load_catch_all(session, mapped.domain)
         blocked = safety_store.blocked_addresses(session)
         staged = safety_store.staged(session, address=mapped.address)
-    out.append("Evidence from the logs:")
-    evidence = stored or AddressEvidence(address=mapped.address)
-    out.extend(_evidence_lines(evidence) if stored else ["  none stored (no delivery seen, or domain not managed)"])
-    mode = connector.settings.state.event_log
-    out.append(EVENTS_HEADING[mode].format(since=since.isoformat()))
-    if mode is not EventLogMode.OFF or events:  # events kept before the log was switched off are still told
-        out.extend(_event_lines(events, mapped.address, mode) or ["  none kept"])
+    return _Stored(evidence, candidate, events, since, finding, blocked, staged)
 
-    out.append(f"Catch-all status of {mapped.domain}:")
+
+def _normalisation_lines(address: str, mapped: MappedAddress) -> list[str]:
+    return [
+        f"Address: {address}",
+        "Normalisation:",
+        *(f"  {step}" for step in mapped.steps),
+        f"  canonical address: {mapped.address}",
+    ]
+
+
+def _evidence_section(connector: Connector, address: str, stored: _Stored) -> list[str]:
+    """The evidence kept, then the delivery events the event log kept (as ``state.event_log`` says)."""
+    out = ["Evidence from the logs:"]
+    if stored.evidence is not None:
+        out.extend(_evidence_lines(stored.evidence))
+    else:
+        out.append("  none stored (no delivery seen, or domain not managed)")
+    mode = connector.settings.state.event_log
+    out.append(EVENTS_HEADING[mode].format(since=stored.events_since.isoformat()))
+    if mode is not EventLogMode.OFF or stored.events:  # events kept before the log was switched off are still told
+        out.extend(_event_lines(stored.events, address, mode) or ["  none kept"])
+    return out
+
+
+def _catch_all_lines(connector: Connector, mapped: MappedAddress, finding: CatchAllFinding | None) -> list[str]:
+    out = [f"Catch-all status of {mapped.domain}:"]
     if finding is None:
         out.append("  not checked (only autocreate and auto domains are)")
     else:
@@ -168,68 +219,77 @@ def explain(
             f"  {finding.status.value} ({finding.source}, checked {finding.checked_at.isoformat()}, "
             f"trusted until {finding.expires_at.isoformat()}): {finding.detail}"
         )
+    rule = mapped.rule
     if rule is not None and rule.method in (Method.AUTOCREATE, Method.AUTO):
         probe_configured = connector.probe is not None and connector.probe.configured(mapped.domain)
         effective = catch_all.effective_rule(rule, finding, probe_configured)
         out.append(f"  effect: {effective.note or 'Autocreate'}")
+    return out
 
-    out.append("Guards:")
-    exclusions = Exclusions(connector.settings.safety.exclusions.local_parts, blocked)
+
+def _guard_section(connector: Connector, address: str, stored: _Stored) -> list[str]:
+    exclusions = Exclusions(connector.settings.safety.exclusions.local_parts, stored.blocked)
     guard_lines = []
-    if exclusions.blocked(mapped.address):
+    if exclusions.blocked(address):
         guard_lines.append("  blocked (connector block): never created automatically")
-    if (pattern := exclusions.matching_pattern(mapped.address)) is not None:
+    if (pattern := exclusions.matching_pattern(address)) is not None:
         guard_lines.append(f"  excluded: local part matches {pattern!r}")
-    guard_lines.extend(f"  held in run {row.run_id}: {row.reason} (connector pending)" for row in staged)
+    guard_lines.extend(f"  held in run {row.run_id}: {row.reason} (connector pending)" for row in stored.staged)
+    candidate = stored.candidate
     if candidate is not None and candidate.reason in ("dictionary_attack", "limit_reached", "catch_all_suspended"):
         guard_lines.append(f"  last run: {candidate.reason}: {candidate.detail}")
-    out.extend(guard_lines or ["  none hit"])
+    return ["Guards:", *(guard_lines or ["  none hit"])]
 
-    out.append("Compliance directory:")
+
+def _ask_target(
+    connector: Connector, address: str, known_addresses: Callable[[], KnownAddresses] | None
+) -> tuple[KnownAddresses | None, list[str]]:
+    """The target's addresses (None when it cannot be read) and what it says of ``address``."""
     try:
         known = known_addresses() if known_addresses else load_known(connector.target, connector.address_map)
-        owner = known.owner_of(mapped.address)
-        out.append(
-            "  not known"
-            if owner is None
-            else ("  known as a user" if owner == mapped.address else f"  known as an alias of {owner}")
-        )
     except RetriableError as exc:
-        out.append(f"  unavailable: {exc}")
-        known = None
+        return None, [f"  unavailable: {exc}"]
+    owner = known.owner_of(address)
+    if owner is None:
+        return known, ["  not known"]
+    return known, ["  known as a user" if owner == address else f"  known as an alias of {owner}"]
 
-    out.append("Mail directory:")
-    answer: DirectoryAnswer = None
+
+def _ask_directory(connector: Connector, address: str, evidence: AddressEvidence) -> tuple[DirectoryAnswer, list[str]]:
+    """The mail directory's answer for the address (None: no object, or the directory is unavailable)."""
     try:
-        looked_up = lookup_candidates(connector.directory, [evidence])[mapped.address]
+        looked_up = lookup_candidates(connector.directory, [evidence])[address]
         if isinstance(looked_up, RetriableError):
             raise looked_up
-        answer = looked_up
-        if answer is None:
-            out.append("  no object has this address")
-        else:
-            out.append(f"  {answer.kind.value} {answer.dn}")
-            out.append(f"  primary {answer.primary_address}; aliases: {', '.join(answer.aliases) or 'none'}")
-            out.append(f"  display name {answer.display_name!r}; enabled: {answer.enabled}")
     except RetriableError as exc:
-        out.append(f"  unavailable: {exc}")
-    out[owner_at:owner_at] = _owner_lines(connector, mapped.address, answer, known)
+        return None, [f"  unavailable: {exc}"]
+    if looked_up is None:
+        return None, ["  no object has this address"]
+    return looked_up, [
+        f"  {looked_up.kind.value} {looked_up.dn}",
+        f"  primary {looked_up.primary_address}; aliases: {', '.join(looked_up.aliases) or 'none'}",
+        f"  display name {looked_up.display_name!r}; enabled: {looked_up.enabled}",
+    ]
 
-    out.append("Decision if a run happened now (the cycle's own code, every guard, nothing written):")
-    refusal = _refusal_lines(connector, candidate, mapped.address, now)
-    out.extend(refusal.lines)
-    if not refusal.standing:  # a standing refusal is not sent again: nothing to simulate
-        out.append(_decision_line(decide_now, mapped.address))
-    if plan_user is not None:
-        out.append("Lifecycle:")
-        out.extend(_lifecycle_lines(connector, mapped.address, known, plan_user))
-    if candidate is not None:
-        out.append("Last recorded decision:")
-        out.append(
-            f"  {candidate.state} ({candidate.reason}) in run {candidate.run_id} at "
-            f"{candidate.decided_at.isoformat()}: {candidate.detail}"
-        )
-    return _text(out)
+
+def _decision_lines(
+    connector: Connector, candidate: CandidateRow | None, address: str, now: datetime, decide_now: DecideNow | None
+) -> list[str]:
+    """A standing refusal of the target, or what the cycle's own code decides now."""
+    refusal = _refusal_lines(connector, candidate, address, now)
+    if refusal.standing:  # a standing refusal is not sent again: nothing to simulate
+        return refusal.lines
+    return [*refusal.lines, _decision_line(decide_now, address)]
+
+
+def _last_decision_lines(candidate: CandidateRow | None) -> list[str]:
+    if candidate is None:
+        return []
+    return [
+        "Last recorded decision:",
+        f"  {candidate.state} ({candidate.reason}) in run {candidate.run_id} at "
+        f"{candidate.decided_at.isoformat()}: {candidate.detail}",
+    ]
 
 
 def _owner_lines(
@@ -343,13 +403,35 @@ def _lifecycle_lines(
     """Ownership, status, the directory's verdict, the target's state and the planner's changes."""
     managed = _find_managed(connector, address, known)
     if managed is None:
-        owner = known.owner_of(address) if known is not None else None
-        if owner is not None:
-            alias = "" if owner == address else f" (an alias of {owner})"
-            return [f"  unmanaged: never changed by the connector{alias}"]
-        if known is None:
-            return ["  not managed by the connector (the compliance directory could not be read)"]
-        return ["  not a user of the compliance directory, and not managed by the connector"]
+        return _unmanaged_lines(address, known)
+    lines = _managed_lines(address, managed)
+    if managed.status is ManagedStatus.DELETED:
+        return [*lines, "  deleted by the connector: nothing more is planned for it"]
+    plan = plan_user(managed.address)
+    if plan.unavailable is not None:
+        return [*lines, f"  not reconciled: {plan.unavailable}"]
+    if plan.target_error is not None:
+        return [*lines, f"  compliance directory unreadable, nothing would change: {plan.target_error}"]
+    lines.append(f"  mail directory verdict: {_directory_text(plan.directory)}")
+    lines.append(
+        "  in the compliance directory: "
+        + (_target_text(plan.actual) if plan.actual is not None else "missing (not in the target)")
+    )
+    return lines + _planned_lines(connector, managed.address, plan)
+
+
+def _unmanaged_lines(address: str, known: KnownAddresses | None) -> list[str]:
+    owner = known.owner_of(address) if known is not None else None
+    if owner is not None:
+        alias = "" if owner == address else f" (an alias of {owner})"
+        return [f"  unmanaged: never changed by the connector{alias}"]
+    if known is None:
+        return ["  not managed by the connector (the compliance directory could not be read)"]
+    return ["  not a user of the compliance directory, and not managed by the connector"]
+
+
+def _managed_lines(address: str, managed: ManagedUser) -> list[str]:
+    """Whose the address is, how and since when the connector manages it, what it did to it."""
     lines = []
     if managed.address != address:
         lines.append(f"  {address} belongs to the managed user {managed.address}")
@@ -363,50 +445,49 @@ def _lifecycle_lines(
         lines.append(f"  suspended by the connector at {managed.suspended_at.isoformat()}: {managed.suspend_reason}")
     if managed.denied:
         lines.append(f"  denied by an admin: {managed.denied} (not proposed again until the directory changes)")
-    if managed.status is ManagedStatus.DELETED:
-        lines.append("  deleted by the connector: nothing more is planned for it")
-        return lines
-    plan = plan_user(managed.address)
-    if plan.unavailable is not None:
-        lines.append(f"  not reconciled: {plan.unavailable}")
-        return lines
-    if plan.target_error is not None:
-        lines.append(f"  compliance directory unreadable, nothing would change: {plan.target_error}")
-        return lines
-    lines.append(f"  mail directory verdict: {_directory_text(plan.directory)}")
-    lines.append(
-        "  in the compliance directory: "
-        + (_target_text(plan.actual) if plan.actual is not None else "missing (not in the target)")
-    )
+    return lines
+
+
+def _planned_lines(connector: Connector, address: str, plan: LifecyclePlan) -> list[str]:
+    """The changes a run would make now, those held for a person, and the planner's notes (``address``: managed)."""
     with connector.sessions() as session:
-        stored = lifecycle_store.held_changes(session, address=managed.address)
+        stored = lifecycle_store.held_changes(session, address=address)
     held_kinds = {row.kind for row in stored if row.approved_at is None}
-    changes = plan.changes.for_address(managed.address)
+    changes = plan.changes.for_address(address)
     now_changes = [c for c in changes if not (c.destructive and c.kind.value in held_kinds)]
     held = [c for c in changes if c.destructive and c.kind.value in held_kinds]
-    held += [h.change for h in plan.changes.held if h.change.address == managed.address]
-    lines.append("  changes a run would make now:")
+    held += [h.change for h in plan.changes.held if h.change.address == address]
+    lines = ["  changes a run would make now:"]
     for change in now_changes:
         lines.extend(_change_lines(change))
     if not now_changes:
         lines.append("    none")
+    lines.extend(_held_lines(connector, stored, held, now_changes))
+    if address in plan.changes.abandoned:
+        lines.append("  its creation never reached the target: the next run forgets this record")
+    if address in plan.changes.confirmed:
+        lines.append("  its creation is in the target: the next run records it as active")
+    lines.extend(f"  note: {note}" for a, note in plan.changes.notes if a == address)
+    lines.extend(f"  not checked: {why}" for a, why in plan.changes.unknown if a == address)
+    return lines
+
+
+def _held_lines(
+    connector: Connector, stored: Sequence[HeldChangeRow], held: Sequence[Change], now_changes: Sequence[Change]
+) -> list[str]:
+    """The destructive changes held for a person, or why a run might still hold the ones planned now."""
     if held or stored:
-        lines.append("  held for a person (destructive changes beyond the lifecycle limits):")
+        lines = ["  held for a person (destructive changes beyond the lifecycle limits):"]
         lines.extend(_held_line(row) for row in stored)
         for change in held:
             if change.kind.value not in {row.kind for row in stored}:
                 lines.extend(_change_lines(change, "held: "))
-    elif any(c.destructive for c in now_changes):
+        return lines
+    if any(c.destructive for c in now_changes):
         limits = connector.settings.lifecycle
-        lines.append(
+        return [
             "  (limits are counted over all managed users in a run: beyond max_suspend_per_run="
             f"{limits.max_suspend_per_run}, max_delete_per_run={limits.max_delete_per_run} or "
             f"max_share_of_org={limits.max_share_of_org:g}, a run holds every destructive change instead)"
-        )
-    if managed.address in plan.changes.abandoned:
-        lines.append("  its creation never reached the target: the next run forgets this record")
-    if managed.address in plan.changes.confirmed:
-        lines.append("  its creation is in the target: the next run records it as active")
-    lines.extend(f"  note: {note}" for a, note in plan.changes.notes if a == managed.address)
-    lines.extend(f"  not checked: {why}" for a, why in plan.changes.unknown if a == managed.address)
-    return lines
+        ]
+    return []

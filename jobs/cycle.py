@@ -11,18 +11,19 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from connector.app import Connector
-from connector.compliance.base import BatchCreate, ComplianceDirectory, TargetFindings, new_user_for
+from connector.compliance.base import BatchCreate, ComplianceDirectory, PlannedWrites, TargetFindings, new_user_for
 from connector.compliance.dry_run import DryRunComplianceDirectory
 from connector.compliance.known import load_known
 from connector.compliance.refusals import refusal_fingerprints
-from connector.directory.ldif import LdifDirectory
+from connector.directory.base import RefreshableMirror, ReloadableDirectory
 from connector.directory.lookup import lookup_candidates
-from connector.directory.mirror import MirrorDirectory
 from connector.directory.presets import preset_check_of
 from connector.domain.decisions import Decision, Outcome, Reason
+from connector.domain.directory import DirectoryAnswer
 from connector.domain.evidence import AddressEvidence
 from connector.domain.report import RunReport
-from connector.errors import ConnectorError, RetriableError, SkippableError
+from connector.domain.status import RunStatus
+from connector.errors import ConnectorError, InvariantError, RetriableError, SkippableError
 from connector.policy.addresses import AddressMap, DomainRule
 from connector.policy.decide import assess, resolve
 from connector.policy.known import KnownAddresses
@@ -84,7 +85,8 @@ def _apply(
             via = f" via {decision.address}" if decision.address != user.primary_address else ""
             known.add_user(user.primary_address, user.aliases, origin=f"created in this run{via}")
         elif decision.outcome is Outcome.ADD_ALIAS:
-            assert decision.user_address is not None
+            if decision.user_address is None:  # ``resolve`` names the user of every alias it adds
+                raise InvariantError(f"an add_alias decision for {decision.address} without the user's address")
             target.add_alias(decision.user_address, decision.address)
             known.add_alias(decision.address, decision.user_address)
     except RetriableError as exc:
@@ -246,131 +248,231 @@ def decide_and_sync(
     the due evidence is read twice as a stream (``_screen_due``, ``_decide_the_rest``); only
     the candidates that need the directory are held, with their decisions.
     """
-    address_map = connector.address_map
-    try:
-        known = load_known(target, address_map)
-        target_down: RetriableError | None = None
-    except RetriableError as exc:
-        known, target_down = KnownAddresses(), exc
-        report.errors.append({"stage": "target", "error": f"cannot list known addresses: {exc}"})
-
-    fingerprints = connector.rule_fingerprints
-    refused = refusal_fingerprints(fingerprints, connector.settings.target)  # a refusal is retried when they change
-    due = repository.DueQuery(fingerprints, now, recheck, frozenset(also), refused)
+    run = _Run(session, connector, target, report, now, commit)
+    known, target_down = _read_known(run)
+    due = _due_query(connector, now, recheck, also)
     safety = SafetyStage.prepare(session, connector, report, due, known, now=now, plan=plan, commit=commit)
     address_map = safety.address_map  # the rules after catch-all detection (auto resolved)
     order, to_check = _screen_due(session, due, safety, known, address_map, now=now)
     final: dict[str, Decision] = {}  # address -> decision, for the candidates decided apart from the rest
-
     if target_down is not None:
-        for evidence in to_check:
-            final[evidence.address] = Decision(
-                evidence.address, Outcome.DEFER, Reason.TARGET_UNAVAILABLE, str(target_down)
-            )
+        final.update(_all_deferred(to_check, target_down))
         to_check = []
-    if commit:
-        session.commit()  # no write lock held while the directory (or its mirror) is read
-    answers = lookup_candidates(connector.directory, to_check)
-    failures = {str(a) for a in answers.values() if isinstance(a, RetriableError)}
-    for failure in sorted(failures):
-        report.errors.append({"stage": "directory", "error": failure})
-    if (preset := preset_check_of(connector.directory)) is not None and (warning := preset.warning()) is not None:
-        report.warnings.append(warning)  # a schema preset that does not fit the directory's entries
-
-    # Phase 1: decide, with every guard, as if each creation succeeds (a tentative
-    # copy of the known addresses), so that the creations can go out in one batch.
-    tentative = copy.deepcopy(known)
-    planned: list[tuple[Decision, AddressEvidence]] = []
-    for evidence in to_check:
-        if connector.stop.is_set():
-            # Shutdown: what is decided so far is saved below; the rest has no new decision and stays due.
-            report.warnings.append("interrupted by shutdown: the remaining candidates are decided next run")
-            break
-        rule = _rule(address_map, evidence)
-        assert rule is not None
-        answer = answers[evidence.address]
-        if isinstance(answer, RetriableError):
-            decision = Decision(
-                evidence.address,
-                Outcome.DEFER,
-                Reason.DIRECTORY_UNAVAILABLE,
-                str(answer),
-                org=rule.org,
-                method=rule.method,
-            )
-        else:
-            # Re-assess first: an earlier creation in this run may already cover this address.
-            decision = assess(evidence.address, rule, evidence, tentative, now) or resolve(
-                evidence.address, rule, evidence, answer, tentative, address_map, connector.org_rules
-            )
-            decision = safety.gate(decision)
-            if decision.outcome is Outcome.CREATE_USER and decision.user_address is not None:
-                via = f" via {decision.address}" if decision.address != decision.user_address else ""
-                tentative.add_user(decision.user_address, decision.aliases, origin=f"created in this run{via}")
-            elif decision.outcome is Outcome.ADD_ALIAS and decision.user_address is not None:
-                tentative.add_alias(decision.address, decision.user_address)
-        planned.append((decision, evidence))
-
-    # Phase 2: apply in order with the real results; ``known`` learns only what worked.
-    # The intent to manage each new user is committed before the target is asked, so a
-    # crash or a failed membership write after the create is repaired by the reconcile step.
-    planned = safety.recheck_blocks(planned)  # a person may have blocked one while the directory was asked
-    new_intents = _record_intents(session, [d for d, _ in planned], now=now, run_id=report.run_id)
-    if commit:
-        recovery.record_progress(session, report, planned, fingerprints)  # if the process dies from here on
-        session.commit()  # hold no write lock while the target writes
-    batch = _create_in_batch(target, [d for d, _ in planned])
-    for decision, _ in planned:
-        if _depends_on_a_failed_creation(decision, known):
-            detail = f"its user {decision.user_address or decision.address} could not be created in this run"
-            decision = decision.instead(Outcome.DEFER, Reason.TARGET_UNAVAILABLE, detail)
-        elif decision.outcome in (Outcome.CREATE_USER, Outcome.ADD_ALIAS):
-            if commit:
-                session.commit()
-            applied = _apply(decision, target, known, report, batch)
-            _settle_intent(session, decision, applied, new_intents, now=now)
-            decision = applied
-        final[decision.address] = decision
-    dropped = _report_findings(target, report)  # a creation claims only the aliases the target stored
-    for address, decision in list(final.items()):
-        if decision.outcome is Outcome.CREATE_USER and (lost := dropped.get(decision.user_address or "")):
-            final[address] = dataclasses.replace(decision, aliases=tuple(a for a in decision.aliases if a not in lost))
-    # A shutdown in phase 1 left these without a decision: they stay due.
-    undecided = {e.address for e in to_check} - set(final)
+    answers = _ask_directory(run, to_check)
+    planned = _decide_with_every_guard(run, safety, to_check, answers, known, address_map)  # phase 1
+    final.update(_apply_planned(run, safety, planned, known))  # phase 2
+    _claim_stored_aliases_only(final, _report_findings(target, report))
+    undecided = {e.address for e in to_check} - set(final)  # a shutdown in phase 1 left these: they stay due
     kept = _decide_the_rest(
         session, safety, report, order, final, undecided, known, address_map, due, now=now, also=also
     )
-    if commit:
-        session.commit()
-    else:
-        session.flush()
-    if lifecycle and target_down is None and not connector.stop.is_set():
-        created_now = {d.user_address for d in final.values() if d.outcome is Outcome.CREATE_USER and d.user_address}
-        reconcile(
-            session,
-            connector,
-            target,
-            report,
-            now=now,
-            commit=commit,
-            address_map=address_map,
-            known_users=known.users(),
-            skip=created_now,
-            plan_keys=plan,
+    _end_transaction(run)
+    if lifecycle:
+        _reconcile_managed(run, final, known, address_map, plan=plan, target_down=target_down)
+    _finish_target(run)
+    return kept
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What every step of one ``decide_and_sync`` works on."""
+
+    session: Session
+    connector: Connector
+    target: ComplianceDirectory
+    report: RunReport
+    now: datetime
+    commit: bool  # False: a dry run or ``explain``, nothing is committed
+
+
+Planned = list[tuple[Decision, AddressEvidence]]
+
+
+def _read_known(run: _Run) -> tuple[KnownAddresses, RetriableError | None]:
+    """The target's addresses; when it cannot list them, none and the error (nothing is sent to it then)."""
+    try:
+        return load_known(run.target, run.connector.address_map), None
+    except RetriableError as exc:
+        run.report.errors.append({"stage": "target", "error": f"cannot list known addresses: {exc}"})
+        return KnownAddresses(), exc
+
+
+def _due_query(connector: Connector, now: datetime, recheck: bool, also: Collection[str]) -> repository.DueQuery:
+    fingerprints = connector.rule_fingerprints
+    refused = refusal_fingerprints(fingerprints, connector.settings.target)  # a refusal is retried when they change
+    return repository.DueQuery(fingerprints, now, recheck, frozenset(also), refused)
+
+
+def _all_deferred(to_check: Sequence[AddressEvidence], target_down: RetriableError) -> dict[str, Decision]:
+    """The target cannot list its addresses: every candidate that needs the directory waits."""
+    return {
+        e.address: Decision(e.address, Outcome.DEFER, Reason.TARGET_UNAVAILABLE, str(target_down)) for e in to_check
+    }
+
+
+def _ask_directory(run: _Run, to_check: Sequence[AddressEvidence]) -> dict[str, DirectoryAnswer | RetriableError]:
+    """The directory's answers, asked with no transaction open; its failures and an unfit preset reported."""
+    if run.commit:
+        run.session.commit()  # no write lock held while the directory (or its mirror) is read
+    directory = run.connector.directory
+    answers = lookup_candidates(directory, to_check)
+    failures = {str(a) for a in answers.values() if isinstance(a, RetriableError)}
+    for failure in sorted(failures):
+        run.report.errors.append({"stage": "directory", "error": failure})
+    if (preset := preset_check_of(directory)) is not None and (warning := preset.warning()) is not None:
+        run.report.warnings.append(warning)  # a schema preset that does not fit the directory's entries
+    return answers
+
+
+def _decide_with_every_guard(
+    run: _Run,
+    safety: SafetyStage,
+    to_check: Sequence[AddressEvidence],
+    answers: Mapping[str, DirectoryAnswer | RetriableError],
+    known: KnownAddresses,
+    address_map: AddressMap,
+) -> Planned:
+    """Phase 1: decide, with every guard, as if each creation succeeds (a tentative
+    copy of the known addresses), so that the creations can go out in one batch."""
+    tentative = copy.deepcopy(known)
+    planned: Planned = []
+    for evidence in to_check:
+        if run.connector.stop.is_set():
+            # Shutdown: what is decided so far is saved below; the rest has no new decision and stays due.
+            run.report.warnings.append("interrupted by shutdown: the remaining candidates are decided next run")
+            break
+        decision = _decide_one(run, safety, evidence, answers[evidence.address], tentative, address_map)
+        planned.append((decision, evidence))
+    return planned
+
+
+def _decide_one(
+    run: _Run,
+    safety: SafetyStage,
+    evidence: AddressEvidence,
+    answer: DirectoryAnswer | RetriableError,
+    tentative: KnownAddresses,
+    address_map: AddressMap,
+) -> Decision:
+    """One candidate with the directory's answer, through the gate; a creation counts in ``tentative`` at once."""
+    rule = _rule(address_map, evidence)
+    if rule is None:  # ``_screen_due`` sends only addresses of managed domains to the directory
+        raise InvariantError(f"{evidence.address} was asked of the directory but its domain has no rule")
+    if isinstance(answer, RetriableError):
+        return Decision(
+            evidence.address, Outcome.DEFER, Reason.DIRECTORY_UNAVAILABLE, str(answer), org=rule.org, method=rule.method
         )
-    elif lifecycle and target_down is not None:
-        report.errors.append({"stage": "lifecycle", "error": "managed users not reconciled: the target is down"})
+    # Re-assess first: an earlier creation in this run may already cover this address.
+    decision = assess(evidence.address, rule, evidence, tentative, run.now) or resolve(
+        evidence.address, rule, evidence, answer, tentative, address_map, run.connector.org_rules
+    )
+    decision = safety.gate(decision)
+    if decision.outcome is Outcome.CREATE_USER and decision.user_address is not None:
+        via = f" via {decision.address}" if decision.address != decision.user_address else ""
+        tentative.add_user(decision.user_address, decision.aliases, origin=f"created in this run{via}")
+    elif decision.outcome is Outcome.ADD_ALIAS and decision.user_address is not None:
+        tentative.add_alias(decision.address, decision.user_address)
+    return decision
+
+
+def _apply_planned(run: _Run, safety: SafetyStage, planned: Planned, known: KnownAddresses) -> dict[str, Decision]:
+    """Phase 2: apply in order with the real results; ``known`` learns only what worked.
+
+    The intent to manage each new user is committed before the target is asked, so a
+    crash or a failed membership write after the create is repaired by the reconcile step.
+    """
+    session, report = run.session, run.report
+    planned = safety.recheck_blocks(planned)  # a person may have blocked one while the directory was asked
+    new_intents = _record_intents(session, [d for d, _ in planned], now=run.now, run_id=report.run_id)
+    if run.commit:
+        # If the process dies from here on, the run's record tells what it was about to send.
+        recovery.record_progress(session, report, planned, run.connector.rule_fingerprints)
+        session.commit()  # hold no write lock while the target writes
+    batch = _create_in_batch(run.target, [d for d, _ in planned])
+    applied: dict[str, Decision] = {}
+    for decision, _ in planned:
+        outcome = _apply_one(run, decision, known, batch, new_intents)
+        applied[outcome.address] = outcome
+    return applied
+
+
+def _apply_one(
+    run: _Run,
+    decision: Decision,
+    known: KnownAddresses,
+    batch: Mapping[str, bool | ConnectorError],
+    new_intents: set[str],
+) -> Decision:
+    """One planned decision against the target; deferred when it counted on a creation that failed."""
+    if _depends_on_a_failed_creation(decision, known):
+        detail = f"its user {decision.user_address or decision.address} could not be created in this run"
+        return decision.instead(Outcome.DEFER, Reason.TARGET_UNAVAILABLE, detail)
+    if decision.outcome not in (Outcome.CREATE_USER, Outcome.ADD_ALIAS):
+        return decision
+    if run.commit:
+        run.session.commit()
+    applied = _apply(decision, run.target, known, run.report, batch)
+    _settle_intent(run.session, decision, applied, new_intents, now=run.now)
+    return applied
+
+
+def _claim_stored_aliases_only(final: dict[str, Decision], dropped: Mapping[str, set[str]]) -> None:
+    """A creation claims only the aliases the target stored (``dropped``: by user, the ones it did not)."""
+    for address, decision in list(final.items()):
+        if decision.outcome is Outcome.CREATE_USER and (lost := dropped.get(decision.user_address or "")):
+            final[address] = dataclasses.replace(decision, aliases=tuple(a for a in decision.aliases if a not in lost))
+
+
+def _end_transaction(run: _Run) -> None:
+    if run.commit:
+        run.session.commit()
+    else:
+        run.session.flush()
+
+
+def _reconcile_managed(
+    run: _Run,
+    final: Mapping[str, Decision],
+    known: KnownAddresses,
+    address_map: AddressMap,
+    *,
+    plan: frozenset[str] | None,
+    target_down: RetriableError | None,
+) -> None:
+    """The lifecycle of every managed user; not while the target is down, nor during a shutdown."""
+    if target_down is not None:
+        run.report.errors.append({"stage": "lifecycle", "error": "managed users not reconciled: the target is down"})
+        return
+    if run.connector.stop.is_set():
+        return
+    created_now = {d.user_address for d in final.values() if d.outcome is Outcome.CREATE_USER and d.user_address}
+    reconcile(
+        run.session,
+        run.connector,
+        run.target,
+        run.report,
+        now=run.now,
+        commit=run.commit,
+        address_map=address_map,
+        known_users=known.users(),
+        skip=created_now,
+        plan_keys=plan,
+    )
+
+
+def _finish_target(run: _Run) -> None:
+    """What the target did other than asked in the report, its held writes sent (a real run), a dry run's plan."""
+    target, report = run.target, run.report
     _report_findings(target, report)
-    if commit:
+    if run.commit:
         try:
             target.flush()
         except RetriableError as exc:  # the changes stay recorded; the next run writes them
             report.errors.append({"stage": "target", "error": f"flush failed: {exc}"})
     else:
-        session.flush()
-    if isinstance(target, DryRunComplianceDirectory):
+        run.session.flush()
+    if isinstance(target, PlannedWrites):
         report.planned_changes = list(target.planned)
-    return kept
 
 
 def _report_findings(target: ComplianceDirectory, report: RunReport) -> dict[str, set[str]]:
@@ -437,12 +539,12 @@ def run_cycle(
     """
     now = clock()
     target: ComplianceDirectory = DryRunComplianceDirectory(connector.target) if dry_run else connector.target
-    if isinstance(connector.directory, MirrorDirectory):
+    if isinstance(connector.directory, RefreshableMirror):
         try:
             connector.directory.refresh_if_due()  # before this cycle holds any lock on the state database
         except RetriableError as exc:
             log.warning("directory mirror not refreshed: %s", exc)  # lookups defer if it stays unusable
-    elif isinstance(connector.directory, LdifDirectory):
+    elif isinstance(connector.directory, ReloadableDirectory):
         connector.directory.refresh_if_changed()  # parsed again only when the export changed since the last run
     if connector.target_health is not None:
         connector.target_health.reload()  # shared with other replicas: read it again each run
@@ -457,7 +559,7 @@ def run_cycle(
             target=target.describe(),
             listed_per_reason=connector.settings.reports.listed_per_reason,
         )
-        status = "failed"
+        status = RunStatus.FAILED
         try:
             if not dry_run:  # a real run holds the cycle lock: a run still open elsewhere has died
                 recovery.close_interrupted_runs(session, target, report, now=now, pages=connector.report_pages)
@@ -476,7 +578,7 @@ def run_cycle(
                     session, connector, target, report, now=now, commit=not dry_run, plan=plan, recheck=recheck
                 )
             interrupted = any(w.startswith("interrupted by shutdown") for w in report.warnings)
-            status = "ok" if not report.errors and not interrupted else "partial"
+            status = RunStatus.OK if not report.errors and not interrupted else RunStatus.PARTIAL
         except ConnectorError as exc:
             log.error("cycle failed: %s", exc)
             report.errors.append({"stage": "cycle", "error": str(exc)})

@@ -20,8 +20,9 @@ from typing import Literal
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.app import Connector
+from connector.domain.report import stored_report
 from connector.domain.safe_text import printable
-from connector.errors import ConnectorError, RetriableError
+from connector.errors import ConnectorError, InvariantError, RetriableError
 from connector.policy.addresses import InvalidAddress
 from connector.store import audit, repository
 from connector.store import lifecycle as lifecycle_store
@@ -65,7 +66,8 @@ def held_items(
     with connector.sessions() as session:
         if run_id is not None:
             return safety_store.staged(session, run_id=run_id), lifecycle_store.held_changes(session, run_id=run_id)
-        assert address is not None
+        if address is None:
+            raise InvariantError("a decision on held work names an address or a run")
         return staged_for(session, address), lifecycle_store.held_changes(session, address=address)
 
 
@@ -116,6 +118,13 @@ def _block(connector: Connector, address: str, note: str, now: datetime) -> Outc
     return outcome
 
 
+def _block_or_unblock(connector: Connector, verb: Verb, address: str | None, note: str, now: datetime) -> Outcome:
+    """``block`` and ``unblock`` act on one address (the command line and the console give no run)."""
+    if address is None:
+        raise InvariantError(f"{verb} needs an address, not a run")
+    return _block(connector, address, note, now) if verb == "block" else _unblock(connector, address)
+
+
 def _unblock(connector: Connector, address: str) -> Outcome:
     from jobs import review
 
@@ -158,11 +167,7 @@ def decide(
     try:
         with connector.locks.hold(JOBS["decide"].locks, wait_seconds=wait_seconds):
             if verb in ("block", "unblock"):
-                assert address is not None, "block acts on an address"
-                if verb == "block":
-                    outcome = _block(connector, address, note or f"blocked by {who}", now)
-                else:
-                    outcome = _unblock(connector, address)
+                outcome = _block_or_unblock(connector, verb, address, note or f"blocked by {who}", now)
             else:
                 outcome = _review(connector, verb == "approve", address, run_id, who, now)
     except LockBusy:
@@ -216,7 +221,8 @@ def republish(connector: Connector, run_id: int | None, now: datetime) -> None:
     try:
         with connector.sessions() as session:
             row = repository.get_run(session, run_id) if run_id is not None else None
-            report = row.report if row is not None and row.finished_at is not None else None
+            finished = row is not None and row.finished_at is not None and row.report is not None
+            report = stored_report(row.report) if row is not None and finished else None
             runs = repository.list_runs(session, since=now - timedelta(days=connector.settings.reports.retention_days))
         if report is not None:
             pages.write_run(report, report_context.page_context(connector, report, now=now))

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 from connector.app import Connector
+from connector.domain.report import stored_report
 from connector.store import repository
 
 log = logging.getLogger(__name__)
@@ -20,8 +21,8 @@ def send_digest(connector: Connector, *, now: datetime) -> EmailMessage | None:
     """Send the digest of the runs finished in the configured period before ``now``.
 
     Returns the message sent, or None when no digest is configured. An
-    unreachable relay raises ``RetriableError`` (send again later); wrong
-    credentials or certificates raise ``ConfigError``.
+    unreachable relay raises ``RetriableError`` (send again later); a refused
+    login ``CredentialsRefused``; a certificate that cannot be verified ``ConfigError``.
     """
     from connector.reporting.digest import build_digest  # jinja2 loads only when a digest is sent
 
@@ -31,7 +32,7 @@ def send_digest(connector: Connector, *, now: datetime) -> EmailMessage | None:
         return None
     covers = timedelta(hours=settings.covers_hours)
     with connector.sessions() as session:
-        reports = repository.finished_reports(session, since=now - covers, until=now)
+        reports = [stored_report(r) for r in repository.finished_reports(session, since=now - covers, until=now)]
     message = build_digest(
         reports,
         now=now,

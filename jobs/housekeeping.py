@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from connector.app import Connector
 from connector.config import Settings
 from connector.domain.decisions import CandidateState
+from connector.errors import InvariantError
 from connector.store.models import CandidateRow, EvidenceRow, RunRow
 from connector.store.safety import prune_event_log
 
@@ -62,8 +63,10 @@ def runs_cutoff(settings: Settings, now: datetime) -> datetime:
 
 
 def _deleted(session: Session, statement: Delete) -> int:
+    """How many rows ``statement`` deleted (a DML statement's result is a cursor result)."""
     result = session.execute(statement)
-    assert isinstance(result, CursorResult)  # DML returns a cursor result
+    if not isinstance(result, CursorResult):
+        raise InvariantError(f"a DELETE returned {type(result).__name__}, not a cursor result")
     return int(result.rowcount)
 
 

@@ -19,13 +19,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.app import Connector
 from connector.domain.notices import NOTIFIABLE, Condition, EventKind, Notice, Seen
 from connector.domain.report import RunReport
+from connector.domain.report_model import RunReportJson
+from connector.domain.status import JobStatus, RunStatus
 from connector.errors import ConnectorError
 from connector.monitoring.run_log import address_lines, summary_line
 from connector.notify import conditions as found
@@ -47,15 +48,15 @@ def rules_of(connector: Connector) -> Rules:
     )
 
 
-def _decide_inputs(connector: Connector, job: str, report: dict[str, Any]) -> tuple[list[Condition], Scope, RunInfo]:
+def _decide_inputs(connector: Connector, job: str, report: RunReportJson) -> tuple[list[Condition], Scope, RunInfo]:
     counts = {k: v for k, v in (report.get("counts") or {}).items() if isinstance(v, int)}
     conditions = found.run_conditions(report, connector.instance)
     kinds = set(NOTIFIABLE)
     if not report.get("sources"):
         kinds.discard(EventKind.SOURCE_ERROR)  # a decide-only instance reads no logs: sources are not its to clear
-    if report.get("status") == "failed":
+    if report["status"] == RunStatus.FAILED:
         kinds = set()  # stopped early: what it did not see may still be there
-    run = RunInfo(connector.instance, job, report.get("run_id"), str(report.get("status")), counts)
+    run = RunInfo(connector.instance, job, report["run_id"], str(report["status"]), counts)
     return conditions, Scope(frozenset(kinds), connector.instance), run
 
 
@@ -132,8 +133,8 @@ def after_job(connector: Connector, job: str, result: object, clock: Clock, elap
     elif isinstance(result, IngestResult):
         conditions = found.sources(result.errors, connector.instance)
         scope = Scope(frozenset({EventKind.SOURCE_ERROR}), connector.instance)
-        status = "partial" if result.errors or result.interrupted else "ok"
-        run = RunInfo(connector.instance, job, None, status, {})
+        status = JobStatus.PARTIAL if result.errors or result.interrupted else JobStatus.OK
+        run = RunInfo(connector.instance, job, None, status.value, {})
         where = ""  # the reading step logged each source error already (jobs/ingest.py)
     else:
         return []

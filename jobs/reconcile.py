@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 import gc
 import logging
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -21,8 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from connector.app import Connector
-from connector.compliance.base import BatchMemberships, ComplianceDirectory, LifecycleTarget
-from connector.compliance.dry_run import DryRunComplianceDirectory
+from connector.compliance.base import BatchMemberships, ComplianceDirectory, LifecycleTarget, WrappedLifecycle
 from connector.directory.base import Directory
 from connector.domain.directory import DirectoryAnswer
 from connector.domain.lifecycle import (
@@ -38,7 +37,7 @@ from connector.domain.lifecycle import (
     TargetUser,
 )
 from connector.domain.report import RunReport
-from connector.errors import ConflictError, RetriableError, SkippableError
+from connector.errors import ConflictError, InvariantError, RetriableError, SkippableError
 from connector.policy.addresses import AddressMap, InvalidAddress
 from connector.policy.plans import change_key
 from connector.policy.reconcile import LifecyclePolicy, canonical_or, directory_state, plan_reconcile
@@ -68,8 +67,8 @@ def lifecycle_policy(connector: Connector) -> LifecyclePolicy:
 
 
 def reconciles(target: ComplianceDirectory) -> bool:
-    """Whether ``target`` can read its users back and change them."""
-    if isinstance(target, DryRunComplianceDirectory):
+    """Whether ``target`` can read its users back and change them (a dry run: whether the target it wraps can)."""
+    if isinstance(target, WrappedLifecycle):
         return target.reconciles
     return isinstance(target, LifecycleTarget)
 
@@ -213,7 +212,8 @@ def gather(
     inputs = Inputs(users, {}, {}, aliases, approved)
     if not users:
         return inputs
-    assert isinstance(target, LifecycleTarget)
+    if not isinstance(target, LifecycleTarget):  # the caller asked ``reconciles`` first
+        raise InvariantError(f"{target.describe()} cannot read users back")
     try:
         actual = target.read_users([u.address for u in users])
     except RetriableError as exc:
@@ -313,7 +313,8 @@ def apply_changes(
 ) -> None:
     """Apply the changes: memberships in one batch per group where the target offers it, then
     user by user; a 412 re-reads the user and plans it once more."""
-    assert isinstance(target, LifecycleTarget)
+    if not isinstance(target, LifecycleTarget):  # the caller asked ``reconciles`` first
+        raise InvariantError(f"{target.describe()} cannot change users")
     if plan_keys is not None:
         result.not_in_plan.extend(c for c in changes if change_key(c.key()) not in plan_keys)
         changes = [c for c in changes if change_key(c.key()) in plan_keys]
@@ -328,37 +329,56 @@ def apply_changes(
             for change in user_changes:
                 result.deferred.append((change, "interrupted by shutdown"))
             continue
-        pending = list(user_changes)
-        replanned = False
-        primary = address  # where the target has the user now (a rename in this run moves it)
-        while pending:
-            change = pending.pop(0)
-            try:
-                if commit:
-                    session.commit()  # no write lock held while the target writes
-                _apply_one(target, change, session, now=now, run_id=run_id, commit=commit)
-                result.applied.append(change)
-                if change.kind is ChangeKind.UPDATE and isinstance(change.fields.get("primary_address"), str):
-                    primary = change.fields["primary_address"]
-            except ConflictError as exc:
-                if replanned:
-                    result.deferred.append((change, str(exc)))
-                    result.deferred.extend((c, "after a conflict") for c in pending)
-                    break
-                replanned = True
-                kinds = {c.kind for c in [change, *pending]}
-                try:
-                    pending = _replan(target, users[address], primary, inputs, policy, address_map, now, kinds)
-                except RetriableError as again:  # the target cannot be read now: next run
-                    result.deferred.append((change, f"{exc}; reading it again failed: {again}"))
-                    result.deferred.extend((c, "after a conflict") for c in pending)
-                    break
-            except RetriableError as exc:
+
+        def replan(primary: str, kinds: Collection[ChangeKind], address: str = address) -> list[Change]:
+            return _replan(target, users[address], primary, inputs, policy, address_map, now, kinds)
+
+        _apply_user(session, target, user_changes, result, replan, now=now, run_id=run_id, commit=commit)
+
+
+def _apply_user(
+    session: Session,
+    target: LifecycleTarget,
+    changes: Sequence[Change],
+    result: ReconcileResult,
+    replan: Callable[[str, Collection[ChangeKind]], list[Change]],
+    *,
+    now: datetime,
+    run_id: int | None,
+    commit: bool,
+) -> None:
+    """One user's changes, in order; a 412 plans the user again once (``replan(where it is now, kinds)``),
+    an outage defers the rest of the user's changes to the next run."""
+    pending = list(changes)
+    replanned = False
+    primary = changes[0].address  # where the target has the user now (a rename in this run moves it)
+    while pending:
+        change = pending.pop(0)
+        try:
+            if commit:
+                session.commit()  # no write lock held while the target writes
+            _apply_one(target, change, session, now=now, run_id=run_id, commit=commit)
+            result.applied.append(change)
+            if change.kind is ChangeKind.UPDATE and isinstance(change.fields.get("primary_address"), str):
+                primary = change.fields["primary_address"]
+        except ConflictError as exc:
+            if replanned:
                 result.deferred.append((change, str(exc)))
-                result.deferred.extend((c, "after an earlier failure for this user") for c in pending)
+                result.deferred.extend((c, "after a conflict") for c in pending)
                 break
-            except SkippableError as exc:
-                result.failed.append((change, str(exc)))
+            replanned = True
+            try:
+                pending = replan(primary, {c.kind for c in [change, *pending]})
+            except RetriableError as again:  # the target cannot be read now: next run
+                result.deferred.append((change, f"{exc}; reading it again failed: {again}"))
+                result.deferred.extend((c, "after a conflict") for c in pending)
+                break
+        except RetriableError as exc:
+            result.deferred.append((change, str(exc)))
+            result.deferred.extend((c, "after an earlier failure for this user") for c in pending)
+            break
+        except SkippableError as exc:
+            result.failed.append((change, str(exc)))
 
 
 def _membership_only(change: Change) -> bool:

@@ -34,6 +34,7 @@ from connector.domain.decisions import CandidateState, Decision, Method, Outcome
 from connector.domain.evidence import AddressEvidence
 from connector.domain.lifecycle import ManagedStatus, TargetUser
 from connector.domain.report import RunReport
+from connector.domain.status import RunStatus
 from connector.errors import RetriableError
 from connector.reporting.files import HtmlReportDirectory
 from connector.store import lifecycle as lifecycle_store
@@ -43,7 +44,7 @@ from connector.store.safety import decision_to_json
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = "interrupted"
+INTERRUPTED = RunStatus.INTERRUPTED
 _SENT = (Outcome.CREATE_USER, Outcome.ADD_ALIAS)
 _OUTCOME_OF_STATE = {
     CandidateState.CREATED.value: Outcome.CREATE_USER,
@@ -79,12 +80,14 @@ def record_progress(
     Written, not committed: the cycle commits it with the ``creating`` records,
     before the first target write.
     """
-    progress = report.to_json()
-    progress["intended"] = [
-        _intended(decision, evidence, (fingerprints or {}).get(decision.address.rpartition("@")[2], ""))
-        for decision, evidence in planned
-        if decision.outcome in _SENT
-    ]
+    progress: dict[str, Any] = {
+        **report.to_json(),
+        "intended": [
+            _intended(decision, evidence, (fingerprints or {}).get(decision.address.rpartition("@")[2], ""))
+            for decision, evidence in planned
+            if decision.outcome in _SENT
+        ],
+    }
     run_progress.save_progress(session, report.run_id, progress)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from connector.app import Connector
+from connector.compliance.base import RefreshableKnownAddresses
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +21,7 @@ def refresh_known(connector: Connector) -> dict[str, int] | None:
     Raises ``RetriableError`` when the target is down or quarantined (the old copy stays).
     """
     target = connector.target
-    from connector.compliance.scim import ScimComplianceDirectory  # slow import: SCIM targets only
-
-    if not isinstance(target, ScimComplianceDirectory):
+    if not isinstance(target, RefreshableKnownAddresses):
         log.debug("target %s keeps its addresses locally: nothing to pull", target.describe())
         return None
     if connector.target_health is not None:

@@ -10,9 +10,11 @@ Only jobs/scheduler.py knows about APScheduler.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -22,7 +24,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from connector.app import Connector
 from connector.config.runtime import JobSchedule, Role
 from connector.domain.report import RunReport
-from connector.errors import ConnectorError
+from connector.domain.status import JOB_RAN, JobStatus, job_status_of_run
+from connector.errors import ConnectorError, InvariantError, RetriableError
 from connector.store import status
 from connector.store.locks import LockBusy
 from jobs.cycle import run_cycle
@@ -110,21 +113,70 @@ STARTED_JOB = "process"  # job_status row recording when ``connector run`` start
 
 
 @dataclass(frozen=True)
+class CommandLocks:
+    """Whose locks a command that writes state holds: ``job``'s. ``as_job``: it runs as that job
+    (``run_command``: its status counts as the job's); otherwise it holds the locks around its work
+    (``command_locks``), being a dry run, a decision or a backfill rather than the job itself."""
+
+    job: str
+    as_job: bool = False
+
+
+# Every command that writes state, and the job whose locks it holds; docs/architecture.md's lock
+# table shows this and OTHER_COMMANDS (tests/unit/test_lock_table.py compares them both ways).
+COMMAND_LOCKS: dict[str, CommandLocks] = {
+    "sync": CommandLocks("decide", as_job=True),
+    "sync --dry-run": CommandLocks("decide"),
+    "plan": CommandLocks("decide"),
+    "apply": CommandLocks("decide"),
+    "approve": CommandLocks("decide"),
+    "deny": CommandLocks("decide"),
+    "block": CommandLocks("decide"),
+    "adopt": CommandLocks("decide"),
+    "probe": CommandLocks("decide"),
+    "ingest": CommandLocks("ingest"),
+    "source reset": CommandLocks("ingest"),
+    "directory refresh": CommandLocks("directory_mirror", as_job=True),
+    "target refresh": CommandLocks("refresh_known", as_job=True),
+    "report digest": CommandLocks("digest", as_job=True),
+}
+
+# The other commands, and what keeps them from writing beside a job (most only read).
+OTHER_COMMANDS: dict[str, str] = {
+    "run": "runs jobs through run_job, each under its own locks (--once: decide, or ingest on an ingest-only instance)",
+    "explain": "reads only (its simulation is rolled back)",
+    "config check": "reads only",
+    "config show": "reads only",
+    "db upgrade": "the migration lock (store/database.py)",
+    "report": "reads only (report digest: above)",
+    "pending": "reads only",
+    "directory check": "reads only (the live directory, not the mirror)",
+    "health": "reads only",
+    "jobs": "reads only",
+    "serve": "its decisions are approve, deny and block (jobs/decisions.py)",
+    "console hash-password": "no state",
+    "target check": "reads only",
+    "source check": "reads only (no checkpoint, no database)",
+    "users": "reads only",
+}
+
+
+@dataclass(frozen=True)
 class JobOutcome:
     """How one run of a job ended: ``ok``, ``partial``, ``failed`` or ``skipped``."""
 
     job: str
-    status: str
+    status: JobStatus
     detail: str = ""
     result: object = None
 
 
-def _status_of(result: object) -> str:
+def _status_of(result: object) -> JobStatus:
     if isinstance(result, RunReport):
-        return result.status
+        return job_status_of_run(result.status)
     if isinstance(result, IngestResult):
-        return "partial" if result.errors or result.interrupted else "ok"
-    return "ok"
+        return JobStatus.PARTIAL if result.errors or result.interrupted else JobStatus.OK
+    return JobStatus.OK
 
 
 def _observe(metrics: Metrics, connector: Connector, result: object) -> None:
@@ -171,48 +223,99 @@ def run_job(
     metrics: Metrics | None = None,
     wait_seconds: float | None = None,
     jobs: dict[str, Job] = JOBS,
+    raise_errors: bool = False,
 ) -> JobOutcome:
-    """Run job ``name`` once under its locks; never raises for a job failure (the outcome says it)."""
+    """Run job ``name`` once under its locks; never raises for a job failure (the outcome says it).
+
+    ``raise_errors`` is for a command run as the job (``run_command``): the job's error and
+    ``LockBusy`` reach the command (the status is recorded first), which says them as it always has.
+    """
     job = jobs[name]
     if connector.stop.is_set():
-        return JobOutcome(name, "skipped", "shutting down")
+        return JobOutcome(name, JobStatus.SKIPPED, "shutting down")
     wait = connector.settings.scheduler.lock_wait_seconds if wait_seconds is None else wait_seconds
     started = time.monotonic()
     outcome: JobOutcome
     try:
         with connector.locks.hold(job.locks, wait_seconds=wait):
-            _record(connector, name, clock, None)
-            log.info("job %s started", name)
-            began = time.monotonic()
-            try:
-                result = job.run(connector, clock)
-                outcome = JobOutcome(name, _status_of(result), result=result)
-                _tell(connector, name, result, clock, time.monotonic() - began)
-            except ConnectorError as exc:
-                log.error("job %s failed: %s", name, exc)
-                outcome = JobOutcome(name, "failed", f"{type(exc).__name__}: {exc}")
-            except Exception as exc:  # a bug must not kill the scheduler: record it loudly, go on
-                log.exception("job %s failed unexpectedly", name)
-                outcome = JobOutcome(name, "failed", f"{type(exc).__name__}: {exc}")
-            _record(connector, name, clock, outcome)
+            outcome = _run_held(connector, name, job, clock, raise_errors=raise_errors)
     except LockBusy as exc:
         log.info("job %s skipped: %s", name, exc)
-        outcome = JobOutcome(name, "skipped", str(exc))
+        if raise_errors:
+            raise
+        outcome = JobOutcome(name, JobStatus.SKIPPED, str(exc))
     except ConnectorError as exc:  # the lock itself could not be taken (database down)
+        if raise_errors:
+            raise
         log.error("job %s not started: %s", name, exc)
-        outcome = JobOutcome(name, "failed", f"{type(exc).__name__}: {exc}")
+        outcome = JobOutcome(name, JobStatus.FAILED, f"{type(exc).__name__}: {exc}")
     elapsed = time.monotonic() - started
     log.info("job %s %s in %.1f s", name, outcome.status, elapsed)
     if metrics is not None:
-        metrics.job_runs.labels(name, outcome.status).inc()
-        if outcome.status != "skipped":
-            metrics.job_duration.labels(name).observe(elapsed)
-        if outcome.status in ("ok", "partial"):
-            metrics.last_success.labels(name).set(time.time())
-            try:
-                _observe(metrics, connector, outcome.result)
-            except SQLAlchemyError as exc:
-                log.warning("job %s: metrics not updated: %s", name, exc)
-        elif outcome.status == "failed":
-            metrics.errors.labels(outcome.detail.partition(":")[0] or "job").inc()
+        _count(metrics, connector, outcome, elapsed)
     return outcome
+
+
+def _run_held(connector: Connector, name: str, job: Job, clock: Clock, *, raise_errors: bool) -> JobOutcome:
+    """The job itself, its locks held: status recorded at the start and the end, its story told."""
+    _record(connector, name, clock, None)
+    log.info("job %s started", name)
+    began = time.monotonic()
+    try:
+        result = job.run(connector, clock)
+    except Exception as exc:  # a bug must not kill the scheduler: record it loudly, go on
+        outcome = JobOutcome(name, JobStatus.FAILED, f"{type(exc).__name__}: {exc}")
+        _record(connector, name, clock, outcome)
+        if raise_errors:  # the command says it (cli.main: the message, or the traceback of a bug)
+            raise
+        if isinstance(exc, ConnectorError):
+            log.error("job %s failed: %s", name, exc)
+        else:
+            log.exception("job %s failed unexpectedly", name)
+        return outcome
+    outcome = JobOutcome(name, _status_of(result), result=result)
+    _tell(connector, name, result, clock, time.monotonic() - began)
+    _record(connector, name, clock, outcome)
+    return outcome
+
+
+def _count(metrics: Metrics, connector: Connector, outcome: JobOutcome, elapsed: float) -> None:
+    """The job's run in the Prometheus metrics."""
+    name = outcome.job
+    metrics.job_runs.labels(name, outcome.status).inc()
+    if outcome.status is not JobStatus.SKIPPED:
+        metrics.job_duration.labels(name).observe(elapsed)
+    if outcome.status in JOB_RAN:
+        metrics.last_success.labels(name).set(time.time())
+        try:
+            _observe(metrics, connector, outcome.result)
+        except SQLAlchemyError as exc:
+            log.warning("job %s: metrics not updated: %s", name, exc)
+    elif outcome.status is JobStatus.FAILED:
+        metrics.errors.labels(outcome.detail.partition(":")[0] or "job").inc()
+
+
+def command_locks(connector: Connector, command: str, *, wait_seconds: float = 0) -> AbstractContextManager[None]:
+    """Hold the locks ``COMMAND_LOCKS`` gives ``command`` (its job's), as ``run_job`` holds them.
+
+    Another process holding one raises ``LockBusy`` after ``wait_seconds``: the command line
+    then says ``error: another process holds ...`` and exits with 3, having done nothing.
+    """
+    return connector.locks.hold(JOBS[COMMAND_LOCKS[command].job].locks, wait_seconds=wait_seconds)
+
+
+def run_command(connector: Connector, command: str, clock: Clock, *, run: JobFunction | None = None) -> object:
+    """Run a command that is its job (``COMMAND_LOCKS``, ``as_job``) through ``run_job``; the job's result.
+
+    Its locks (no waiting), its status in ``job_status``, its story: as when the scheduler runs it.
+    ``run`` replaces the job's function for this once (a command's own options). The job's error,
+    and ``LockBusy``, are raised to the command.
+    """
+    declared = COMMAND_LOCKS[command]
+    if not declared.as_job:
+        raise InvariantError(f"{command!r} is not run as a job: hold its locks with command_locks")
+    jobs = JOBS if run is None else {**JOBS, declared.job: dataclasses.replace(JOBS[declared.job], run=run)}
+    outcome = run_job(connector, declared.job, clock, wait_seconds=0, jobs=jobs, raise_errors=True)
+    if outcome.status is JobStatus.SKIPPED:  # shutting down before it started
+        raise RetriableError(f"{command}: {outcome.detail}")
+    return outcome.result

@@ -14,7 +14,6 @@ import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 from connector.app import Connector
 from connector.compliance.known import load_known
@@ -22,6 +21,7 @@ from connector.directory.base import Directory
 from connector.directory.lookup import LOOKUP_BATCH
 from connector.domain.directory import DirectoryAnswer
 from connector.domain.report import LISTED_PER_REASON
+from connector.domain.report_model import RunReportJson
 from connector.errors import ConnectorError, RetriableError
 from connector.explain import explain
 from connector.policy.addresses import InvalidAddress, normalise_address
@@ -95,7 +95,7 @@ class _AskedOnce:
         return self._inner.describe()
 
 
-def story_addresses(report: dict[str, Any], per_group: int | None = None) -> list[str]:
+def story_addresses(report: RunReportJson, per_group: int | None = None) -> list[str]:
     """The addresses of a report's lists whose story the page carries, in page order.
 
     At most ``per_group`` (the report's ``listed_per_reason``) per org of the created users
@@ -107,7 +107,7 @@ def story_addresses(report: dict[str, Any], per_group: int | None = None) -> lis
     seen: dict[tuple[str, str], int] = {}
     out: dict[str, None] = {}
 
-    def take(entries: Iterable[dict[str, Any]], list_name: str, group_key: str) -> None:
+    def take(entries: Iterable[Mapping[str, object]], list_name: str, group_key: str) -> None:
         for entry in entries:
             address = str(entry.get("via") or entry.get("address") or "")
             group = (list_name, str(entry.get(group_key) or ""))
@@ -118,12 +118,13 @@ def story_addresses(report: dict[str, Any], per_group: int | None = None) -> lis
 
     take(report.get("created") or [], "created", "org")
     take(report.get("aliases_added") or [], "aliases_added", "org")
-    for name in ("held", "deferred", "skipped"):
-        take(report.get(name) or [], name, "reason")
+    take(report.get("held") or [], "held", "reason")
+    take(report.get("deferred") or [], "deferred", "reason")
+    take(report.get("skipped") or [], "skipped", "reason")
     return list(out)
 
 
-def address_stories(connector: Connector, report: dict[str, Any], *, now: datetime) -> dict[str, str]:
+def address_stories(connector: Connector, report: RunReportJson, *, now: datetime) -> dict[str, str]:
     """Address -> what ``connector explain ADDRESS`` says of it now (the run just ended).
 
     The decision of a run now is not simulated here (``not computed``): the run's own
@@ -178,10 +179,10 @@ def org_users(connector: Connector) -> dict[str, OrgUsers]:
     return out
 
 
-def page_context(connector: Connector, report: dict[str, Any], *, now: datetime) -> PageContext:
+def page_context(connector: Connector, report: RunReportJson, *, now: datetime) -> PageContext:
     """The stories, user counts and console decisions of a run's page, as of ``now`` (the end of the run)."""
     with connector.sessions() as session:  # decisions made in the console on this run's held items
-        decisions = audit.latest(session, run_id=int(report["run_id"]))
+        decisions = audit.latest(session, run_id=report["run_id"])
     return PageContext(
         written_at=now,
         stories=address_stories(connector, report, now=now),

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.app import Connector
+from connector.domain.report_model import RunReportJson
 from connector.errors import ConnectorError, RetriableError
 from connector.store import repository
 from jobs import report_context
@@ -19,7 +19,7 @@ from jobs import report_context
 log = logging.getLogger(__name__)
 
 
-def publish_reports(connector: Connector, report: dict[str, Any], *, now: datetime) -> None:
+def publish_reports(connector: Connector, report: RunReportJson, *, now: datetime) -> None:
     """Apply retention to stored runs and write the run's page and the index.
 
     The report is already stored when this runs: a reports directory that
@@ -53,7 +53,7 @@ def publish_reports(connector: Connector, report: dict[str, Any], *, now: dateti
         review = pages.write_review(*queue, now) if queue is not None else None
         pages.write_index(runs, now, review)
         if not report["dry_run"]:
-            pages.prune({run.run_id for run in runs} | {int(report["run_id"])})
+            pages.prune({run.run_id for run in runs} | {report["run_id"]})
     except RetriableError as exc:
         log.warning("reports directory: %s", exc)
     except TemplateError:

@@ -33,7 +33,7 @@ from connector.domain.evidence import AddressEvidence
 from connector.domain.report import RunReport
 from connector.domain.safety import Burst, CatchAllFinding, CatchAllStatus
 from connector.domain.times import to_the_second
-from connector.errors import RetriableError
+from connector.errors import InvariantError, RetriableError
 from connector.policy import catch_all, guards
 from connector.policy.addresses import AddressMap, DomainRule
 from connector.policy.decide import assess
@@ -92,9 +92,9 @@ def read_catch_all(
     cached, version = store.load_catch_all_versioned(session, domain)
     read = CatchAllRead(domain, cached, version, passive)
     if passive is None and read.cached_accept_all(now) is None:
-        settings = connector.settings.safety.catch_all
+        thresholds = connector.catch_all_thresholds
         counts = tally if tally is not None else repository.catch_all_tallies(session, [domain])[domain]
-        read = replace(read, passive=catch_all.passive_finding(domain, counts, settings, now))
+        read = replace(read, passive=catch_all.passive_finding(domain, counts, thresholds, now))
     return read
 
 
@@ -115,12 +115,21 @@ def needs_probe(read: CatchAllRead, connector: Connector, now: datetime) -> bool
 
 def run_probe(connector: Connector, read: CatchAllRead, now: datetime) -> CatchAllFinding:
     """Ask the domain's server (network: called with no transaction open); a failure expires at once."""
-    assert connector.probe is not None and read.passive is not None
+    probe, passive = connector.probe, _passive_of(read)
+    if probe is None:  # ``needs_probe`` said yes, so one is configured
+        raise InvariantError(f"no catch-all probe configured to ask about {read.domain}")
     try:
-        return catch_all.probe_finding(connector.probe.probe(read.domain), connector.settings.safety.catch_all, now)
+        return catch_all.probe_finding(probe.probe(read.domain), connector.catch_all_thresholds, now)
     except RetriableError as exc:
         log.warning("catch-all probe of %s failed: %s", read.domain, exc)
-        return CatchAllFinding(read.domain, read.passive.status, "probe", f"probe failed: {exc}", now, now)
+        return CatchAllFinding(read.domain, passive.status, "probe", f"probe failed: {exc}", now, now)
+
+
+def _passive_of(read: CatchAllRead) -> CatchAllFinding:
+    """The passive finding ``read_catch_all`` judged: it is there whenever no cached accept-all made it moot."""
+    if read.passive is None:
+        raise InvariantError(f"catch-all of {read.domain}: no passive finding was judged before it was needed")
+    return read.passive
 
 
 def merge_finding(read: CatchAllRead, probed: CatchAllFinding | None, now: datetime) -> CatchAllFinding:
@@ -131,11 +140,11 @@ def merge_finding(read: CatchAllRead, probed: CatchAllFinding | None, now: datet
     """
     if (accept_all := read.cached_accept_all(now)) is not None:
         return accept_all
-    assert read.passive is not None
+    passive = _passive_of(read)
     cached_probe = read.cached_probe(now)
     if cached_probe is not None and (probed is None or cached_probe.checked_at > probed.checked_at):
         probed = cached_probe
-    return catch_all.combine(read.passive, probed)
+    return catch_all.combine(passive, probed)
 
 
 def record_findings(
@@ -201,64 +210,21 @@ class SafetyStage:
         compare-and-set (another writer may have changed them meanwhile). Without it
         (dry runs, ``explain``) nothing is written at all.
         """
-        settings = connector.settings
-        safety = settings.safety
         rules = connector.address_map.rules
-        # 1. Read.
-        checked = [d for d, rule in rules.items() if rule.method in (Method.AUTOCREATE, Method.AUTO)]
-        reads = read_catch_alls(session, connector, checked, now)
-        blocked = store.blocked_addresses(session)
-        utc_now = now.astimezone(UTC)
-        day_start = datetime.combine(utc_now.date(), time(), tzinfo=UTC)  # limits count per UTC day
-        created = store.created_since(session, day_start)
-        bursts = _bursts_to_check(session, connector, due)
+        read = _read_guard_state(session, connector, due, now)
         if commit:
             session.commit()  # no transaction open while the network is asked
-        # 2. Ask the network.
-        probed = {d: run_probe(connector, read, now) for d, read in reads.items() if needs_probe(read, connector, now)}
-        answers: list[Mapping[str, DirectoryAnswer] | RetriableError] = []
-        for burst in bursts:
-            try:
-                answers.append(_known_in_directory(connector, burst))
-            except RetriableError as exc:
-                answers.append(exc)
-        # 3. Record, in one short transaction.
-        if commit:
-            # The event log serves explain and re-reads; it keeps what evidence keeps (jobs/housekeeping.py).
-            store.prune_event_log(session, event_log_cutoff(settings, now))
-            findings = record_findings(session, connector, reads, probed, now)
-            session.commit()
-        else:
-            findings = {d: merge_finding(read, probed.get(d), now) for d, read in reads.items()}
-        # 4. Decide what the findings mean (pure).
-        effective: dict[str, catch_all.EffectiveRule] = {}
-        top: list[str] = []  # catch-all findings that change what a domain does, shown first
-        for domain, rule in rules.items():
-            if domain in findings:
-                finding = findings[domain]
-                probe_configured = connector.probe is not None and connector.probe.configured(domain)
-                effective[domain] = catch_all.effective_rule(rule, finding, probe_configured)
-                entry = {"guard": "catch_all", "domain": domain, "method": rule.method.value, **finding.to_json()}
-                entry["effect"] = effective[domain].note or "Autocreate"
-                report.guards.append(entry)
-                if effective[domain].suspended or effective[domain].waiting or rule.method is Method.AUTO:
-                    top.append(f"{domain}: {effective[domain].note} ({finding.detail})")
-            else:
-                effective[domain] = catch_all.EffectiveRule(rule)
-        address_map = AddressMap({d: e.rule for d, e in effective.items()}, settings.domain_aliases)
-        exclusions = Exclusions(safety.exclusions.local_parts, blocked)
-        org_users: dict[str, int] = defaultdict(int)
-        users_by_org: dict[str, int] = defaultdict(int)
-        for user in known.users():
-            if (user_rule := rules.get(user.rpartition("@")[2])) is not None:
-                users_by_org[user_rule.org] += 1
-        for domain, rule in rules.items():
-            org_users[domain] = users_by_org[rule.org]
-        budget = CreationBudget(safety.limits, created, org_users)
+        probed = {d: run_probe(connector, r, now) for d, r in read.catch_alls.items() if needs_probe(r, connector, now)}
+        answers = _ask_about_bursts(connector, read.bursts)
+        findings = _record_or_merge(session, connector, read.catch_alls, probed, now, commit=commit)
+        effective, top = _effective_rules(connector, report, findings)  # what the findings mean (pure)
+        address_map = AddressMap({d: e.rule for d, e in effective.items()}, connector.settings.domain_aliases)
+        exclusions = Exclusions(connector.settings.safety.exclusions.local_parts, read.blocked)
+        budget = CreationBudget(connector.creation_limits, read.created, _org_users(rules, known))
         stage = cls(session, connector, report, now, address_map, effective, exclusions, budget, plan)
-        stage.findings, stage.blocked = findings, blocked
+        stage.findings, stage.blocked = findings, read.blocked
         stage.top_warnings.extend(top)
-        for burst, answer in zip(bursts, answers, strict=True):
+        for burst, answer in zip(read.bursts, answers, strict=True):
             stage._judge_burst(burst, answer)
         return stage
 
@@ -415,6 +381,93 @@ class SafetyStage:
             self.report.errors.append({"stage": "limits", "error": message})
             self.report.guards.append({"guard": "limits", "held": self.limit_held})
         self.report.warnings[0:0] = self.top_warnings
+
+
+@dataclass(frozen=True)
+class _GuardState:
+    """What the guards read from the state database before the network is asked."""
+
+    catch_alls: dict[str, CatchAllRead]  # autocreate and auto domains
+    blocked: set[str]
+    created: dict[str, int]  # users created per domain this UTC day
+    bursts: list[Burst]
+
+
+def _read_guard_state(session: Session, connector: Connector, due: DueQuery, now: datetime) -> _GuardState:
+    rules = connector.address_map.rules
+    checked = [d for d, rule in rules.items() if rule.method in (Method.AUTOCREATE, Method.AUTO)]
+    reads = read_catch_alls(session, connector, checked, now)
+    blocked = store.blocked_addresses(session)
+    utc_now = now.astimezone(UTC)
+    day_start = datetime.combine(utc_now.date(), time(), tzinfo=UTC)  # limits count per UTC day
+    created = store.created_since(session, day_start)
+    return _GuardState(reads, blocked, created, _bursts_to_check(session, connector, due))
+
+
+def _ask_about_bursts(
+    connector: Connector, bursts: Sequence[Burst]
+) -> list[Mapping[str, DirectoryAnswer] | RetriableError]:
+    """The directory's answers for each burst's addresses, or the error that kept it from answering."""
+    answers: list[Mapping[str, DirectoryAnswer] | RetriableError] = []
+    for burst in bursts:
+        try:
+            answers.append(_known_in_directory(connector, burst))
+        except RetriableError as exc:
+            answers.append(exc)
+    return answers
+
+
+def _record_or_merge(
+    session: Session,
+    connector: Connector,
+    reads: dict[str, CatchAllRead],
+    probed: dict[str, CatchAllFinding],
+    now: datetime,
+    *,
+    commit: bool,
+) -> dict[str, CatchAllFinding]:
+    """Each domain's finding: recorded in one short transaction, or (nothing written) merged only."""
+    if not commit:
+        return {d: merge_finding(read, probed.get(d), now) for d, read in reads.items()}
+    # The event log serves explain and re-reads; it keeps what evidence keeps (jobs/housekeeping.py).
+    store.prune_event_log(session, event_log_cutoff(connector.settings, now))
+    findings = record_findings(session, connector, reads, probed, now)
+    session.commit()
+    return findings
+
+
+def _effective_rules(
+    connector: Connector, report: RunReport, findings: Mapping[str, CatchAllFinding]
+) -> tuple[dict[str, catch_all.EffectiveRule], list[str]]:
+    """Each domain's rule after its catch-all finding (in the report's guards), and the findings that
+    change what a domain does (shown first among the warnings)."""
+    effective: dict[str, catch_all.EffectiveRule] = {}
+    top: list[str] = []
+    for domain, rule in connector.address_map.rules.items():
+        if domain in findings:
+            finding = findings[domain]
+            probe_configured = connector.probe is not None and connector.probe.configured(domain)
+            effective[domain] = catch_all.effective_rule(rule, finding, probe_configured)
+            entry = {"guard": "catch_all", "domain": domain, "method": rule.method.value, **finding.to_json()}
+            entry["effect"] = effective[domain].note or "Autocreate"
+            report.guards.append(entry)
+            if effective[domain].suspended or effective[domain].waiting or rule.method is Method.AUTO:
+                top.append(f"{domain}: {effective[domain].note} ({finding.detail})")
+        else:
+            effective[domain] = catch_all.EffectiveRule(rule)
+    return effective, top
+
+
+def _org_users(rules: Mapping[str, DomainRule], known: KnownAddresses) -> dict[str, int]:
+    """Per managed domain: the users its org has in the target (the share limit counts them)."""
+    org_users: dict[str, int] = defaultdict(int)
+    users_by_org: dict[str, int] = defaultdict(int)
+    for user in known.users():
+        if (user_rule := rules.get(user.rpartition("@")[2])) is not None:
+            users_by_org[user_rule.org] += 1
+    for domain, rule in rules.items():
+        org_users[domain] = users_by_org[rule.org]
+    return org_users
 
 
 def _skip(address: str, rule: DomainRule, reason: Reason, detail: str) -> Decision:

@@ -52,7 +52,8 @@ def trigger_for(schedule: JobSchedule, timezone: ZoneInfo) -> CronTrigger | Inte
             return CronTrigger.from_crontab(schedule.cron, timezone=timezone)
         except ValueError as exc:
             raise ConfigError([("scheduler.jobs", f"cron {schedule.cron!r}: {exc}")]) from exc
-    assert schedule.every_seconds is not None
+    if schedule.every_seconds is None:  # ruled out by JobSchedule's validator
+        raise ConfigError([("scheduler.jobs", "give exactly one of 'cron' or 'every_seconds'")])
     return IntervalTrigger(seconds=schedule.every_seconds, timezone=timezone)
 
 

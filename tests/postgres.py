@@ -77,7 +77,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     process = None
     for _attempt in range(5):  # another test run may take the port between probe and bind
         port = _free_port()
-        options = ["-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=50"]
+        options = ["-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200"]
         process = subprocess.Popen(
             [BIN / "postgres", "-D", data, "-p", str(port), "-h", "127.0.0.1", "-k", base, "-F", *options],
             stdout=subprocess.DEVNULL,

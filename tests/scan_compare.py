@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from connector.sources.base import SourceCheckpoint
-from connector.sources.postfix import PostfixLogSource
+from connector.sources.files import FileLogSource
+from connector.sources.formats import log_source
 
 # Postfix line shapes for the scanner's corner cases (with ``{q}`` for a queue id).
 HEADER = "Nov 27 08:14:31 mx1 postfix/smtp[1]: "
@@ -101,7 +102,7 @@ HOSTILE_LINES: list[bytes] = (
 )
 
 
-def read_all(source: PostfixLogSource, checkpoint: SourceCheckpoint | None = None) -> list[Any]:
+def read_all(source: FileLogSource, checkpoint: SourceCheckpoint | None = None) -> list[Any]:
     """Every batch of a read: events with their locations, checkpoint, counts, bad lines and
     the foreign sample."""
     batches = []
@@ -123,6 +124,6 @@ def read_all(source: PostfixLogSource, checkpoint: SourceCheckpoint | None = Non
 def both(paths: Path | str | list[str], *, batch_lines: int = 50_000, checkpoint: SourceCheckpoint | None = None):  # type: ignore[no-untyped-def]
     """``read_all`` line by line and with the chunk scanner."""
     patterns = paths if isinstance(paths, list) else [str(paths)]
-    lines = read_all(PostfixLogSource("gw", patterns, batch_lines=batch_lines, chunk_scan=False), checkpoint)
-    scanned = read_all(PostfixLogSource("gw", patterns, batch_lines=batch_lines), checkpoint)
+    lines = read_all(log_source("postfix", "gw", patterns, batch_lines=batch_lines, chunk_scan=False), checkpoint)
+    scanned = read_all(log_source("postfix", "gw", patterns, batch_lines=batch_lines), checkpoint)
     return lines, scanned

@@ -15,8 +15,9 @@ from connector.config import Settings, resolve_secret
 from connector.config.directory import GraphDirectorySettings, LdapDirectorySettings, LdifDirectorySettings
 from connector.config.messages import did_you_mean, key_path
 from connector.config.target import check_target_secrets
-from connector.directory.ldif import LdifDirectory
-from connector.errors import ConfigError, FatalError, RetriableError
+from connector.directory.base import CountableDirectory
+from connector.directory.presets import preset_check_of
+from connector.errors import ConfigError, FatalError, InvariantError, RetriableError
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -90,12 +91,13 @@ def _ldif_findings(settings: Settings) -> tuple[list[tuple[str, str]], list[str]
     if not directory.path.is_file():
         return [("directory.path", f"LDIF file {directory.path} does not exist")], []
     ldif = build_directory(settings, os.environ)
-    assert isinstance(ldif, LdifDirectory)
+    if not isinstance(ldif, CountableDirectory):
+        raise InvariantError(f"{ldif.describe()} cannot count its entries")
     try:
         ldif.count_entries()  # reads the file, as the first run would
     except (RetriableError, FatalError) as exc:
         return [("directory.path", str(exc))], []
-    check = ldif.preset_check()
+    check = preset_check_of(ldif)
     warning = check.warning() if check is not None else None
     return [], [warning] if warning else []
 

@@ -5,24 +5,26 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from datetime import datetime
 
-from connector.app import build_connector, build_directory, utc_now
+from connector.app import Connector, build_connector, build_directory, utc_now
 from connector.cli.common import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, load_args_settings
 from connector.config import Settings
-from connector.directory.base import Directory
-from connector.directory.ldif import LdifDirectory
+from connector.directory.base import CountableDirectory, Directory
+from connector.directory.mirror import MirrorRefresh
 from connector.directory.presets import preset_check_of
 from connector.domain.directory import DirectoryAnswer
 from connector.errors import RetriableError
 from connector.policy.addresses import InvalidAddress, MappedAddress
 from connector.policy.org_rules import org_for
+from connector.store.locks import LockBusy
 
 
 def _count(directory: Directory) -> str:
     from connector.directory.graph import GraphDirectory
-    from connector.directory.ldap import LdapDirectory
 
-    if isinstance(directory, LdapDirectory | LdifDirectory):
+    if isinstance(directory, CountableDirectory):
         return f"{directory.count_entries()} entries visible with the configured base and filter"
     if isinstance(directory, GraphDirectory):
         return f"{directory.count_users()} users in the tenant"
@@ -86,15 +88,24 @@ def cmd_directory_check(args: argparse.Namespace) -> int:
 
 
 def cmd_directory_refresh(args: argparse.Namespace) -> int:
+    """The ``directory_mirror`` job, run now (``--full``: a whole read); its locks, its status."""
     from jobs.directory_mirror import refresh_directory_mirror
+    from jobs.registry import run_command
 
     connector = build_connector(load_args_settings(args), os.environ)
+    full = True if args.full else None
+
+    def refresh(connector: Connector, clock: Callable[[], datetime]) -> MirrorRefresh | None:
+        return refresh_directory_mirror(connector.directory, now=clock(), full=full)
+
     try:
-        result = refresh_directory_mirror(connector.directory, now=utc_now(), full=True if args.full else None)
+        result = run_command(connector, "directory refresh", utc_now, run=refresh)
+    except LockBusy:
+        raise  # another process refreshes or runs the job: ``error: another process holds ...``, exit 3
     except RetriableError as exc:
         print(f"directory unavailable, mirror unchanged: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    if result is None:
+    if not isinstance(result, MirrorRefresh):
         print("no directory mirror is configured (directory.mirror.enabled)")
         return EXIT_OK
     kind = "full" if result.full else "incremental"

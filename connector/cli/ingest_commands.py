@@ -60,13 +60,13 @@ def backfill_source(args: argparse.Namespace, template: SourceSettings) -> LogSo
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from jobs.ingest import ingest
-    from jobs.registry import JOBS
+    from jobs.registry import command_locks
 
     connector = connector_from_args(args)
     sources = [backfill_source(args, connector.settings.sources[0])] if args.paths else connector.sources
     progress = Progress(sys.stderr)
     # The ingest job's lock: two writers must never fold events into the same evidence at once.
-    with connector.locks.hold(JOBS["ingest"].locks), connector.sessions() as session:
+    with command_locks(connector, "ingest"), connector.sessions() as session:
         result = ingest(session, sources, connector.address_map, now=utc_now(), on_batch=progress.update)
     progress.close()
     elapsed = progress.elapsed

@@ -15,13 +15,12 @@ import io
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from connector.app import Connector, utc_now
+from connector.app import utc_now
 from connector.cli.common import (
     EXIT_CONFIG,
     EXIT_NOT_FOUND,
@@ -29,116 +28,16 @@ from connector.cli.common import (
     connector_from_args,
     printable,
 )
-from connector.compliance.base import KnownSnapshot, LifecycleTarget
+from connector.compliance.base import LifecycleTarget
 from connector.domain.lifecycle import ManagedStatus, TargetUser
 from connector.policy.addresses import InvalidAddress
 from connector.reporting.csv_export import spreadsheet_cell
 from connector.store import lifecycle as lifecycle_store
-from connector.store.models import ManagedUserRow
 
 if TYPE_CHECKING:
-    from connector.explain import PlanUser
+    from jobs.user_views import UserLine
 
 COLUMNS = ("address", "org", "aliases", "active", "display_name", "managed", "status", "target_id")
-
-
-@dataclass(frozen=True, slots=True)
-class UserLine:
-    """One user of the target as ``connector users`` shows it."""
-
-    address: str
-    org: str | None
-    aliases: tuple[str, ...]
-    active: bool | None  # None: not known (SCIM, a user the connector does not manage)
-    display_name: str | None
-    managed: str  # created | adopted | no
-    status: str | None  # the connector's status of a managed user (active, suspended, creating)
-    target_id: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "address": self.address,
-            "org": self.org,
-            "aliases": list(self.aliases),
-            "active": self.active,
-            "display_name": self.display_name,
-            "managed": self.managed,
-            "status": self.status,
-            "target_id": self.target_id,
-        }
-
-
-def _managed(row: ManagedUserRow | None) -> tuple[str, str | None]:
-    if row is None or row.status == ManagedStatus.DELETED.value:
-        return "no", None
-    return row.ownership, row.status
-
-
-def _embedded_lines(users: Sequence[TargetUser], rows: dict[str, ManagedUserRow]) -> list[UserLine]:
-    lines = []
-    for user in users:
-        managed, status = _managed(rows.get(user.primary_address))
-        lines.append(
-            UserLine(
-                user.primary_address,
-                ", ".join(user.orgs) or None,
-                user.aliases,
-                user.active,
-                user.display_name,
-                managed,
-                status,
-                user.target_id,
-            )
-        )
-    return lines
-
-
-def _snapshot_lines(snapshot: KnownSnapshot, rows: dict[str, ManagedUserRow]) -> list[UserLine]:
-    """Addresses from the known-address copy; org and active from the records of managed users."""
-    aliases: dict[str, list[str]] = {}
-    for alias, owner in snapshot.aliases.items():
-        aliases.setdefault(owner, []).append(alias)
-    lines = []
-    for address in sorted(snapshot.users):
-        row = rows.get(address)
-        managed, status = _managed(row)
-        active = None if status is None else status != ManagedStatus.SUSPENDED.value
-        lines.append(
-            UserLine(
-                address,
-                row.org if row is not None and status is not None else None,
-                tuple(sorted(aliases.get(address, []))),
-                active,
-                None,
-                managed,
-                status,
-                row.target_id if row is not None and status is not None else None,
-            )
-        )
-    return lines
-
-
-def user_lines(connector: Connector) -> tuple[list[UserLine], str]:
-    """Every user of the target, and where the list comes from."""
-    from connector.compliance.embedded import EmbeddedComplianceDirectory
-
-    target = connector.target
-    with connector.sessions() as session:
-        rows = lifecycle_store.managed_rows(session)
-    if isinstance(target, EmbeddedComplianceDirectory):
-        return _embedded_lines(target.all_users(), rows), target.describe()
-    from connector.compliance.target_state import KnownStore
-    from connector.config.target import ScimTargetSettings
-
-    settings = connector.settings.target
-    if isinstance(settings, ScimTargetSettings):
-        snapshot = KnownStore(connector.sessions, str(settings.url), persist=False).load()
-        source = (
-            f"{target.describe()}: the stored known-address copy (connector target refresh); "
-            "org and active from the connector's records of managed users only"
-        )
-        return _snapshot_lines(snapshot, rows), source
-    return _snapshot_lines(target.known_addresses(), rows), f"{target.describe()}: its known addresses"
 
 
 def _text(lines: Sequence[UserLine], source: str) -> str:
@@ -184,6 +83,8 @@ def _csv(lines: Sequence[UserLine]) -> str:
 
 def cmd_users(args: argparse.Namespace) -> int:
     connector = connector_from_args(args, read_only=True)
+    from jobs.user_views import user_lines
+
     lines, source = user_lines(connector)
     if args.format == "json":
         print(json.dumps({"source": source, "users": [line.to_json() for line in lines]}, indent=2))
@@ -197,7 +98,7 @@ def cmd_users(args: argparse.Namespace) -> int:
 def cmd_adopt(args: argparse.Namespace) -> int:
     """Take existing target users over on purpose: from now on the lifecycle keeps them in line."""
     from jobs import reconcile
-    from jobs.registry import JOBS
+    from jobs.registry import command_locks
 
     connector = connector_from_args(args)
     target = connector.target
@@ -213,7 +114,7 @@ def cmd_adopt(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
     addresses = list(dict.fromkeys(addresses))
     org_names = reconcile.lifecycle_policy(connector).org_names
-    with connector.locks.hold(JOBS["decide"].locks):  # never beside a cycle reconciling the same users
+    with command_locks(connector, "adopt"):  # never beside a cycle reconciling the same users
         found = target.read_users(addresses)
         by_lower = {primary.lower(): user for primary, user in found.items()}
         missing = [a for a in addresses if a.lower() not in by_lower]
@@ -237,33 +138,6 @@ def _adopt_one(session: Session, address: str, user: TargetUser, org_names: froz
     orgs = [org for org in user.orgs if org in org_names]
     org = orgs[0] if len(orgs) == 1 else None
     return lifecycle_store.adopt(session, address, org=org, target_id=user.target_id, now=now)
-
-
-def explain_planner(connector: Connector, now: datetime) -> PlanUser:
-    """Plan one managed user as the cycle does (``jobs/reconcile.py: gather`` with ``only``, ``plan``).
-
-    The target is wrapped read-only (as in a dry run): explain never writes.
-    """
-    from connector.compliance.dry_run import DryRunComplianceDirectory
-    from connector.explain import LifecyclePlan
-    from jobs import reconcile
-
-    def plan_user(address: str) -> LifecyclePlan:
-        from connector.domain.lifecycle import ChangeSet
-
-        target = DryRunComplianceDirectory(connector.target)
-        if not connector.settings.lifecycle.enabled:
-            return LifecyclePlan(None, None, ChangeSet(), unavailable="lifecycle.enabled is off")
-        if not reconcile.reconciles(target):
-            return LifecyclePlan(None, None, ChangeSet(), unavailable=f"{target.describe()} cannot read users back")
-        with connector.sessions() as session:
-            inputs = reconcile.gather(session, connector, target, address_map=connector.address_map, only={address})
-        change_set = reconcile.plan(inputs, reconcile.lifecycle_policy(connector), now)
-        return LifecyclePlan(
-            inputs.directory.get(address), inputs.actual.get(address), change_set, target_error=inputs.target_error
-        )
-
-    return plan_user
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:

@@ -19,24 +19,26 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from typing import Any
+from email.message import EmailMessage
 
 from connector.app import utc_now
 from connector.cli.common import EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_OK, connector_from_args
 from connector.domain.decisions import Reason
-from connector.domain.report import DecisionRecord
+from connector.domain.report import DecisionRecord, RunSummary, stored_report
+from connector.domain.report_model import RunReportJson
 from connector.domain.safe_text import printable, spreadsheet_cell
+from connector.domain.status import RunStatus
 from connector.reporting.csv_export import created_users_csv, lifecycle_changes_csv
 from connector.reporting.text import render_text
 
 ACTIONS = ("list", "show", "digest", "latest")
 
 
-def _csv(reports: Iterable[dict[str, Any]], rows: str) -> str:
+def _csv(reports: Iterable[RunReportJson], rows: str) -> str:
     return lifecycle_changes_csv(reports) if rows == "lifecycle" else created_users_csv(reports)
 
 
-def print_report(report: dict[str, Any], output_format: str, rows: str = "created") -> None:
+def print_report(report: RunReportJson, output_format: str, rows: str = "created") -> None:
     """One report on stdout in the chosen format (``rows``: which CSV)."""
     if output_format == "json":
         json.dump(report, sys.stdout, indent=2)  # written piece by piece, not built as one string first
@@ -53,9 +55,8 @@ def print_report(report: dict[str, Any], output_format: str, rows: str = "create
 
 def _run_id(text: str | None) -> int | str | None:
     """None for latest, the id, or an error message."""
-    if text in (None, "latest"):
+    if text is None or text == "latest":
         return None
-    assert text is not None
     if text.isdigit():
         return int(text)
     return f"not a run id: {text!r} (a number, or 'latest')"
@@ -80,7 +81,7 @@ def _show(args: argparse.Namespace, run: str | None) -> int:
             print(f"no finished run {run or 'latest'}", file=sys.stderr)
             return EXIT_NOT_FOUND
         if not args.all:
-            print_report(row.report, args.format, args.rows)
+            print_report(stored_report(row.report), args.format, args.rows)
         elif row.dry_run:
             print(f"run {row.id} is a dry run: it stored no decision records", file=sys.stderr)
             return EXIT_NOT_FOUND
@@ -122,8 +123,8 @@ def _list(args: argparse.Namespace) -> int:
     since = now - timedelta(days=args.days) if args.days else None
     if args.format == "csv":
         with connector.sessions() as session:  # one stored report at a time in memory
-            reports = iter_finished_reports(session, since=since or now - timedelta(days=36500), until=now)
-            sys.stdout.write(_csv(reports, args.rows))
+            stored = iter_finished_reports(session, since=since or now - timedelta(days=36500), until=now)
+            sys.stdout.write(_csv((stored_report(report) for report in stored), args.rows))
         return EXIT_OK
     with connector.sessions() as session:
         # text and json also list runs not finished: still running, or left open by a process that died
@@ -132,28 +133,34 @@ def _list(args: argparse.Namespace) -> int:
         from connector.reporting.html import render_index_html
 
         sys.stdout.write(render_index_html(runs, now=now, retention_days=connector.settings.reports.retention_days))
-        return EXIT_OK
-    if args.format == "json":
-        rows = [
-            {
-                "run_id": r.run_id,
-                "started_at": r.started_at.isoformat(),
-                "finished_at": r.finished_at.isoformat() if r.finished_at else None,
-                "status": r.status,
-                "dry_run": r.dry_run,
-                "created": r.created,
-                "skipped": r.skipped,
-                "deferred": r.deferred,
-                "held": r.held,
-                "errors": r.errors,
-                "warnings": r.warnings,
-                "lifecycle_changes": r.lifecycle_changes,
-                "lifecycle_held": r.lifecycle_held,
-            }
-            for r in runs
-        ]
-        print(json.dumps(rows, indent=2))
-        return EXIT_OK
+    elif args.format == "json":
+        print(json.dumps([_summary_json(r) for r in runs], indent=2))
+    else:
+        _print_runs(runs)
+    return EXIT_OK
+
+
+def _summary_json(r: RunSummary) -> dict[str, object]:
+    """One run of ``report list --format json``."""
+    return {
+        "run_id": r.run_id,
+        "started_at": r.started_at.isoformat(),
+        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+        "status": r.status,
+        "dry_run": r.dry_run,
+        "created": r.created,
+        "skipped": r.skipped,
+        "deferred": r.deferred,
+        "held": r.held,
+        "errors": r.errors,
+        "warnings": r.warnings,
+        "lifecycle_changes": r.lifecycle_changes,
+        "lifecycle_held": r.lifecycle_held,
+    }
+
+
+def _print_runs(runs: list[RunSummary]) -> None:
+    """``report list`` as a table, then a legend line for each mark it shows."""
     print(
         f"{'run':>6}  {'started (UTC)':19}  {'status':11} {'created':>7} {'skipped':>7} {'deferred':>8} "
         f"{'held':>5} {'errors':>6} {'warn':>5} {'changes':>7} {'c.held':>6}"
@@ -168,18 +175,18 @@ def _list(args: argparse.Namespace) -> int:
         print("* dry run: nothing was changed")
     if any(r.finished_at is None for r in runs):
         print("running: not finished yet, or its process died (the next run closes it as interrupted)")
-    if any(r.status == "interrupted" for r in runs):
+    if any(r.status == RunStatus.INTERRUPTED for r in runs):
         print("interrupted: its process died; the next run recorded what it had done (see its warnings)")
     if any(r.lifecycle_changes or r.lifecycle_held for r in runs):
         print("changes, c.held: lifecycle changes of managed users made, and held for a person")
-    return EXIT_OK
 
 
 def _digest(args: argparse.Namespace) -> int:
-    from jobs.digest import send_digest
+    """The ``digest`` job, run now: its lock (never two digests at once), its status."""
+    from jobs.registry import run_command
 
-    message = send_digest(connector_from_args(args, read_only=True), now=utc_now())
-    if message is None:
+    message = run_command(connector_from_args(args, read_only=True), "report digest", utc_now)
+    if not isinstance(message, EmailMessage):
         print("no digest configured (reports.digest)", file=sys.stderr)
         return EXIT_CONFIG
     print(f"sent: {message['Subject']}")

@@ -61,12 +61,12 @@ def _sync(args: argparse.Namespace, stop: threading.Event) -> int:
     import dataclasses
 
     from jobs.cycle import run_cycle
-    from jobs.registry import JOBS, run_job
+    from jobs.registry import JOBS, command_locks, run_job
 
     connector = connector_from_args(args)
     connector.stop = stop  # set by a signal, even one that came while the state database was upgraded
     if args.dry_run:
-        with connector.locks.hold(JOBS["decide"].locks):  # never beside a scheduled cycle
+        with command_locks(connector, "sync --dry-run"):  # never beside a scheduled cycle
             report = run_cycle(connector, clock=utc_now, dry_run=True, recheck=args.recheck).to_json()
     else:
         # The scheduler's decide job, run once: same locks, and its status counts for `connector health`.
@@ -85,9 +85,9 @@ def _sync(args: argparse.Namespace, stop: threading.Event) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from connector.cli.lifecycle_commands import explain_planner
     from connector.explain import explain
     from jobs.cycle import simulate
+    from jobs.user_views import explain_planner
 
     connector, now = connector_from_args(args, read_only=True), utc_now()
 

@@ -76,9 +76,13 @@ def cmd_probe(args: argparse.Namespace) -> int:
     except RetriableError as exc:
         print(f"probe failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    finding = catch_all.probe_finding(result, settings, now)
+    finding = catch_all.probe_finding(result, settings.thresholds(), now)
     if domain in connector.settings.domains:
-        with connector.sessions() as session:
+        from jobs.registry import command_locks
+
+        # The cycle's locks around the write only: a cycle never finds its catch-all rows changed under it,
+        # and no lock is held while the downstream server is asked.
+        with command_locks(connector, "probe"), connector.sessions() as session:
             store.save_catch_all(session, finding)
             session.commit()
     print(f"{domain}: {finding.status.value}")
@@ -243,8 +247,11 @@ def cmd_block(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from jobs.cycle import run_cycle
+    from jobs.registry import command_locks
 
-    report = run_cycle(connector_from_args(args), clock=utc_now, dry_run=True).to_json()
+    connector = connector_from_args(args)
+    with command_locks(connector, "plan"):  # its dry run stores a run and writes pages, as sync --dry-run
+        report = run_cycle(connector, clock=utc_now, dry_run=True).to_json()
     if report["status"] == "failed":
         print(render_text(report), end="", file=sys.stderr)
         return EXIT_FAILED
@@ -256,8 +263,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"  {change_key(change)}")
     if report["held"]:
         print(f"  {len(report['held'])} creation(s) would be held (see connector report {report['run_id']})")
-    lifecycle = report.get("lifecycle") or {}
-    if lifecycle.get("held"):
+    lifecycle = report.get("lifecycle")
+    if lifecycle and lifecycle.get("held"):
         print(
             f"  {len(lifecycle['held'])} lifecycle change(s) would be held ({lifecycle.get('limit_reached')}); "
             "they are not in the plan"
@@ -273,11 +280,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
     except (OSError, ValueError, PlanError) as exc:
         print(f"cannot use plan {args.plan}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    from jobs.registry import JOBS
+    from jobs.registry import command_locks
 
     connector = connector_from_args(args)
     # One lock over the check and the apply: no scheduled cycle can move the state in between.
-    with connector.locks.hold(JOBS["decide"].locks):
+    with command_locks(connector, "apply"):
         fresh = changes_from_report(run_cycle(connector, clock=utc_now, dry_run=True).to_json())
         gone, new = differences(planned, fresh)
         if gone or new:

@@ -19,6 +19,7 @@ from connector.cli.common import (
     printable,
 )
 from connector.config.state import EventLogMode
+from connector.errors import InvariantError
 from connector.sources.base import SourceCheckpoint
 from connector.sources.check import LineKind, SourceCheck, Verdict, check_source
 from connector.sources.files import FileLogSource
@@ -104,7 +105,8 @@ def cmd_source_check(args: argparse.Namespace) -> int:
     if args.format:
         source_settings = source_settings.model_copy(update={"format": args.format})
     source = build_source(source_settings)
-    assert isinstance(source, FileLogSource)  # every configured format reads files
+    if not isinstance(source, FileLogSource):  # every configured format reads files
+        raise InvariantError(f"source {source_settings.name}: {source.describe()} is not read from files")
     check = check_source(source, args.lines)
     for line in render(args.name, source.describe(), check, args.lines):
         print(line)
@@ -136,12 +138,12 @@ def _where(checkpoint: SourceCheckpoint) -> str:
 
 
 def cmd_source_reset(args: argparse.Namespace) -> int:
-    from jobs.registry import JOBS
+    from jobs.registry import command_locks
 
     connector = connector_from_args(args)
     configured = {s.name for s in connector.settings.sources}
     # The ingest job's lock: no run may fold events or save this checkpoint meanwhile.
-    with connector.locks.hold(JOBS["ingest"].locks, wait_seconds=args.wait), connector.sessions() as session:
+    with command_locks(connector, "source reset", wait_seconds=args.wait), connector.sessions() as session:
         if args.name not in configured and args.name not in repository.checkpoint_names(session):
             names = ", ".join(sorted(configured)) or "none"
             print(f"error: no source named {printable(args.name)} (configured: {printable(names)})", file=sys.stderr)

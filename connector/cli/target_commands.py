@@ -7,6 +7,7 @@ import json
 import os
 from typing import TYPE_CHECKING
 
+from connector.app import utc_now
 from connector.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -109,11 +110,14 @@ def _check_local_target(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_target_refresh(args: argparse.Namespace) -> int:
-    """Run jobs/refresh_known.py once."""
-    from jobs.refresh_known import refresh_known
+    """The ``refresh_known`` job (jobs/refresh_known.py), run now: its locks, its status."""
+    from connector.store.locks import LockBusy
+    from jobs.registry import run_command
 
     try:
-        counts = refresh_known(connector_from_args(args))
+        counts = run_command(connector_from_args(args), "target refresh", utc_now)
+    except LockBusy:
+        raise  # a cycle or the scheduled refresh runs: ``error: another process holds ...``, exit 3
     except RetriableError as exc:
         print(f"refresh failed: {exc}")
         return EXIT_FAILED

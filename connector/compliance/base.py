@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 from connector.domain.decisions import Decision
 from connector.domain.lifecycle import Change, TargetUser
-from connector.errors import ConnectorError
+from connector.errors import ConnectorError, InvariantError
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +24,8 @@ class NewUser:
 
 def new_user_for(decision: Decision) -> NewUser:
     """The user a ``create_user`` decision asks for."""
-    assert decision.user_address is not None and decision.org is not None
+    if decision.user_address is None or decision.org is None:
+        raise InvariantError(f"a {decision.outcome} decision for {decision.address} without the user's address or org")
     return NewUser(
         primary_address=decision.user_address,
         org=decision.org,
@@ -32,6 +33,14 @@ def new_user_for(decision: Decision) -> NewUser:
         display_name=decision.display_name,
         external_id=decision.external_id,
     )
+
+
+def recreated_user(change: Change) -> NewUser:
+    """The user a ``recreate`` change brings back (the planner gives every such change its org)."""
+    if change.org is None:
+        raise InvariantError(f"a {change.kind} change of {change.address} without an org")
+    display_name, external_id = change.fields.get("display_name"), change.fields.get("external_id")
+    return NewUser(change.address, change.org, change.aliases, display_name, external_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +138,38 @@ class LifecycleTarget(Protocol):
         ``RetriableError`` on an outage; ``SkippableError`` when the target refuses it.
         """
         ...
+
+
+@runtime_checkable
+class WrappedLifecycle(Protocol):
+    """Optional: a wrapper that has ``LifecycleTarget``'s methods whatever it wraps (a dry run) says
+    whether the target it wraps really is one (``jobs/reconcile.py: reconciles``)."""
+
+    @property
+    def reconciles(self) -> bool: ...
+
+
+@runtime_checkable
+class PlannedWrites(Protocol):
+    """Optional: a target that records the writes it would make instead of making them (a dry run);
+    the cycle puts them in the report's ``planned_changes``."""
+
+    planned: list[str]
+
+
+@runtime_checkable
+class RefreshableKnownAddresses(Protocol):
+    """Optional: a remote target whose addresses are copied into the state database, pulled again by the
+    ``refresh_known`` job and ``connector target refresh`` (SCIM); local targets have nothing to pull."""
+
+    def refresh_known(self) -> dict[str, int]:
+        """Pull every user's and group's addresses; the counts pulled. ``RetriableError``: the old copy stays."""
+        ...
+
+
+@runtime_checkable
+class ListsAllUsers(Protocol):
+    """Optional: a target that lists every user it holds from local state (embedded: its tables), for
+    ``connector users``; a remote target is shown from its known-address copy instead."""
+
+    def all_users(self) -> list[TargetUser]: ...

@@ -32,7 +32,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from connector.compliance.base import KnownSnapshot, NewUser
+from connector.compliance.base import KnownSnapshot, NewUser, recreated_user
 from connector.domain.lifecycle import Change, ChangeKind, TargetUser
 from connector.domain.safe_text import spreadsheet_cell
 from connector.errors import FatalError, RetriableError, SkippableError
@@ -204,9 +204,7 @@ def lines_for(change: Change, state: ExportedState) -> list[ExportLine]:
             return []
         if change.address in state.aliases:
             raise SkippableError(f"{change.address} was exported as an alias of {state.aliases[change.address]}")
-        assert change.org is not None
-        display_name, external_id = change.fields.get("display_name"), change.fields.get("external_id")
-        return creation_lines(NewUser(change.address, change.org, change.aliases, display_name, external_id), state)
+        return creation_lines(recreated_user(change), state)
     if user is None:
         if kind is ChangeKind.DELETE:
             return []

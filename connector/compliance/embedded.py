@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from connector.compliance.base import KnownSnapshot, NewUser
+from connector.compliance.base import KnownSnapshot, NewUser, recreated_user
 from connector.domain.lifecycle import Change, ChangeKind, TargetUser
 from connector.errors import RetriableError, SkippableError
 from connector.store.models import TargetAliasRow, TargetOrgRow, TargetUserRow
@@ -84,7 +84,7 @@ class EmbeddedComplianceDirectory:
             session.add(row)
             session.flush()
             for alias in user.aliases:
-                if session.get(TargetAliasRow, alias) is None:
+                if _holder(session, alias) is None:  # an address another user holds is left out, as on SCIM
                     session.add(TargetAliasRow(address=alias, user_id=row.id, created_at=self._clock()))
             return True
 
@@ -95,10 +95,10 @@ class EmbeddedComplianceDirectory:
             ).first()
             if user is None:
                 raise SkippableError(f"no user {primary_address} to attach {alias} to")
-            existing = session.get(TargetAliasRow, alias)
-            if existing is not None:
-                if existing.user_id != user.id:
-                    raise SkippableError(f"{alias} is already an alias of another user")
+            holder = _holder(session, alias)
+            if holder is not None:
+                if holder != user.id:
+                    raise SkippableError(f"{alias} is already held by another user")
                 return False
             session.add(TargetAliasRow(address=alias, user_id=user.id, created_at=self._clock()))
             return True
@@ -149,16 +149,7 @@ class EmbeddedComplianceDirectory:
     def apply_change(self, change: Change) -> str | None:
         """Carry out one lifecycle change in its own transaction (idempotent)."""
         if change.kind is ChangeKind.RECREATE:
-            assert change.org is not None
-            self.create_user(
-                NewUser(
-                    change.address,
-                    change.org,
-                    change.aliases,
-                    display_name=change.fields.get("display_name"),
-                    external_id=change.fields.get("external_id"),
-                )
-            )
+            self.create_user(recreated_user(change))
             with self._sessions() as session:
                 return str(self._user_for(session, change).id)
         with self._write() as session:
@@ -177,10 +168,10 @@ class EmbeddedComplianceDirectory:
             if change.kind in (ChangeKind.ADD_ALIASES, ChangeKind.REPAIR):
                 # The old primary after a rename that was refused is still the primary: not an alias too.
                 for address in (a for a in change.aliases if a != user.primary_address):
-                    existing = session.get(TargetAliasRow, address)
-                    if existing is not None and existing.user_id != user.id:
-                        raise SkippableError(f"{address} is already an alias of another user")
-                    if existing is None:
+                    holder = _holder(session, address)
+                    if holder is not None and holder != user.id:
+                        raise SkippableError(f"{address} is already held by another user")
+                    if holder is None:
                         session.add(TargetAliasRow(address=address, user_id=user.id, created_at=self._clock()))
             elif change.kind is ChangeKind.REMOVE_ALIASES:
                 for address in change.aliases:
@@ -240,3 +231,11 @@ class EmbeddedComplianceDirectory:
             for user in session.scalars(select(TargetUserRow).order_by(TargetUserRow.primary_address)):
                 result[orgs[user.org_id]].append((user.primary_address, aliases.get(user.id, [])))
         return result
+
+
+def _holder(session: Session, address: str) -> int | None:
+    """The id of the user holding ``address`` as primary or alias: one address, one user."""
+    alias = session.get(TargetAliasRow, address)
+    if alias is not None:
+        return alias.user_id
+    return session.scalars(select(TargetUserRow.id).where(TargetUserRow.primary_address == address)).first()

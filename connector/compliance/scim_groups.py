@@ -43,13 +43,13 @@ PATCH_REFUSED = frozenset({400, 501})
 
 
 class _Reader(Protocol):
-    """What ``ScimGroups`` needs of ``ScimComplianceDirectory``: its profile and its reads."""
+    """What ``ScimGroups`` needs of the target's reads (``ScimReads``): its profile, searches and listings."""
 
     def features(self) -> Any: ...
 
-    def _search(self, path: str, filter_text: str, attributes: str | None = None) -> list[dict[str, Any]]: ...
+    def search(self, path: str, filter_text: str, attributes: str | None = None) -> list[dict[str, Any]]: ...
 
-    def _pages(self, path: str, attributes: str | None, filter_text: str | None = None) -> Iterator[dict[str, Any]]: ...
+    def pages(self, path: str, attributes: str | None, filter_text: str | None = None) -> Iterator[dict[str, Any]]: ...
 
 
 def members_required(profile: Any) -> bool:
@@ -103,12 +103,12 @@ class ScimGroups:
     # -- finding and creating ---------------------------------------------------------------------
 
     def _searched(self, name: str) -> str | None:
-        found = [g for g in self._reader._search("/Groups", group_filter(name), "displayName")]
+        found = [g for g in self._reader.search("/Groups", group_filter(name), "displayName")]
         return group_ids(g for g in found if g.get("displayName") == name).get(name)
 
     def _listed(self, name: str) -> str | None:
         """Every group, paged: for a server whose filter answered nothing although the group exists."""
-        ids = group_ids(self._reader._pages("/Groups", "displayName"))
+        ids = group_ids(self._reader.pages("/Groups", "displayName"))
         self.remember(ids, complete=True)
         return ids.get(name)
 
@@ -185,23 +185,27 @@ class ScimGroups:
             log.info("PATCH add members refused (%s): GET + PUT of the group instead", response.status_code)
         return self._put_members(path, user_ids)
 
+    def _member_group(self, org: str, user_ids: Sequence[str]) -> tuple[str, bool]:
+        """``group_id`` for members to add: never None, since there are members to create it with."""
+        group_id, done = self.group_id(org, user_ids)
+        if group_id is None and not done:  # unreachable: group_id creates when there are members to put in
+            raise RetriableError(f"group {org!r} is missing and cannot be created yet")
+        return group_id or "", done
+
     def add_members(self, org: str, user_ids: Sequence[str]) -> list[str]:
         """Add ``user_ids`` to the org's group (found or created); the ids the server's answer lacks.
 
         ``RetriableError`` on a 412 (changed meanwhile) or an outage; ``SkippableError`` when refused.
         """
-        group_id, done = self.group_id(org, user_ids)
+        group_id, done = self._member_group(org, user_ids)
         if done:
             return []
-        if group_id is None:  # unreachable: group_id creates when there are members to put in
-            raise RetriableError(f"group {org!r} is missing and cannot be created yet")
         response, how = self.send_members(group_id, user_ids)
         if response.status_code == 404:  # deleted by an admin since we learnt its id: find or create it again
             self.forget(org)
-            group_id, done = self.group_id(org, user_ids)
+            group_id, done = self._member_group(org, user_ids)
             if done:
                 return []
-            assert group_id is not None
             response, how = self.send_members(group_id, user_ids)
         if response.status_code == 412:
             raise RetriableError(f"group {org!r} changed meanwhile (412); retried next run")

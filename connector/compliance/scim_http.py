@@ -1,11 +1,11 @@
 """The thin HTTP edge of the SCIM target: one ``requests.Session``, auth, rate, retries.
 
-HTTP statuses are sorted into our error classes in one place (``request``):
+Statuses and retries follow the shared policy (``connector.http_policy``), in ``request``:
 429, 5xx and connection errors are retried with exponential back-off and full
 jitter (honouring ``Retry-After``), then raise ``RetriableError``; 401/403
-raise ``FatalError``; other 4xx are returned for the caller to judge by their
-status. Their bodies only add words: ``error_text`` reads any shape (a SCIM
-error, a string, a list, HTML, nothing) and never raises.
+raise ``CredentialsRefused``; other 4xx are returned for the caller to judge by their
+status (``error_for``). Their bodies only add words: ``error_text`` (``scim_errors.py``) reads any
+shape (a SCIM error, a string, a list, HTML, nothing) and never raises. The OAuth token: ``scim_oauth.py``.
 A write whose answer was lost (connection dropped, 5xx) may have been
 committed, so it is not repeated blindly: ``AmbiguousWriteError`` tells the
 caller to look first.
@@ -14,32 +14,71 @@ caller to look first.
 from __future__ import annotations
 
 import copy
-import email.utils
-import html
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from pydantic import ValidationError
 from requests.adapters import HTTPAdapter
-from scim2_models import Error
 
+from connector.compliance.scim_errors import (
+    NOT_JSON,
+    ErrorAnswer,
+    error_for,
+    error_text,
+    json_body,
+    read_error,
+    status_of,
+)
+from connector.compliance.scim_oauth import ClientCredentialsToken
 from connector.compliance.target_state import TargetHealth
 from connector.config.base import resolve_secret
 from connector.config.target import OAuthClientSettings, RetrySettings, ScimTargetSettings
-from connector.domain.safe_text import printable
-from connector.errors import ConflictError, ConnectorError, FatalError, RetriableError, SkippableError
+from connector.errors import (
+    CredentialsRefused,
+    FatalError,
+    RetriableError,
+    SkippableError,
+)
+from connector.http_policy import (
+    GaveUp,
+    Pacing,
+    RetryPolicy,
+    StatusClass,
+    Transient,
+    classify_status,
+    is_transient,
+    retrying,
+)
 
+__all__ = [  # the answer readers and the token client live apart; callers keep importing them from here
+    "NOT_JSON",
+    "SCIM_JSON",
+    "AmbiguousWriteError",
+    "ClientCredentialsToken",
+    "ErrorAnswer",
+    "FilterRefused",
+    "ListPage",
+    "RateLimiter",
+    "ScimHttp",
+    "error_for",
+    "error_text",
+    "iter_resources",
+    "json_body",
+    "page_size_for",
+    "read_error",
+    "read_list_page",
+    "retry_policy",
+    "status_of",
+    "status_of_count",
+]
 log = logging.getLogger(__name__)
 SCIM_JSON = "application/scim+json"
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class AmbiguousWriteError(RetriableError):
@@ -52,134 +91,6 @@ class AmbiguousWriteError(RetriableError):
     def __init__(self, message: str, answer: ErrorAnswer | None = None) -> None:
         super().__init__(message)
         self.answer = answer
-
-
-NOT_JSON = object()
-"""What ``json_body`` gives for an answer that is not JSON."""
-
-
-def json_body(response: requests.Response) -> Any:
-    """The decoded body (any JSON value), or ``NOT_JSON``: HTML from a proxy, empty, cut, or absurd
-    (an integer of over 4,300 digits, nesting deeper than the interpreter's stack)."""
-    try:
-        return response.json()
-    except (ValueError, RecursionError):
-        return NOT_JSON
-
-
-def status_of(value: object) -> int | None:
-    """An HTTP status given as a number or a string (SCIM sends ``"409"``; some servers 409), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) == 3:
-        return int(value.strip())
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorAnswer:
-    """An error answer, read whatever its shape (RFC 7644 3.12 ``Error``, a string, HTML, nothing)."""
-
-    http_status: int
-    status: int | None
-    """The body's ``status`` (a number or a string of one), when it has one."""
-    scim_type: str | None
-    detail: str | None
-    text: str
-    """One escaped line of at most about 300 characters, for reports and logs."""
-    mentions_duplicate: bool = False
-    """The body (its first 100,000 characters) names a unique constraint or a duplicate."""
-
-    @property
-    def looks_like_duplicate(self) -> bool:
-        """A 409, a ``uniqueness`` error, or a fault page about a unique constraint (some servers answer a
-        duplicate with an HTML 500 of their database's ``IntegrityError``): look the resource up."""
-        if self.http_status == 409 or self.status == 409 or (self.scim_type or "").lower() == "uniqueness":
-            return True
-        return self.http_status >= 500 and self.mentions_duplicate
-
-
-DUPLICATE_WORDS = (
-    "integrityerror",
-    "unique constraint",
-    "duplicate key",
-    "duplicate entry",
-    "already exists",
-    "uniqueness",
-)
-_TAG = re.compile(r"<[^>]*>")
-_HTML_PART = re.compile(r"<(title|h1)[^>]*>(.*?)</\1\s*>", re.IGNORECASE | re.DOTALL)
-
-
-def _html_words(text: str) -> str | None:
-    """The title and first heading of an HTML page (a fault page's gist), tags removed; None if neither."""
-    parts: list[str] = []
-    for _, part in _HTML_PART.findall(text[:100_000]):
-        words = " ".join(html.unescape(_TAG.sub(" ", part)).split())
-        if words and words not in parts:
-            parts.append(words)
-        if len(parts) == 2:
-            break
-    return ": ".join(parts) if parts else None
-
-
-def read_error(response: requests.Response) -> ErrorAnswer:
-    """Read an error answer; never raises. ``scim2-models``' ``Error`` where the body validates as one,
-    else field by field (``status`` as a number or a string, ``detail`` empty or absent)."""
-    body = json_body(response)
-    code = response.status_code
-    raw = response.text[:100_000].lower()
-    duplicate = any(word in raw for word in DUPLICATE_WORDS)
-    if body is NOT_JSON:
-        text = response.text.strip()
-        gist = _html_words(text) if "<" in text else None
-        line = f"HTTP {code} " + (printable(gist)[:280] if gist else repr(text[:200]) if text else "(no body)")
-        return ErrorAnswer(code, None, None, None, line, duplicate)
-    if not isinstance(body, dict):
-        return ErrorAnswer(code, None, None, None, f"HTTP {code} {printable(repr(body))[:280]}", duplicate)
-    try:
-        error = Error.model_validate(body)
-        status, scim_type, detail = error.status, error.scim_type, error.detail
-    except (ValidationError, TypeError, ValueError):
-        status = status_of(body.get("status"))
-        scim_type = body.get("scimType") if isinstance(body.get("scimType"), str) else None
-        detail = body.get("detail") if isinstance(body.get("detail"), str) else None
-    parts = [printable(body[k]) for k in ("status", "scimType", "detail") if body.get(k) not in (None, "")]
-    text = " ".join(parts)[:300] if parts else f"HTTP {code} {printable(repr(body))[:280]}"
-    status = status if isinstance(status, int) else None
-    return ErrorAnswer(code, status, scim_type or None, detail or None, text, duplicate)
-
-
-def error_text(response: requests.Response) -> str:
-    """What an error answer says, in one escaped line of at most about 300 characters, whatever its shape.
-
-    RFC 7644 errors are ``{"status", "scimType", "detail"}``; servers, proxies and faults also send
-    a string, a list, a number, ``null``, HTML (its title and heading are kept) or nothing. Never
-    raises: the caller has already chosen the error class from the status.
-    """
-    return read_error(response).text
-
-
-def error_for(response: requests.Response, what: str) -> ConnectorError:
-    """The error class of a refused answer, in the one place that decides it for every SCIM request.
-
-    The HTTP status decides, never the body (which may say ``"status": "200"``): 401/403 ``FatalError``;
-    412 ``ConflictError`` (read again, plan again); 408, 429 and 5xx but 501 ``RetriableError``; any
-    other status ``SkippableError`` (this item, this run: 501 "not implemented" does not heal by
-    waiting). The body adds the words.
-    """
-    answer = read_error(response)
-    code = response.status_code
-    message = f"{what}: {answer.text}"
-    if code in (401, 403):
-        return FatalError(f"{what}: the SCIM server refused the credentials ({answer.text})")
-    if code == 412:
-        return ConflictError(message)
-    if code in (408, 429) or (code >= 500 and code != 501):
-        return RetriableError(message)
-    return SkippableError(message)
 
 
 class FilterRefused(SkippableError):
@@ -300,76 +211,34 @@ class RateLimiter:
             self._sleep(slot - now)
 
 
-def backoff_delay(attempt: int, settings: RetrySettings, rng: Callable[[], float]) -> float:
-    """Full jitter: uniform in [0, min(max, base * 2**(attempt-1))]."""
-    cap: float = min(settings.max_backoff_seconds, settings.backoff_seconds * 2 ** (attempt - 1))
-    return rng() * cap
+def retry_policy(settings: RetrySettings) -> RetryPolicy:
+    """The shared HTTP policy with the target's numbers: ``max_backoff_seconds`` also bounds ``Retry-After``."""
+    return RetryPolicy(
+        attempts=settings.attempts,
+        backoff_seconds=settings.backoff_seconds,
+        max_backoff_seconds=settings.max_backoff_seconds,
+        max_wait_seconds=settings.max_backoff_seconds,
+    )
 
 
-def retry_after_seconds(value: str | None, now: datetime, cap: float) -> float | None:
-    """``Retry-After`` as seconds (delta or HTTP date), capped; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():  # "²".isdigit() is true too
-        return min(float(value), cap)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return min(max((when - now).total_seconds(), 0.0), cap)
+@dataclass(slots=True)
+class _Call:
+    """One request as ``ScimHttp.request`` was asked for it; its steps share it."""
 
+    method: str
+    path: str
+    url: str
+    params: Mapping[str, Any] | None
+    json: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    idempotent: bool = True
+    optional: bool = False
+    renewed: bool = False
+    """A 401 was answered with a fresh OAuth token once already (once per request)."""
 
-class ClientCredentialsToken:
-    """OAuth 2 client credentials: a cached access token, fetched again before it expires."""
-
-    def __init__(self, settings: OAuthClientSettings, secret: str, session: requests.Session, timeout: float) -> None:
-        self._settings = settings
-        self._secret = secret
-        self._session = session
-        self._timeout = timeout
-        self._token: str | None = None
-        self._expires = 0.0
-        self._lock = threading.Lock()
-
-    def get(self, *, renew: bool = False) -> str:
-        with self._lock:
-            if renew or self._token is None or time.monotonic() >= self._expires:
-                self._token, lifetime = self._fetch()
-                self._expires = time.monotonic() + max(lifetime - 30, 0)
-            return self._token
-
-    def _fetch(self) -> tuple[str, float]:
-        data = {"grant_type": "client_credentials"}
-        if self._settings.scope:
-            data["scope"] = self._settings.scope
-        try:
-            response = self._session.post(
-                str(self._settings.token_url),
-                data=data,
-                auth=(self._settings.client_id, self._secret),
-                timeout=self._timeout,
-                verify=self._session.verify,
-            )
-        except requests.RequestException as exc:
-            raise RetriableError(f"OAuth token endpoint unreachable: {exc}") from exc
-        if response.status_code in RETRY_STATUSES:
-            raise RetriableError(f"OAuth token endpoint answered {response.status_code}")
-        if response.status_code != 200:
-            raise FatalError(f"OAuth token endpoint refused the client credentials ({response.status_code})")
-        body = json_body(response)
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise FatalError(f"OAuth token endpoint sent no access_token: {error_text(response)}")
-        try:
-            lifetime = float(body.get("expires_in", 3600))
-        except (TypeError, ValueError, OverflowError):
-            lifetime = 0.0  # unreadable: fetch a new one for the next request
-        if not 0 <= lifetime <= 86_400:  # NaN, negative, infinite or absurd: trust it for a day at most
-            lifetime = 0.0 if not lifetime >= 0 else 86_400.0
-        return token, lifetime
+    @property
+    def what(self) -> str:
+        return f"{self.method} {self.path}"
 
 
 class ScimHttp:
@@ -404,7 +273,7 @@ class ScimHttp:
         self._oauth = ClientCredentialsToken(oauth[0], oauth[1], self.session, timeout) if oauth else None
         self._timeout = timeout
         self._rate = rate
-        self._retry = retry or RetrySettings.model_validate({})
+        self._policy = retry_policy(retry or RetrySettings.model_validate({}))
         self._health = health
         self._sleep = sleep
         self._rng = rng
@@ -462,7 +331,9 @@ class ScimHttp:
         idempotent: bool = True,
         optional: bool = False,
     ) -> requests.Response:
-        """Send one request with retries. Returns any non-retried answer (2xx, 4xx but 401/403).
+        """Send one request with retries (``connector.http_policy``). Returns any answer not retried or refused
+        (2xx, 4xx but 401/403); raises ``CredentialsRefused`` on 401/403 (after one fresh OAuth token on a
+        401), ``RetriableError`` once the tries ran out.
 
         ``idempotent=False`` (a create): a lost answer raises ``AmbiguousWriteError``
         at once instead of sending the write again. ``optional=True`` (a discovery
@@ -471,75 +342,103 @@ class ScimHttp:
         """
         if self._health is not None:
             self._health.check()
+        call = self._call(method, path, params, json, headers, idempotent, optional)
+        pacing = Pacing(sleep=self._sleep, clock=self._clock, rng=self._rng, on_retry=self._on_retry)
+        outcome = retrying(lambda: self._try_once(call), self._policy, pacing)
+        if isinstance(outcome, GaveUp):
+            self._fail(outcome.last.reason)
+            raise RetriableError(f"{outcome.last.reason} (after {outcome.tries} tries)")
+        return outcome
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        idempotent: bool,
+        optional: bool,
+    ) -> _Call:
         url = path if path.startswith("http") else f"{self.base_url}{path}"
         all_headers = {**(headers or {})}
         if json is not None:
             all_headers["Content-Type"] = SCIM_JSON
-        renewed = False
-        error = ""
-        for attempt in range(1, self._retry.attempts + 1):
-            if self._rate is not None:
-                self._rate.acquire()
-            delay: float | None = None
-            try:
-                response = self.session.request(
-                    method,
-                    url,
-                    params=params,
-                    json=json,
-                    headers={**all_headers, **self._auth_header()},
-                    timeout=self._timeout,
-                    verify=self._verify,
-                )
-            except requests.exceptions.SSLError as exc:  # a wrong CA or name: a person must fix it
-                raise FatalError(f"{method} {path}: TLS verification failed (see ca_file): {exc}") from exc
-            except requests.ConnectionError as exc:
-                error = f"{method} {path}: connection failed: {exc.__class__.__name__}"
-                if not idempotent and not isinstance(exc, requests.exceptions.ConnectTimeout):
-                    self._fail(error)
-                    raise AmbiguousWriteError(f"{error}; the write may have been applied") from exc
-            except requests.Timeout as exc:
-                error = f"{method} {path}: timed out after {self._timeout}s"
-                if not idempotent:
-                    self._fail(error)
-                    raise AmbiguousWriteError(f"{error}; the write may have been applied") from exc
-            except requests.RequestException as exc:
-                self._fail(f"{method} {path}: {exc}")
-                raise RetriableError(f"{method} {path}: {exc}") from exc
-            else:
-                status = response.status_code
-                if status in (401, 403):
-                    if status == 401 and self._oauth is not None and not renewed:
-                        renewed, error = True, f"{method} {path}: HTTP 401 with a fresh token"
-                        self._auth_header(renew=True)
-                        continue
-                    raise FatalError(f"{method} {path}: the SCIM server refused the credentials ({status})")
-                if optional and status in RETRY_STATUSES:
-                    return response
-                if status not in RETRY_STATUSES:  # 501 and the like will not heal by waiting
-                    if self._health is not None:
-                        self._health.record_success()
-                    return response
-                answer = read_error(response)
-                said = answer.text if answer.text.startswith("HTTP ") else f"HTTP {status} {answer.text}"
-                error = f"{method} {path}: {said}"
-                if not idempotent and status != 429:
-                    # 5xx after a write: it may have been committed (e.g. a gateway timed out).
-                    self._fail(error)
-                    raise AmbiguousWriteError(f"{error}; the write may have been applied", answer)
-                delay = retry_after_seconds(
-                    response.headers.get("Retry-After"), self._clock(), self._retry.max_backoff_seconds
-                )
-            if attempt == self._retry.attempts:
-                break
-            if delay is None:
-                delay = backoff_delay(attempt, self._retry, self._rng)
-            log.info("%s; retry %d in %.2fs", error, attempt, delay)
+        return _Call(method, path, url, params, json, all_headers, idempotent, optional)
+
+    def _try_once(self, call: _Call) -> requests.Response | Transient:
+        """One try: send; a 401 is sent once more with a fresh OAuth token; then judge the answer."""
+        response = self._send(call)
+        if isinstance(response, Transient):
+            return response
+        if response.status_code == 401 and self._oauth is not None and not call.renewed:
+            call.renewed = True
+            self._auth_header(renew=True)
+            response = self._send(call)
+            if isinstance(response, Transient):
+                return response
+        return self._judge(call, response)
+
+    def _send(self, call: _Call) -> requests.Response | Transient:
+        """The request on the wire. A lost answer to a write raises ``AmbiguousWriteError`` (it may have been
+        applied); a lost answer to a read is ``Transient``; a TLS failure is ``FatalError`` (a person fixes it)."""
+        if self._rate is not None:
+            self._rate.acquire()
+        headers = {**call.headers, **self._auth_header()}
+        try:
+            return self.session.request(
+                call.method,
+                call.url,
+                params=call.params,
+                json=call.json,
+                headers=headers,
+                timeout=self._timeout,
+                verify=self._verify,
+            )
+        except requests.exceptions.SSLError as exc:  # a wrong CA or name: a person must fix it
+            raise FatalError(f"{call.what}: TLS verification failed (see ca_file): {exc}") from exc
+        except requests.ConnectionError as exc:
+            error = f"{call.what}: connection failed: {exc.__class__.__name__}"
+            if not call.idempotent and not isinstance(exc, requests.exceptions.ConnectTimeout):
+                raise self._ambiguous(error) from exc
+            return Transient(error)
+        except requests.Timeout as exc:
+            error = f"{call.what}: timed out after {self._timeout}s"
+            if not call.idempotent:
+                raise self._ambiguous(error) from exc
+            return Transient(error)
+        except requests.RequestException as exc:
+            self._fail(f"{call.what}: {exc}")
+            raise RetriableError(f"{call.what}: {exc}") from exc
+
+    def _judge(self, call: _Call, response: requests.Response) -> requests.Response | Transient:
+        """An answer by the shared policy: refused credentials raise; a transient answer (429, 5xx) is waited
+        on, except for an optional document (returned) and a write (``AmbiguousWriteError``, but on 429)."""
+        status = response.status_code
+        if classify_status(status) is StatusClass.CREDENTIALS_REFUSED:
+            raise CredentialsRefused(f"{call.what}: the SCIM server refused the credentials ({status})")
+        if not is_transient(status):  # 501 and the like will not heal by waiting
             if self._health is not None:
-                self._health.record_retry()
-            self._sleep(delay)
+                self._health.record_success()
+            return response
+        if call.optional:
+            return response
+        answer = read_error(response)
+        said = answer.text if answer.text.startswith("HTTP ") else f"HTTP {status} {answer.text}"
+        error = f"{call.what}: {said}"
+        if not call.idempotent and status != 429:
+            # 5xx after a write: it may have been committed (e.g. a gateway timed out).
+            raise self._ambiguous(error, answer)
+        return Transient(error, response.headers.get("Retry-After"))
+
+    def _ambiguous(self, error: str, answer: ErrorAnswer | None = None) -> AmbiguousWriteError:
         self._fail(error)
-        raise RetriableError(f"{error} (after {self._retry.attempts} tries)")
+        return AmbiguousWriteError(f"{error}; the write may have been applied", answer)
+
+    def _on_retry(self, failure: Transient, attempt: int, wait: float) -> None:
+        log.info("%s; retry %d in %.2fs", failure.reason, attempt, wait)
+        if self._health is not None:
+            self._health.record_retry()
 
     def iter_resources(
         self,

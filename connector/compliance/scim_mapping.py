@@ -130,7 +130,7 @@ def add_members_patch(user_ids: Sequence[str]) -> dict[str, Any]:
 def add_emails_patch(addresses: Sequence[str]) -> dict[str, Any]:
     """PATCH /Users/{id}: add alias addresses to ``emails``."""
     _checked_addresses(addresses, "add aliases")
-    return _user_patch([{"op": "add", "path": "emails", "value": [{"value": a} for a in addresses]}], "add aliases")
+    return user_patch([{"op": "add", "path": "emails", "value": [{"value": a} for a in addresses]}], "add aliases")
 
 
 def replace_emails(resource: dict[str, Any], addresses: Sequence[str]) -> dict[str, Any]:
@@ -214,7 +214,7 @@ def operation_error(operation: dict[str, Any]) -> str:
     return f"status {printable(operation.get('status'))[:20]} {printable(repr(response))[:260]}"
 
 
-def _emails(resource: dict[str, Any]) -> list[dict[str, Any]]:
+def email_entries(resource: dict[str, Any]) -> list[dict[str, Any]]:
     """The ``emails`` entries of a user resource that are objects (a server may send anything)."""
     emails = resource.get("emails")
     return [e for e in emails if isinstance(e, dict)] if isinstance(emails, list) else []
@@ -223,7 +223,7 @@ def _emails(resource: dict[str, Any]) -> list[dict[str, Any]]:
 def emails_of(resource: dict[str, Any]) -> list[str]:
     """Every address of a user resource, ``userName`` first, lower-cased, without repeats."""
     found: list[str] = []
-    for value in [resource.get("userName"), *(e.get("value") for e in _emails(resource))]:
+    for value in [resource.get("userName"), *(e.get("value") for e in email_entries(resource))]:
         if isinstance(value, str) and "@" in value and value.lower() not in found:
             found.append(value.lower())
     return found
@@ -243,7 +243,7 @@ def snapshot_of(resources: Iterable[dict[str, Any]]) -> tuple[list[str], dict[st
         primary = addresses[0]
         user_name = resource.get("userName")
         if not (isinstance(user_name, str) and "@" in user_name):
-            flagged = [e.get("value") for e in _emails(resource) if e.get("primary")]
+            flagged = [e.get("value") for e in email_entries(resource) if e.get("primary")]
             if flagged and isinstance(flagged[0], str):
                 primary = flagged[0].lower()
         users.append(primary)
@@ -352,77 +352,6 @@ def memberships(groups: Iterable[dict[str, Any]]) -> tuple[dict[str, list[str]],
     return by_user, group_ids(listed)
 
 
-# -- lifecycle: writing changes --------------------------------------------------------------------
-
-
-def _user_patch(operations: list[dict[str, Any]], what: str) -> dict[str, Any]:
-    try:
-        return (
-            PatchOp[User[Any]]
-            .model_validate({"Operations": operations})
-            .model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
-        )
-    except ValidationError as exc:
-        raise SkippableError(f"{what}: not a valid SCIM change: {exc.errors()[0]['msg']}") from exc
-
-
-def remove_members_patch(user_ids: Sequence[str]) -> dict[str, Any]:
-    """PATCH /Groups/{id}: remove members (RFC 7644 3.5.2.2): one operation whose value filter names them all,
-    so that one of them no longer being a member does not fail the others (``noTarget`` only if none is)."""
-    members = " or ".join(f"value eq {filter_value(uid)}" for uid in user_ids)
-    operations = [{"op": "remove", "path": f"members[{members}]"}]
-    try:
-        patch = PatchOp[Group].model_validate({"Operations": operations})
-    except ValidationError as exc:
-        raise SkippableError(f"remove members: not a valid SCIM change: {exc.errors()[0]['msg']}") from exc
-    return patch.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
-
-
-def remove_emails_patch(addresses: Sequence[str]) -> dict[str, Any]:
-    """PATCH /Users/{id}: remove these addresses from ``emails`` (compared case-insensitively by the server)."""
-    operations = [{"op": "remove", "path": f"emails[value eq {filter_value(a)}]"} for a in addresses]
-    return _user_patch(operations, "remove aliases")
-
-
-def active_patch(active: bool) -> dict[str, Any]:
-    """PATCH /Users/{id}: suspend (``active: false``) or reactivate."""
-    return _user_patch([{"op": "replace", "path": "active", "value": active}], "active")
-
-
-def renamed_emails(resource: dict[str, Any], new_primary: str) -> list[dict[str, Any]]:
-    """``emails`` after a rename: the new primary first (flagged), the old primary dropped, the rest kept."""
-    old = user_name_of(resource)
-    kept = [
-        {k: v for k, v in e.items() if k != "primary"}
-        for e in _emails(resource)
-        if isinstance(e.get("value"), str) and e["value"].lower() not in (old, new_primary.lower())
-    ]
-    return [{"value": new_primary, "primary": True, "type": "work"}, *kept]
-
-
-_UPDATE_ATTRIBUTES = {"display_name": "displayName", "external_id": "externalId"}
-
-
-def update_attributes(fields: Mapping[str, Any], resource: dict[str, Any] | None) -> dict[str, Any]:
-    """SCIM attribute -> new value for an UPDATE change (``resource``, as read, is needed for a rename)."""
-    changes = {_UPDATE_ATTRIBUTES[name]: value for name, value in fields.items() if name in _UPDATE_ATTRIBUTES}
-    new_primary = fields.get("primary_address")
-    if isinstance(new_primary, str) and new_primary:
-        assert resource is not None, "a rename needs the user as read"
-        changes["userName"] = new_primary
-        changes["emails"] = renamed_emails(resource, new_primary)
-    return changes
-
-
-def update_patch(changes: Mapping[str, Any]) -> dict[str, Any]:
-    """PATCH /Users/{id}: replace these attributes (a None value removes it)."""
-    operations = [
-        {"op": "remove", "path": name} if value is None else {"op": "replace", "path": name, "value": value}
-        for name, value in changes.items()
-    ]
-    return _user_patch(operations, "update")
-
-
 def replace_user(resource: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
     """PUT /Users/{id} body for servers without PATCH: the user as read, with ``changes`` applied."""
     body = {k: v for k, v in resource.items() if k not in ("meta", "groups")}
@@ -438,27 +367,13 @@ def replace_user(resource: dict[str, Any], changes: Mapping[str, Any]) -> dict[s
     return body
 
 
-def emails_with(resource: dict[str, Any], add: Sequence[str] = (), remove: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """``emails`` with ``add`` appended (unless present) and ``remove`` taken out, case-insensitively."""
-    gone = {a.lower() for a in remove}
-    emails = [e for e in _emails(resource) if str(e.get("value", "")).lower() not in gone]
-    present = {str(e.get("value", "")).lower() for e in emails}
-    return [*emails, *({"value": a} for a in dict.fromkeys(add) if a.lower() not in present and a.lower() not in gone)]
-
-
-def group_without_members(resource: dict[str, Any], user_ids: Sequence[str]) -> dict[str, Any]:
-    """PUT /Groups/{id} body for servers without PATCH: the group as read, minus members."""
-    body = {k: v for k, v in resource.items() if k != "meta"}
-    body["members"] = [
-        {"value": str(value)} for value, _ in group_refs(resource, "members") or [] if value not in user_ids
-    ]
+def user_patch(operations: list[dict[str, Any]], what: str) -> dict[str, Any]:
+    """A validated PATCH /Users/{id} body of these operations; ``SkippableError`` (naming ``what``) if invalid."""
     try:
-        Group.model_validate(body, scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
+        return (
+            PatchOp[User[Any]]
+            .model_validate({"Operations": operations})
+            .model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+        )
     except ValidationError as exc:
-        raise SkippableError(f"group {resource.get('displayName')}: not a valid SCIM group: {exc}") from exc
-    return body
-
-
-def no_target(body: Any) -> bool:
-    """A 400 ``noTarget``: the value a PATCH ``remove`` names is not there (already removed)."""
-    return isinstance(body, dict) and body.get("scimType") == "noTarget"
+        raise SkippableError(f"{what}: not a valid SCIM change: {exc.errors()[0]['msg']}") from exc

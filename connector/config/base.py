@@ -52,7 +52,8 @@ def resolve_secret(ref: SecretRef, environ: Mapping[str, str], key: str) -> Secr
         if not value:
             raise ConfigError([(key, f"environment variable {ref.env} is not set")])
         return SecretStr(value)
-    assert ref.file is not None
+    if ref.file is None:  # ``SecretRef`` validates that exactly one of the two is given
+        raise ConfigError([(key, "give exactly one of 'env' or 'file'")])
     try:
         return SecretStr(ref.file.read_text(encoding="utf-8").rstrip("\r\n"))
     except OSError as exc:

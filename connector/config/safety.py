@@ -9,6 +9,8 @@ from enum import StrEnum
 from pydantic import Field, field_validator
 
 from connector.config.base import StrictModel
+from connector.policy.catch_all import CatchAllThresholds
+from connector.policy.limits import CreationLimits
 
 
 class Mode(StrEnum):
@@ -53,6 +55,10 @@ class CatchAllSettings(StrictModel):
     def strict_ttl(self) -> timedelta:
         return timedelta(hours=self.strict_ttl_hours)
 
+    def thresholds(self) -> CatchAllThresholds:
+        """The numbers the pure catch-all rules take (``connector/policy/catch_all.py``)."""
+        return CatchAllThresholds(self.min_recipients, self.async_bounces, self.accept_all_ttl, self.strict_ttl)
+
 
 class AttackGuardSettings(StrictModel):
     """Recognising a dictionary attack: many never-seen recipients of one domain in a short time."""
@@ -80,6 +86,12 @@ class LimitSettings(StrictModel):
     """Most users created per domain per day as a share of the users its org already has (0.1 = 10 %)."""
     share_floor: int = Field(10, ge=0)
     """The share limit never goes below this many per day (a new, empty org can still start)."""
+
+    def creation_limits(self) -> CreationLimits:
+        """The limits as the pure budget takes them (``connector/policy/limits.py``)."""
+        return CreationLimits(
+            self.max_per_run, self.max_per_domain_per_day, self.max_share_per_domain_per_day, self.share_floor
+        )
 
 
 DEFAULT_EXCLUDED = (

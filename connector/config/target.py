@@ -38,7 +38,7 @@ class RetrySettings(StrictModel):
     backoff_seconds: float = Field(default=1.0, ge=0)
     """First back-off; doubled after each failure, with full jitter."""
     max_backoff_seconds: float = Field(default=60.0, ge=0)
-    """Longest wait between two tries, also the cap for a ``Retry-After`` header."""
+    """Longest wait between two tries; a ``Retry-After`` asking for longer is not waited for (the request gives up)."""
 
 
 class QuarantineSettings(StrictModel):

@@ -44,7 +44,7 @@ from connector.console.auth_throttle import LoginThrottle
 from connector.console.csrf import CSRF_FIELD, check_csrf, csrf_token, new_csrf_token
 from connector.console.local_users import NAME, ROLES, LocalUsersFile, Role, verify_password
 from connector.console.oidc_client import OidcSignIn, SignInRefused
-from connector.errors import ConfigError
+from connector.errors import ConfigError, InvariantError
 
 __all__ = [
     "CSRF_FIELD",
@@ -94,6 +94,14 @@ class _AuthState:
 
 def _state(request: Request) -> _AuthState | None:
     return cast(_AuthState | None, getattr(request.app.state, "console_auth", None))
+
+
+def _route_state(request: Request) -> _AuthState:
+    """The sign-in state, for the routes ``install_auth`` adds only together with it."""
+    auth = _state(request)
+    if auth is None:
+        raise InvariantError("a sign-in route of an app without console sign-in")
+    return auth
 
 
 def _fingerprint(password_hash: str) -> str:
@@ -200,10 +208,12 @@ def _client_address(request: Request) -> str:
 
 
 async def _login(request: Request) -> Response:
-    auth = _state(request)
-    assert auth is not None
+    auth = _route_state(request)
     if auth.oidc is not None:
         return await _oidc_login(request, auth, auth.oidc)
+    users = auth.users
+    if users is None:
+        raise InvariantError("console sign-in with neither local users nor single sign-on")
     next_url = _safe_next(request, request.query_params.get("next"))
     if request.method == "GET":
         if current_user(request) is not None:
@@ -225,18 +235,16 @@ async def _login(request: Request) -> Response:
             request, "Sign in", 429, form="local", csrf=csrf_token(request), next_url=next_url, name=name,
             error=f"Too many failed sign-ins: try again in {int(wait) + 1} seconds.", retry_after=int(wait) + 1,
         )  # fmt: skip
-    assert auth.users is not None
-    user = auth.users.get(name) if NAME.fullmatch(name) else None
-    if not await run_in_threadpool(
-        verify_password, user, password, auth.users.dummy_hash()
-    ):  # argon2 takes a while: off the event loop
+    user = users.get(name) if NAME.fullmatch(name) else None
+    # argon2 takes a while: off the event loop. An unknown name is checked against a dummy hash (same time).
+    verified = await run_in_threadpool(verify_password, user, password, users.dummy_hash())
+    if not verified or user is None:
         auth.throttle.failed(keys, now)
         log.warning("console sign-in failed from %s", address)
         return _page(
             request, "Sign in", 401, form="local", csrf=csrf_token(request), next_url=next_url, name=name,
             error="Wrong name or password.",
         )  # fmt: skip
-    assert user is not None
     auth.throttle.succeeded(keys)
     _start_session(
         request, {"name": user.name, "role": user.role, "via": "local", "fp": _fingerprint(user.password_hash)}
@@ -266,8 +274,7 @@ async def _oidc_login(request: Request, auth: _AuthState, oidc: OidcSignIn) -> R
 
 
 async def _callback(request: Request) -> Response:
-    auth = _state(request)
-    assert auth is not None
+    auth = _route_state(request)
     if auth.oidc is None:
         raise HTTPException(404, "single sign-on is not configured")
     next_url = _safe_next(request, request.session.get(_NEXT_KEY))

@@ -26,7 +26,8 @@ from connector.console import actions
 from connector.console.render import page, root, story_link
 from connector.console.state import ConnectorHolder
 from connector.domain.decisions import Decision
-from connector.domain.report import RunSummary
+from connector.domain.report import RunSummary, stored_report
+from connector.domain.report_model import RunReportJson
 from connector.errors import ConnectorError
 from connector.policy.addresses import InvalidAddress
 from connector.reporting.chart import CHART_DAYS
@@ -147,10 +148,11 @@ async def run_page(request: Request) -> Response:
     run_id = int(request.path_params["run_id"])
     now = holder(request).clock()
 
-    def read() -> tuple[dict[str, Any] | None, PageContext]:
+    def read() -> tuple[RunReportJson | None, PageContext]:
         with connector.sessions() as session:
             row = repository.get_run(session, run_id)
-            report = row.report if row is not None and row.finished_at is not None else None
+            finished = row is not None and row.finished_at is not None and row.report is not None
+            report = stored_report(row.report) if row is not None and finished else None
             decisions = audit.latest(session, run_id=run_id)
         context = PageContext(written_at=now, users=report_context.org_users(connector), audit=decisions)
         return report, context
@@ -235,9 +237,9 @@ async def review_decide(request: Request) -> Response:
 
 def explain_now(connector: Connector, address: str, now: datetime) -> str:
     """``connector explain ADDRESS``'s text: the same function, wired the same way (cli/run_commands.py)."""
-    from connector.cli.lifecycle_commands import explain_planner
     from connector.explain import explain
     from jobs.cycle import simulate
+    from jobs.user_views import explain_planner
 
     def decide_now(each: str) -> Decision | None:
         return simulate(connector, [each], now=now).get(each)
@@ -281,7 +283,7 @@ class OrgLine:
 
 async def users_page(request: Request) -> Response:
     """The target's users per org, from its copy (``connector users``); one org's users listed."""
-    from connector.cli.lifecycle_commands import user_lines
+    from jobs.user_views import user_lines
 
     connector = await connector_of(request)
     lines, source = await run_in_threadpool(user_lines, connector)
@@ -318,7 +320,7 @@ async def users_page(request: Request) -> Response:
 
 async def health_page(request: Request) -> Response:
     """What ``connector health`` says for the configured instance, and the last run of each job."""
-    from connector.cli.service_commands import health_problems
+    from jobs.health import health_problems
 
     connector = await connector_of(request)
     now = holder(request).clock()

@@ -5,15 +5,19 @@ Users are found by any of their SMTP addresses with
 ``ConsistencyLevel: eventual`` and ``$count=true``); addresses no user has are
 then looked for among groups and org contacts, which are never users. Requests
 are built as pure functions; the transport (requests + msal) stays thin.
+Statuses, ``Retry-After`` and retries follow the shared policy (``connector.http_policy``);
+refused credentials (401/403, a token endpoint's ``invalid_client``) raise ``CredentialsRefused``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -23,10 +27,23 @@ import requests
 from pydantic import SecretStr
 
 from connector.directory.answers import answers_for
+from connector.directory.base import lookup_in_batches
 from connector.directory.mapping import AttributeMapping, entry_from_attributes
 from connector.domain.directory import DirectoryAnswer, DirectoryEntry
 from connector.domain.safe_text import printable
-from connector.errors import FatalError, RetriableError
+from connector.errors import ConfigError, ConnectorError, CredentialsRefused, FatalError, RetriableError
+from connector.http_policy import (
+    GaveUp,
+    Pacing,
+    RetryPolicy,
+    StatusClass,
+    Transient,
+    classify_status,
+    is_transient,
+    oauth_refusal,
+    retrying,
+)
+from connector.policy.addresses import address_spellings
 
 GRAPH_MAPPING = AttributeMapping(
     primary_attribute="mail",
@@ -41,7 +58,8 @@ GRAPH_MAPPING = AttributeMapping(
 USER_FIELDS = ("id", "userPrincipalName", "displayName", "mail", "proxyAddresses", "accountEnabled")
 USER_FIELDS_OPTIONAL = ("onPremisesImmutableId", "department", "companyName", "officeLocation")
 OTHER_FIELDS = ("id", "displayName", "mail", "proxyAddresses")
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+BACKOFF_SECONDS = 1.0
+"""First back-off when Graph sends no ``Retry-After``; doubled per try (full jitter), at most 30 s."""
 # msal reads the authority's answers as if they were JSON objects: a list, a string or a number
 # (a proxy's page, a fault) comes out of it as one of these. Only around msal calls.
 _MSAL_SHAPE_ERRORS = (AttributeError, TypeError, KeyError)
@@ -56,7 +74,8 @@ def odata_quote(value: str) -> str:
 
 def proxy_filter(addresses: Sequence[str]) -> str:
     """``proxyAddresses/any(p:p eq 'smtp:a') or ...`` for the given addresses."""
-    return " or ".join(f"proxyAddresses/any(p:p eq {odata_quote('smtp:' + a)})" for a in addresses)
+    spellings = (s for a in addresses for s in address_spellings(a))
+    return " or ".join(f"proxyAddresses/any(p:p eq {odata_quote('smtp:' + s)})" for s in spellings)
 
 
 def list_url(graph_url: str, collection: str, addresses: Sequence[str], select: Sequence[str]) -> str:
@@ -120,10 +139,18 @@ class GraphDirectory:
         logger: logging.Logger | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], datetime] | None = None,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self._options = options
         self._log = logger or logging.getLogger(__name__)
-        self._sleep = sleep
+        self._pacing = Pacing(sleep=sleep, clock=clock or (lambda: datetime.now(UTC)), rng=rng, on_retry=self._on_retry)
+        self._policy = RetryPolicy(
+            attempts=options.max_retries + 1,
+            backoff_seconds=BACKOFF_SECONDS,
+            max_backoff_seconds=min(30.0, options.max_retry_wait_seconds),
+            max_wait_seconds=options.max_retry_wait_seconds,
+        )
         self._http = _PinnedCaSession(options.ca_file)
         self._app: msal.ConfidentialClientApplication | None = None
         self._user_select = tuple(dict.fromkeys([*USER_FIELDS, *USER_FIELDS_OPTIONAL, *options.extra_attributes]))
@@ -132,21 +159,23 @@ class GraphDirectory:
         return f"Microsoft Graph {self._options.graph_url} tenant {self._options.tenant_id}"
 
     def lookup(self, addresses: Sequence[str]) -> Mapping[str, DirectoryAnswer]:
+        """``batch_size`` addresses per request (``$filter`` clauses), see ``_lookup_batch``."""
+        return lookup_in_batches(addresses, self._options.batch_size, self._lookup_batch)
+
+    def _lookup_batch(self, batch: list[str]) -> dict[str, DirectoryAnswer]:
         """Users first; addresses no user has are then searched among groups and contacts."""
         answers: dict[str, DirectoryAnswer] = {}
-        size = self._options.batch_size
-        for start in range(0, len(addresses), size):
-            remaining = list(dict.fromkeys(addresses[start : start + size]))
-            for collection, object_class in _COLLECTIONS:
-                select = self._user_select if collection == "users" else OTHER_FIELDS
-                url = list_url(self._options.graph_url, collection, remaining, select)
-                entries = [entry_from_graph(object_class, item) for item in self._pages(url)]
-                found = answers_for(remaining, entries)
-                answers.update({a: e for a, e in found.items() if e is not None})
-                remaining = [a for a in remaining if found[a] is None]
-                if not remaining:
-                    break
-            answers.update(dict.fromkeys(remaining))
+        remaining = batch
+        for collection, object_class in _COLLECTIONS:
+            select = self._user_select if collection == "users" else OTHER_FIELDS
+            url = list_url(self._options.graph_url, collection, remaining, select)
+            entries = [entry_from_graph(object_class, item) for item in self._pages(url)]
+            found = answers_for(remaining, entries)
+            answers.update({a: e for a, e in found.items() if e is not None})
+            remaining = [a for a in remaining if found[a] is None]
+            if not remaining:
+                break
+        answers.update(dict.fromkeys(remaining))
         return answers
 
     def count_users(self) -> int:
@@ -177,28 +206,45 @@ class GraphDirectory:
             next_url = link
 
     def _get(self, url: str, *, accept: str = "application/json") -> requests.Response:
-        options = self._options
-        for attempt in range(options.max_retries + 1):
-            headers = {
-                "Authorization": f"Bearer {self._token()}",
-                "ConsistencyLevel": "eventual",
-                "Accept": accept,
-            }
-            try:
-                response = self._http.get(url, headers=headers, timeout=options.timeout_seconds)
-            except requests.RequestException as exc:
-                raise RetriableError(f"Graph unreachable: {exc}") from exc
-            if response.ok:
-                return response
-            if response.status_code in _RETRY_STATUSES and attempt < options.max_retries:
-                wait = _retry_after(response, attempt)
-                if wait > options.max_retry_wait_seconds:
-                    break
-                self._log.info("Graph answered %d; retrying in %.1f s", response.status_code, wait)
-                self._sleep(wait)
-                continue
-            break
+        """One GET under the shared retry policy: 429, 5xx and lost connections are waited on and sent again."""
+        renewal = _Renewal()
+        outcome = retrying(lambda: self._try_get(url, accept, renewal), self._policy, self._pacing)
+        if isinstance(outcome, GaveUp):
+            raise RetriableError(outcome.last.reason)
+        return outcome
+
+    def _try_get(self, url: str, accept: str, renewal: _Renewal) -> requests.Response | Transient:
+        """One try; a 401 is sent once more with a fresh token (a revoked or stale cached one), then judged."""
+        response = self._send(url, accept)
+        if isinstance(response, requests.Response) and response.status_code == 401 and not renewal.done:
+            renewal.done = True
+            self._forget_token()
+            response = self._send(url, accept)
+        if isinstance(response, Transient):
+            return response
+        if response.ok:
+            return response
+        if is_transient(response.status_code):
+            reason = f"Graph answered {response.status_code}: {error_message(response)}"
+            return Transient(reason, response.headers.get("Retry-After"))
         raise _error_for(response)
+
+    def _send(self, url: str, accept: str) -> requests.Response | Transient:
+        headers = {"Authorization": f"Bearer {self._token()}", "ConsistencyLevel": "eventual", "Accept": accept}
+        try:
+            return self._http.get(url, headers=headers, timeout=self._options.timeout_seconds)
+        except requests.exceptions.SSLError as exc:  # a certificate does not heal in seconds: no retry
+            raise RetriableError(f"Graph unreachable: {exc}") from exc
+        except requests.RequestException as exc:
+            return Transient(f"Graph unreachable: {exc}")
+
+    def _on_retry(self, failure: Transient, attempt: int, wait: float) -> None:
+        self._log.info("%s; retry %d in %.1f s", failure.reason, attempt, wait)
+
+    def _forget_token(self) -> None:
+        """Drop the cached token: the next request gets a fresh one from the authority."""
+        if self._app is not None:
+            self._app.remove_tokens_for_client()
 
     def _token(self) -> str:
         try:
@@ -209,8 +255,7 @@ class GraphDirectory:
             raise RetriableError(f"cannot get a Graph token: {_NOT_A_TOKEN} ({exc.__class__.__name__})") from exc
         token = result.get("access_token") if isinstance(result, dict) else None
         if not token:
-            error = result.get("error_description") or result.get("error") if isinstance(result, dict) else result
-            raise RetriableError(f"token request refused: {_excerpt(error)}")
+            raise _token_error(result)
         return str(token)
 
     def _client(self) -> msal.ConfidentialClientApplication:
@@ -220,9 +265,10 @@ class GraphDirectory:
             credential: str | dict[str, str]
             if options.client_secret is not None:
                 credential = options.client_secret.get_secret_value()
-            else:
-                assert options.private_key is not None and options.thumbprint is not None
+            elif options.private_key is not None and options.thumbprint is not None:
                 credential = {"private_key": options.private_key.get_secret_value(), "thumbprint": options.thumbprint}
+            else:
+                raise ConfigError([("directory", "give exactly one of client_secret or certificate")])
             try:
                 self._app = msal.ConfidentialClientApplication(
                     options.client_id,
@@ -257,12 +303,21 @@ class _PinnedCaSession(requests.Session):
         return settings
 
 
-def _retry_after(response: requests.Response, attempt: int) -> float:
-    """Seconds to wait: ``Retry-After`` when given (seconds), else exponential back-off."""
-    value = response.headers.get("Retry-After", "").strip()
-    if value.isascii() and value.isdigit():  # "²".isdigit() is true too
-        return float(value)
-    return float(min(2**attempt, 30))
+@dataclass(slots=True)
+class _Renewal:
+    """Whether this request already answered a 401 with a fresh token (once per request)."""
+
+    done: bool = False
+
+
+def _token_error(result: object) -> ConnectorError:
+    """A token answer without a token: refused credentials when the authority says so (``invalid_client``,
+    ``unauthorized_client``, ``invalid_grant``), else an answer of another shape, which defers."""
+    error = result.get("error") if isinstance(result, dict) else None
+    said = (result.get("error_description") or error) if isinstance(result, dict) else result
+    if oauth_refusal(error):
+        return CredentialsRefused(f"the Entra authority refused the app's credentials: {_excerpt(said)}")
+    return RetriableError(f"token request refused: {_excerpt(said)}")
 
 
 _NOT_JSON = object()
@@ -301,11 +356,16 @@ def error_message(response: requests.Response) -> str:
     return _excerpt(body) if body not in (None, "", [], {}) else "(no error text)"
 
 
-def _error_for(response: requests.Response) -> Exception:
-    """The error class by status alone: the body only adds words (``error_message``)."""
-    status = response.status_code
-    text = f"Graph answered {status}: {error_message(response)}"
-    if status in _RETRY_STATUSES or status in (401, 403):
-        # Throttled, down, or the app's consent/credential is being fixed: defer.
+def _error_for(response: requests.Response) -> ConnectorError:
+    """The error class by status alone (``classify_status``): the body only adds words (``error_message``).
+
+    401/403 (after a fresh token): ``CredentialsRefused``; 408, 429, 5xx but 501: ``RetriableError``;
+    any other refusal: ``FatalError`` (every lookup shares the query, so none would succeed).
+    """
+    text = f"Graph answered {response.status_code}: {error_message(response)}"
+    status_class = classify_status(response.status_code)
+    if status_class is StatusClass.CREDENTIALS_REFUSED:
+        return CredentialsRefused(text)
+    if status_class is StatusClass.RETRIABLE:
         return RetriableError(text)
     return FatalError(text)

@@ -1,9 +1,11 @@
 """A directory read over LDAP with ldap3: OpenLDAP, 389-DS, Active Directory.
 
 Lookups are batched: one search per ``batch_size`` addresses with an OR filter
-over every address attribute, every value escaped. Any failure (no server
-reachable, TLS or bind refused, timeout, size limit) raises ``RetriableError``:
-the cycle defers the candidates instead of guessing.
+over every address attribute, every value escaped. A refused bind
+(``invalidCredentials``, ``inappropriateAuthentication``) raises ``CredentialsRefused``
+at once, without trying the other servers (docs/reliability.md#authentication-failures);
+any other failure (no server reachable, TLS, timeout, size limit) raises
+``RetriableError``: the cycle defers the candidates instead of guessing.
 
 The first connection also tells which schema preset fits the server (its root
 DSE, else a sample of entries): ``auto`` reads with that preset, a preset
@@ -24,6 +26,8 @@ from urllib.parse import urlsplit
 from ldap3 import ANONYMOUS, BASE, NONE, SIMPLE, SUBTREE, Connection, Server, Tls
 from ldap3.core.exceptions import (
     LDAPException,
+    LDAPInappropriateAuthenticationResult,
+    LDAPInvalidCredentialsResult,
     LDAPOperationResult,
     LDAPSizeLimitExceededResult,
     LDAPTimeLimitExceededResult,
@@ -32,6 +36,7 @@ from ldap3.utils.conv import escape_filter_chars
 from pydantic import SecretStr
 
 from connector.directory.answers import answers_for, text_of
+from connector.directory.base import lookup_in_batches
 from connector.directory.mapping import (
     AttributeMapping,
     address_attributes,
@@ -50,7 +55,8 @@ from connector.directory.presets import (
     preset_name,
 )
 from connector.domain.directory import DirectoryAnswer, DirectoryEntry
-from connector.errors import RetriableError
+from connector.errors import CredentialsRefused, InvariantError, RetriableError
+from connector.policy.addresses import address_spellings
 
 _PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 _TIME_LIMIT_EXCEEDED = 3
@@ -59,6 +65,8 @@ PRESET_SAMPLE_SIZE = 200
 """Entries with an address read to detect the schema preset when the root DSE does not tell."""
 RawEntry = tuple[str, dict[str, list[str]]]
 """``(dn, attributes)`` as text, the form ``entry_from_attributes`` and the mirror take."""
+_BIND_REFUSED = (LDAPInvalidCredentialsResult, LDAPInappropriateAuthenticationResult)
+"""Bind results that refuse the credentials (49, 48): the same on every replica, so never tried again."""
 
 
 @dataclass(frozen=True)
@@ -88,8 +96,7 @@ def or_filter(attributes: Sequence[str], addresses: Sequence[str], *, proxy_attr
     case-insensitively, so this also finds the ``SMTP:`` primary.
     """
     terms: list[str] = []
-    for address in addresses:
-        escaped = escape_filter_chars(address)
+    for escaped in (escape_filter_chars(s) for a in addresses for s in address_spellings(a)):
         for attribute in attributes:
             if attribute == proxy_attribute:
                 terms.append(f"({attribute}=smtp:{escaped})")
@@ -151,12 +158,10 @@ class LdapDirectory:
 
     def lookup(self, addresses: Sequence[str]) -> Mapping[str, DirectoryAnswer]:
         """Answer each (already normalised) address, ``batch_size`` addresses per search."""
-        answers: dict[str, DirectoryAnswer] = {}
-        size = self._options.batch_size
-        for start in range(0, len(addresses), size):
-            chunk = list(dict.fromkeys(addresses[start : start + size]))
-            answers.update(answers_for(chunk, self._search_entries(chunk)))
-        return answers
+        return lookup_in_batches(addresses, self._options.batch_size, self._lookup_batch)
+
+    def _lookup_batch(self, batch: list[str]) -> dict[str, DirectoryAnswer]:
+        return answers_for(batch, self._search_entries(batch))
 
     def lookup_one_by_one(self, addresses: Sequence[str]) -> Mapping[str, DirectoryAnswer]:
         """One search per address: the slow baseline the benchmark compares against."""
@@ -203,7 +208,8 @@ class LdapDirectory:
 
     def _in_use(self) -> AttributeMapping:
         """The mapping once connected (``_connect`` resolves ``auto``)."""
-        assert self._mapping is not None, "auto preset used before the first connection"
+        if self._mapping is None:
+            raise InvariantError("LDAP: the auto preset was used before the first connection")
         return self._mapping
 
     def _fetched(self, mapping: AttributeMapping) -> tuple[str, ...]:
@@ -302,8 +308,13 @@ class LdapDirectory:
         for url in self._options.servers:
             try:
                 self._connection = self._open(url)
+            except _BIND_REFUSED as exc:  # every replica holds the same account: asking again only locks it out
+                who = self._options.bind_dn or "anonymous"
+                raise CredentialsRefused(
+                    f"LDAP server {url} refused the bind of {who}: {exc} (see directory.bind_dn, bind_password)"
+                ) from exc
             except (LDAPException, OSError) as exc:
-                # Next server; a refused bind or certificate is usually the same everywhere, but try.
+                # Next server; a refused certificate is usually the same everywhere, but try.
                 self._log.warning("LDAP server %s failed: %s", url, exc)
                 failures.append(f"{url}: {exc}")
                 continue

@@ -166,28 +166,28 @@ class MirrorDirectory:
             state = store.load_state(session)
         marks: list[str | None] = []
         do_full = full if full is not None else not self._usable(state) or self._full_due(state, now)
-        whole = do_full or state is None
-        if not whole and state is not None:
-            marks.append(state.change_mark)
-        since = None if whole or state is None else state.change_mark
+        base = None if do_full else state  # what an incremental read builds on; None: a whole read
+        whole = base is None
+        if base is not None:
+            marks.append(base.change_mark)
+        since = None if base is None else base.change_mark
         mapping = self._mapping if isinstance(self._mapping, AttributeMapping) else self._mapping()
         with tempfile.TemporaryFile() as spool:
             count = _spool(self._mirrored(self._source.read_entries(since), marks, mapping), spool)
             spool.seek(0)
             with self._sessions() as session:
                 current = store.load_state(session)
-                if not whole and current != state and current is not None:
+                if base is not None and current != base and current is not None:
                     self._log.info("directory mirror refreshed by another process meanwhile; this read is dropped")
                     return MirrorRefresh(False, count, current.entries, current.change_mark, current.refreshed_at)
-                if whole:
+                if base is None:
                     store.clear(session)
                     total = store.insert_entries(session, _unspool(spool))
                     full_at = now
                 else:
-                    assert state is not None
                     store.upsert_entries(session, _unspool(spool))
                     total = store.count_entries(session)
-                    full_at = state.full_at
+                    full_at = base.full_at
                 mark = newest_mark(marks)
                 store.save_state(session, store.MirrorState(self._source_key, full_at, now, mark, total))
                 session.commit()

@@ -98,9 +98,13 @@ class DeliveryEvent:
     @property
     def reply_class(self) -> int | None:
         """First digit of the SMTP reply code (2, 4, 5), when the reply carries one."""
-        if not self.reply:
+        reply = self.reply
+        if not reply:
             return None
-        match = _REPLY_CODE.match(self.reply)
+        head = reply[:4]  # the usual ``250 ...``: what the pattern would match, read without it
+        if len(head) == 4 and head[3] in " -" and head.isascii() and head[:3].isdigit():
+            return ord(head[0]) - 48
+        match = _REPLY_CODE.match(reply)
         return int(match.group(1)) if match else None
 
     @property

@@ -3,20 +3,43 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from connector.domain.decisions import Decision, Outcome
 from connector.domain.lifecycle import REPORT_SECTIONS
+from connector.domain.report_model import (
+    AliasAddedJson,
+    BoundedList,
+    CountsJson,
+    CreatedJson,
+    DeferredJson,
+    ErrorJson,
+    EvidenceJson,
+    GuardJson,
+    HeldJson,
+    LifecycleCountsJson,
+    LifecycleJson,
+    NotListedJson,
+    OrgCountsJson,
+    RunReportJson,
+    SkippedJson,
+    SourceJson,
+    TargetHealthJson,
+)
+from connector.domain.status import RunStatus
+from connector.errors import FatalError
 
 SCHEMA_VERSION = 2  # docs/report.schema.json; bump only for incompatible changes
+READABLE_SCHEMA_VERSIONS = (1, SCHEMA_VERSION)  # version 1: stored before the lifecycle (no ``lifecycle``)
 LISTED_PER_REASON = 100  # default of ``reports.listed_per_reason``
 # The lists any sender can make long (an attack: one entry per never-seen address): the stored report
 # keeps the first ``listed_per_reason`` entries of each reason and counts the rest; the decision
 # records (table ``candidates``) have them all (``connector report show RUN --reason R --all``).
 # ``created`` and ``aliases_added`` stay complete: each entry needs a real user of the directory.
-BOUNDED_LISTS = ("skipped", "deferred", "held")
+BOUNDED_LISTS: tuple[BoundedList, ...] = ("skipped", "deferred", "held")
 
 
 def full_list_command(run_id: int, reason: str) -> str:
@@ -96,7 +119,7 @@ _LIST_OF = {
 
 @dataclass
 class RunReport:
-    """Built up during one cycle; ``to_json`` gives the stored, documented form."""
+    """Built up during one cycle; ``to_json`` gives the stored, documented form (``RunReportJson``)."""
 
     run_id: int
     started_at: datetime
@@ -104,19 +127,22 @@ class RunReport:
     directory: str = ""
     target: str = ""
     finished_at: datetime | None = None
-    status: str = "running"
+    status: RunStatus = RunStatus.RUNNING
+    # Handed over as dicts by other stages (jobs/ingest.py, jobs/safety.py, the target's health):
+    # typed where the stored form is made (``to_json``), checked by tests/unit/test_report_model.py.
     sources: list[dict[str, Any]] = field(default_factory=list)
-    created: list[dict[str, Any]] = field(default_factory=list)
-    aliases_added: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[dict[str, Any]] = field(default_factory=list)
-    deferred: list[dict[str, Any]] = field(default_factory=list)
-    held: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
     guards: list[dict[str, Any]] = field(default_factory=list)  # catch-all status, attacks, limits (docs/safety.md)
-    planned_changes: list[str] = field(default_factory=list)
     target_health: dict[str, Any] | None = None
-    lifecycle: dict[str, Any] | None = None  # reconcile of managed users (jobs/reconcile.py: result_json)
+    # Built here (``add_decision``, ``add_skipped``).
+    created: list[CreatedJson] = field(default_factory=list)
+    aliases_added: list[AliasAddedJson] = field(default_factory=list)
+    skipped: list[SkippedJson] = field(default_factory=list)
+    deferred: list[DeferredJson] = field(default_factory=list)
+    held: list[HeldJson] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    planned_changes: list[str] = field(default_factory=list)
+    lifecycle: LifecycleJson | None = None  # reconcile of managed users (jobs/reconcile.py: result_json)
     listed_per_reason: int = LISTED_PER_REASON
     # list (BOUNDED_LISTS) -> reason -> entries kept in the list / counted but not kept
     listed: dict[str, Counter[str]] = field(default_factory=dict, repr=False)
@@ -136,9 +162,9 @@ class RunReport:
         self.not_listed.setdefault(name, Counter())[reason] += 1
         return False
 
-    def add_skipped(self, entry: dict[str, Any]) -> None:
+    def add_skipped(self, entry: SkippedJson) -> None:
         """A ``skipped`` entry that is not a decision (``*@domain`` of an unmanaged domain), bounded too."""
-        self._tally(entry.get("org"), "skipped")
+        self._tally(None, "skipped")  # such an entry has no org (docs/report.schema.json: ``skipped``)
         if self._room_for("skipped", str(entry["reason"])):
             self.skipped.append(entry)
 
@@ -146,56 +172,33 @@ class RunReport:
         """Entries of list ``name`` in this run, listed or not."""
         return len(getattr(self, name)) + sum(self.not_listed.get(name, Counter()).values())
 
-    def by_reason(self, name: str) -> dict[str, int]:
+    def by_reason(self, name: BoundedList) -> dict[str, int]:
         """Reason -> entries of list ``name`` in this run (listed or not), sorted by reason."""
-        counts = Counter(str(entry["reason"]) for entry in getattr(self, name))
+        counts = Counter(str(entry["reason"]) for entry in self._bounded(name))
         counts.update(self.not_listed.get(name, Counter()))
         return dict(sorted(counts.items()))
 
-    def add_lifecycle(self, section: dict[str, Any]) -> None:
-        """The lifecycle section of this run (one per run)."""
-        self.lifecycle = section
+    def _bounded(self, name: BoundedList) -> list[SkippedJson] | list[DeferredJson] | list[HeldJson]:
+        return self.skipped if name == "skipped" else self.deferred if name == "deferred" else self.held
+
+    def add_lifecycle(self, section: Mapping[str, object]) -> None:
+        """The lifecycle section of this run (one per run), as ``jobs/reconcile.py: result_json`` builds it.
+
+        Built key by key from a ``ChangeSet`` there; tests/unit/test_report_model.py checks a cycle's
+        report, this section included, against the model and the schema.
+        """
+        self.lifecycle = cast(LifecycleJson, section)
 
     def add_decision(self, decision: Decision, *, now: datetime) -> None:
-        """File one applied decision under created / aliases_added / skipped / deferred."""
+        """File one applied decision under created / aliases_added / held / deferred / skipped."""
         self._tally(decision.org, _LIST_OF[decision.outcome])
         if decision.outcome is Outcome.CREATE_USER:
-            self.created.append(
-                {
-                    "address": decision.user_address,
-                    "via": decision.address if decision.address != decision.user_address else None,
-                    "org": decision.org,
-                    "method": decision.method.value if decision.method else None,
-                    "aliases": list(decision.aliases),
-                    "display_name": decision.display_name,
-                    "created_at": now.isoformat(),
-                    "evidence": decision.evidence,
-                    "detail": decision.detail,
-                }
-            )
+            self.created.append(_created(decision, now))
         elif decision.outcome is Outcome.ADD_ALIAS:
-            self.aliases_added.append(
-                {
-                    "address": decision.address,
-                    "user": decision.user_address,
-                    "org": decision.org,
-                    "method": decision.method.value if decision.method else None,
-                    "evidence": decision.evidence,
-                }
-            )
+            self.aliases_added.append(_alias_added(decision))
         elif decision.outcome is Outcome.HOLD:
-            if not self._room_for("held", decision.reason.value):
-                return
-            self.held.append(
-                {
-                    "address": decision.address,
-                    "user": decision.user_address,
-                    "org": decision.org,
-                    "reason": decision.reason.value,
-                    "detail": decision.detail,
-                    "evidence": decision.evidence,
-                }
-            )
+            if self._room_for("held", decision.reason.value):
+                self.held.append(_held(decision))
         elif decision.outcome is Outcome.DEFER:
             if self._room_for("deferred", decision.reason.value):
                 self.deferred.append(
@@ -211,7 +214,8 @@ class RunReport:
                 }
             )
 
-    def counts(self) -> dict[str, Any]:
+    def counts(self) -> CountsJson:
+        by_org = {org: cast(OrgCountsJson, dict(sorted(c.items()))) for org, c in sorted(self.org_counts.items())}
         return {
             "lines_read": sum(s["lines_read"] for s in self.sources),
             "bad_lines": sum(s["bad_lines"] for s in self.sources),
@@ -225,16 +229,16 @@ class RunReport:
             "skipped_by_reason": self.by_reason("skipped"),
             "deferred_by_reason": self.by_reason("deferred"),
             "held_by_reason": self.by_reason("held"),
-            "by_org": {org: dict(sorted(c.items())) for org, c in sorted(self.org_counts.items())},
+            "by_org": by_org,
             "lifecycle": lifecycle_counts(self.lifecycle),
         }
 
-    def not_listed_json(self) -> list[dict[str, Any]]:
+    def not_listed_json(self) -> list[NotListedJson]:
         """Per list and reason with entries left out of the report: how many, and where they all are."""
-        out: list[dict[str, Any]] = []
+        out: list[NotListedJson] = []
         for name in BOUNDED_LISTS:
             for reason, omitted in sorted(self.not_listed.get(name, Counter()).items()):
-                listed = sum(1 for entry in getattr(self, name) if entry["reason"] == reason)
+                listed = sum(1 for entry in self._bounded(name) if entry["reason"] == reason)
                 out.append(
                     {
                         "list": name,
@@ -247,7 +251,8 @@ class RunReport:
                 )
         return out
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> RunReportJson:
+        """The stored form (docs/report.schema.json); ``stored_report`` reads it back."""
         return {
             "schema_version": SCHEMA_VERSION,
             "run_id": self.run_id,
@@ -259,32 +264,100 @@ class RunReport:
             "target": self.target,
             "simulated": self.dry_run,
             "warnings": list(self.warnings),
-            "guards": list(self.guards),
+            "guards": cast(list[GuardJson], list(self.guards)),
             "counts": self.counts(),
-            "sources": self.sources,
+            "sources": cast(list[SourceJson], self.sources),
             "created": self.created,
             "aliases_added": self.aliases_added,
             "skipped": self.skipped,
             "deferred": self.deferred,
             "held": self.held,
-            "errors": self.errors,
+            "errors": cast(list[ErrorJson], self.errors),
             "planned_changes": self.planned_changes,
-            "target_health": self.target_health,
+            "target_health": cast(TargetHealthJson | None, self.target_health),
             "lifecycle": self.lifecycle,
             "listed_per_reason": self.listed_per_reason,
             "not_listed": self.not_listed_json(),
         }
 
 
+def _evidence(decision: Decision) -> EvidenceJson:
+    # policy/evidence.py gives one of the two documented shapes (smartcreate messages, autocreate accept).
+    return cast(EvidenceJson, decision.evidence)
+
+
+def _user_of(decision: Decision) -> str:
+    # Policy always names the user of a creation or an alias; without one the user is the address
+    # itself (the rule of jobs/review.py), so the entry keeps the schema's string.
+    return decision.user_address or decision.address
+
+
+def _created(decision: Decision, now: datetime) -> CreatedJson:
+    return {
+        "address": _user_of(decision),
+        "via": decision.address if decision.address != decision.user_address else None,
+        "org": decision.org or "",
+        "method": decision.method.value if decision.method else None,
+        "aliases": list(decision.aliases),
+        "display_name": decision.display_name,
+        "created_at": now.isoformat(),
+        "evidence": _evidence(decision),
+        "detail": decision.detail,
+    }
+
+
+def _alias_added(decision: Decision) -> AliasAddedJson:
+    return {
+        "address": decision.address,
+        "user": _user_of(decision),
+        "org": decision.org,
+        "method": decision.method.value if decision.method else None,
+        "evidence": _evidence(decision),
+    }
+
+
+def _held(decision: Decision) -> HeldJson:
+    return {
+        "address": decision.address,
+        "user": decision.user_address,
+        "org": decision.org,
+        "reason": decision.reason.value,
+        "detail": decision.detail,
+        "evidence": _evidence(decision),
+    }
+
+
+class UnreadableReport(FatalError):
+    """A stored report this version cannot read (not a report, or a schema version it does not know)."""
+
+
+def stored_report(data: object) -> RunReportJson:
+    """A stored report (``runs.report``) in its typed form: the one way stored reports are read back.
+
+    Accepts every readable schema version as it is stored: a version 1 report has no ``lifecycle``
+    and no ``counts.lifecycle`` (the model marks both ``NotRequired``), and no key is added, so
+    ``report show --format json`` prints what was stored. Only ``status`` becomes a ``RunStatus``
+    (a ``StrEnum``: it prints and compares as the same string).
+    """
+    if not isinstance(data, dict) or data.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
+        version = data.get("schema_version") if isinstance(data, dict) else type(data).__name__
+        raise UnreadableReport(f"not a run report of a known schema version: {version!r}")
+    try:
+        status = RunStatus(str(data.get("status")))
+    except ValueError as exc:
+        raise UnreadableReport(f"run report with an unknown status: {data.get('status')!r}") from exc
+    return cast(RunReportJson, {**data, "status": status})
+
+
 LIFECYCLE_CHANGES = tuple(REPORT_SECTIONS.values())  # the lists of changes made, one per change kind
 LIFECYCLE_LISTS = (*LIFECYCLE_CHANGES, "held", "deferred", "failed")
 
 
-def lifecycle_counts(section: dict[str, Any] | None) -> dict[str, int]:
+def lifecycle_counts(section: Mapping[str, Any] | None) -> LifecycleCountsJson:
     """Per change kind, how many a run made (or held, deferred, failed); empty without a lifecycle section."""
     if not section:
         return {}
     counts = {name: len(section.get(name) or []) for name in LIFECYCLE_LISTS}
     counts["managed"] = int(section.get("managed") or 0)
     counts["unmanaged"] = int(section.get("unmanaged") or 0)
-    return counts
+    return cast(LifecycleCountsJson, counts)

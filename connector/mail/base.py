@@ -8,7 +8,7 @@ from typing import Protocol
 
 class Mailer(Protocol):
     """Hands a finished message to a relay. An unreachable relay raises
-    ``RetriableError``; wrong credentials or certificates raise ``ConfigError``."""
+    ``RetriableError``; a refused login ``CredentialsRefused``; a wrong certificate ``ConfigError``."""
 
     def send(self, message: EmailMessage) -> None: ...
 

@@ -1,4 +1,8 @@
-"""``SmtpMailer``: the admin's SMTP relay, STARTTLS with verified certificates, optional login."""
+"""``SmtpMailer``: the admin's SMTP relay, STARTTLS with verified certificates, optional login.
+
+A login the relay refuses (5xx) raises ``CredentialsRefused`` (docs/reliability.md#authentication-failures);
+a temporary refusal (454) and an unreachable relay raise ``RetriableError``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from connector.errors import ConfigError, RetriableError, SkippableError
+from connector.errors import ConfigError, CredentialsRefused, RetriableError, SkippableError
 
 KEY = "reports.digest"
 
@@ -64,7 +68,7 @@ class SmtpMailer:
         except smtplib.SMTPNotSupportedError as exc:
             raise ConfigError([(f"{KEY}.starttls", f"{self.host} does not offer STARTTLS")]) from exc
         except smtplib.SMTPAuthenticationError as exc:
-            raise ConfigError([(f"{KEY}.username", f"{self.host} refused the login: {exc.smtp_code}")]) from exc
+            raise self._login_error(exc) from exc
         except smtplib.SMTPRecipientsRefused as exc:
             raise SkippableError(f"{self.host} refused every recipient: {sorted(exc.recipients)}") from exc
         except (smtplib.SMTPException, OSError) as exc:
@@ -72,6 +76,14 @@ class SmtpMailer:
         if refused:
             self._log.warning("relay %s refused %d recipient(s)", self.host, len(refused))
         self._log.info("sent %r through %s:%d", message["Subject"], self.host, self.port)
+
+    def _login_error(self, exc: smtplib.SMTPAuthenticationError) -> RetriableError | CredentialsRefused:
+        """454 "temporary authentication failure" waits; any other refusal is the credentials'."""
+        if 400 <= exc.smtp_code < 500:
+            return RetriableError(f"{self.host} could not check the login now: {exc.smtp_code}")
+        return CredentialsRefused(
+            f"{self.host} refused the login: {exc.smtp_code} (see {KEY}.username and {KEY}.password)"
+        )
 
     def describe(self) -> str:
         tls = "STARTTLS" if self.starttls else "no TLS"

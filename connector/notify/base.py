@@ -9,7 +9,8 @@ from connector.domain.notices import Notice
 
 class Notifier(Protocol):
     """Delivers one notice. A channel that is down raises ``RetriableError``; one that is
-    misconfigured (certificate, login) raises ``ConfigError``. Never logs a secret."""
+    misconfigured (certificate) raises ``ConfigError``, one whose login is refused ``CredentialsRefused``.
+    Never logs a secret."""
 
     def send(self, notice: Notice) -> None: ...
 

@@ -113,6 +113,24 @@ def normalise_address(address: str) -> str:
     return canonical
 
 
+def address_spellings(address: str) -> tuple[str, ...]:
+    """A normalised address and, when its domain is IDNA-encoded, the Unicode spelling too.
+
+    Directories store what people typed (``juergen@bücher.example``) and compare values as text:
+    a search for the normalised form alone would miss it. Undecodable labels keep one spelling.
+    """
+    local, _, domain = address.rpartition("@")
+    if "xn--" not in domain:
+        return (address,)
+    try:
+        unicode_domain = idna.decode(domain)
+    except (idna.IDNAError, UnicodeError):
+        return (address,)
+    if unicode_domain == domain:
+        return (address,)
+    return (address, f"{local}@{unicode_domain}")
+
+
 @dataclass(frozen=True, slots=True)
 class MappedAddress:
     """An address mapped onto its managed domain, with the steps taken (for ``explain``)."""

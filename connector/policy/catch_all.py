@@ -15,13 +15,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from connector.config.safety import CatchAllSettings
 from connector.domain.decisions import Method
 from connector.domain.evidence import AddressEvidence
 from connector.domain.safety import CatchAllFinding, CatchAllStatus, ProbeResult
 from connector.policy.addresses import DomainRule
 
 EXAMPLES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class CatchAllThresholds:
+    """The numbers the catch-all rules use: plain values, so policy does not depend on the config models.
+
+    Built from ``safety.catch_all`` by the composition root (``connector/config/safety.py: CatchAllSettings``).
+    """
+
+    min_recipients: int  # passive: this many distinct recipients and not one refused at RCPT TO: accept-all
+    async_bounces: int  # passive: this many bounces after a 250: accept-all
+    accept_all_ttl: timedelta  # how long an accept-all finding is trusted
+    strict_ttl: timedelta  # how long a strict finding is trusted
 
 
 @dataclass
@@ -57,7 +69,7 @@ def tally(evidences: Iterable[AddressEvidence]) -> DomainTally:
     return result
 
 
-def passive_finding(domain: str, counts: DomainTally, settings: CatchAllSettings, now: datetime) -> CatchAllFinding:
+def passive_finding(domain: str, counts: DomainTally, settings: CatchAllThresholds, now: datetime) -> CatchAllFinding:
     """What the logs say about ``domain``'s downstream server."""
     if counts.async_bounces >= settings.async_bounces:
         status = CatchAllStatus.ACCEPT_ALL
@@ -85,7 +97,7 @@ def passive_finding(domain: str, counts: DomainTally, settings: CatchAllSettings
     return CatchAllFinding(domain, status, "passive", detail, now, now + ttl)
 
 
-def probe_finding(result: ProbeResult, settings: CatchAllSettings, now: datetime) -> CatchAllFinding:
+def probe_finding(result: ProbeResult, settings: CatchAllThresholds, now: datetime) -> CatchAllFinding:
     """The finding from one active probe."""
     status = result.status
     verb = {

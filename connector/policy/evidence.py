@@ -34,6 +34,7 @@ from connector.domain.events import DeliveryEvent, DeliveryStatus
 from connector.domain.evidence import AddressEvidence, Delivery
 
 SEEN_AS_LIMIT = 5
+SENT = DeliveryStatus.SENT
 
 
 def record_event(
@@ -60,35 +61,48 @@ def record_events(
     The same result as folding ``record_event`` (ingest's hot path: the
     bookkeeping and the latest accept/refusal are computed once per batch).
     """
+    return fold_events(evidence, [(event, seen_as, event.message_key) for event, seen_as in events], threshold, window)
+
+
+def fold_events(
+    evidence: AddressEvidence,
+    events: Sequence[tuple[DeliveryEvent, str | None, str]],
+    threshold: int,
+    window: timedelta,
+) -> AddressEvidence:
+    """``record_events`` of ``(event, seen_as, message_key)``: the key computed once by the caller
+    (ingest computes it once per event for the fold and the event log alike)."""
     first, last, names = evidence.first_seen_at, evidence.last_seen_at, evidence.seen_as
     accepted_at, accepted_reply = evidence.accepted_at, evidence.accepted_reply
     accepted_key = evidence.accepted_message_key
     rejected_at, rejected_reply = evidence.rejected_at, evidence.rejected_reply
     work = _Deliveries.of(evidence)
-    for event, seen_as in events:
+    address = evidence.address
+    for event, seen_as, key in events:
         at = event.at
-        if seen_as and seen_as != evidence.address and seen_as not in names and len(names) < SEEN_AS_LIMIT:
+        if seen_as and seen_as != address and seen_as not in names and len(names) < SEEN_AS_LIMIT:
             names = (*names, seen_as)
         if first is None or at < first:
             first = at
         if last is None or at > last:
             last = at
-        if event.is_notification:
+        if event.ndr_for is not None:  # ``is_notification``, read directly (the hot loop)
             continue
         status = event.status
-        if status is DeliveryStatus.SENT:
+        if status is SENT:
             if event.reply_class == 2 and (accepted_at is None or at >= accepted_at):
-                accepted_at, accepted_reply, accepted_key = at, event.reply, event.message_key
-            if not event.null_sender and not event.probe:
-                work.add(Delivery(event.message_key, at), threshold, window)
+                accepted_at, accepted_reply, accepted_key = at, event.reply, key
+            if event.sender != "" and not event.probe:  # not ``null_sender``
+                work.add(Delivery(key, at), threshold, window)
         elif is_address_failure(event):
             reply = event.reply or f"dsn={event.dsn} status={status.value}"
             if event.rcpt_stage and (rejected_at is None or at >= rejected_at):
                 rejected_at, rejected_reply = at, reply
             work.void(at, reply, threshold, window)
-    # One copy per address and batch: copies cost more than the fold itself here.
-    return dataclasses.replace(
-        evidence,
+    # One copy per address and batch: copies cost more than the fold itself here (and
+    # ``dataclasses.replace`` costs as much again as building it directly).
+    return AddressEvidence(
+        address=evidence.address,
         recent=work.recent,
         qualified_at=work.qualified_at,
         qualifying=work.qualifying,
@@ -143,6 +157,10 @@ def first_qualifying_window(
     return None
 
 
+def _at(delivery: Delivery) -> datetime:
+    return delivery.at
+
+
 @dataclass(slots=True)
 class _Deliveries:
     """The delivery-related part of the evidence, changed in place while one batch is folded."""
@@ -180,9 +198,17 @@ class _Deliveries:
         if self.invalidated_at is not None and delivery.at <= self.invalidated_at:
             return  # older than a bounce that already voided it (out-of-order input)
         key = delivery.message_key
-        if any(d.message_key == key for d in self.recent) or any(d.message_key == key for d in self.qualifying):
-            return
-        merged = tuple(sorted((*self.recent, delivery), key=lambda d: d.at))
+        recent = self.recent
+        for known in recent:
+            if known.message_key == key:
+                return
+        for known in self.qualifying:
+            if known.message_key == key:
+                return
+        if recent and delivery.at < recent[-1].at:
+            merged = tuple(sorted((*recent, delivery), key=_at))
+        else:  # in time order already (the usual case): what the stable sort would give
+            merged = (*recent, delivery)
         if self.qualified_at is None:
             run = first_qualifying_window(merged, threshold, window)
             if run is not None:

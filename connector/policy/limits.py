@@ -6,10 +6,21 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from connector.config.safety import LimitSettings
+
+@dataclass(frozen=True, slots=True)
+class CreationLimits:
+    """The creation limits as plain values (None: no limit), so policy does not depend on the config models.
+
+    Built from ``safety.limits`` by the composition root (``connector/config/safety.py: LimitSettings``).
+    """
+
+    max_per_run: int | None
+    max_per_domain_per_day: int | None
+    max_share_per_domain_per_day: float | None  # of the users the domain's org has (0.1 = 10 %)
+    share_floor: int  # the share limit never goes below this many per day
 
 
-def daily_limit(settings: LimitSettings, org_users: int) -> int | None:
+def daily_limit(settings: CreationLimits, org_users: int) -> int | None:
     """The tighter of the absolute and the share limit for one domain (None: unlimited)."""
     limits: list[int] = []
     if settings.max_per_domain_per_day is not None:
@@ -23,7 +34,7 @@ def daily_limit(settings: LimitSettings, org_users: int) -> int | None:
 class CreationBudget:
     """Counts creations as a run goes; ``take`` says whether one more is allowed."""
 
-    settings: LimitSettings
+    settings: CreationLimits
     created_today: Mapping[str, int]  # per domain, before this run
     org_users: Mapping[str, int]  # per domain: users its org has
     created_this_run: int = 0

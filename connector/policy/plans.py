@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from connector.domain.decisions import Decision, Outcome
 from connector.domain.report import LIFECYCLE_CHANGES
+from connector.domain.report_model import RunReportJson
 
 PLAN_FORMAT = "connector-plan/1"
 # The fields of ``Change.key()``: what identifies a lifecycle change in a plan (no detail text, no ids).
@@ -38,7 +39,7 @@ def change_of(decision: Decision) -> dict[str, Any] | None:
     return None
 
 
-def changes_from_report(report: dict[str, Any]) -> list[dict[str, Any]]:
+def changes_from_report(report: RunReportJson) -> list[dict[str, Any]]:
     """The changes a (dry-run) report shows: creations in the form of ``change_of``, lifecycle
     changes in the form of ``Change.key()`` (the report's entry without its ``detail``), from
     every list of changes made in the report's ``lifecycle`` section."""
@@ -47,7 +48,7 @@ def changes_from_report(report: dict[str, Any]) -> list[dict[str, Any]]:
         for c in report["created"]
     ]
     changes += [{"op": "add_alias", "address": a["address"], "user": a["user"]} for a in report["aliases_added"]]
-    lifecycle = report.get("lifecycle") or {}
+    lifecycle: Mapping[str, Any] = report.get("lifecycle") or {}
     for section in LIFECYCLE_CHANGES:
         changes += [{k: entry[k] for k in LIFECYCLE_KEY_FIELDS if k in entry} for entry in lifecycle.get(section) or []]
     return sorted(changes, key=change_key)

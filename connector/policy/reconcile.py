@@ -239,49 +239,90 @@ def _plan_one(
     if verdict is DirectoryVerdict.UNMANAGED:
         result.notes.append((user.address, f"left alone: {state.detail}"))
         return []
-    if actual is None:
-        if verdict is DirectoryVerdict.PRESENT and user.status is not ManagedStatus.SUSPENDED:
-            assert state.desired is not None
-            return [
-                Change(
-                    ChangeKind.RECREATE,
-                    user.address,
-                    "managed user missing from the target (deleted outside the connector?): created again",
-                    org=state.desired.org,
-                    aliases=state.desired.aliases,
-                    fields={"display_name": state.desired.display_name, "external_id": state.desired.external_id},
-                )
-            ]
-        result.notes.append((user.address, "not in the target"))
+    desired = state.desired if verdict is DirectoryVerdict.PRESENT else None
+    if verdict is DirectoryVerdict.PRESENT and desired is None:
+        # ``directory_state`` gives every present user its desired state; without it nothing is planned.
+        result.unknown.append((user.address, "the directory's answer came without the user's desired state"))
         return []
-    if verdict is DirectoryVerdict.PRESENT:
-        assert state.desired is not None
-        if actual.primary_address != user.address and actual.primary_address == state.desired.primary_address:
-            # Renamed in the target before a crash kept the record from following: the record follows now.
-            result.renamed_seen.append((user.address, actual.primary_address))
-        if not actual.active and user.status is ManagedStatus.ACTIVE:
-            result.notes.append((user.address, "suspended in the target by hand: left suspended"))
-        return _plan_present(user, state.desired, actual, policy, now, recorded_aliases)
+    if actual is None:
+        return _plan_missing(user, desired, result)
+    if desired is not None:
+        return _plan_seen_present(user, desired, actual, policy, now, recorded_aliases, result)
     # The directory answered that this person is no longer a user who should receive mail here.
-    reason = _SUSPEND_REASON[verdict]
     if actual.active:
-        if not policy.suspend_leavers:
-            result.notes.append((user.address, f"{state.detail}; lifecycle.suspend_leavers is off"))
-            return []
-        if user.denied == f"{ChangeKind.SUSPEND.value}:{reason.value}":
-            result.notes.append((user.address, f"{state.detail}; its suspension was denied by an admin"))
-            return []
+        return _plan_suspension(user, state, actual, policy, result)
+    return _plan_deletion(user, state, actual, policy, now, result)
+
+
+def _plan_missing(user: ManagedUser, desired: DesiredUser | None, result: ChangeSet) -> list[Change]:
+    """Not in the target: created again while the directory has the user (and the connector did not suspend it)."""
+    if desired is not None and user.status is not ManagedStatus.SUSPENDED:
         return [
             Change(
-                ChangeKind.SUSPEND,
+                ChangeKind.RECREATE,
                 user.address,
-                state.detail,
-                target_id=actual.target_id,
-                org=user.org,
-                reason=reason.value,
-                version=actual.version,
+                "managed user missing from the target (deleted outside the connector?): created again",
+                org=desired.org,
+                aliases=desired.aliases,
+                fields={"display_name": desired.display_name, "external_id": desired.external_id},
             )
         ]
+    result.notes.append((user.address, "not in the target"))
+    return []
+
+
+def _plan_seen_present(
+    user: ManagedUser,
+    desired: DesiredUser,
+    actual: TargetUser,
+    policy: LifecyclePolicy,
+    now: datetime,
+    recorded_aliases: Collection[str],
+    result: ChangeSet,
+) -> list[Change]:
+    """A user the directory has and the target holds: what the target shows besides, then the changes."""
+    if actual.primary_address != user.address and actual.primary_address == desired.primary_address:
+        # Renamed in the target before a crash kept the record from following: the record follows now.
+        result.renamed_seen.append((user.address, actual.primary_address))
+    if not actual.active and user.status is ManagedStatus.ACTIVE:
+        result.notes.append((user.address, "suspended in the target by hand: left suspended"))
+    return _plan_present(user, desired, actual, policy, now, recorded_aliases)
+
+
+def _plan_suspension(
+    user: ManagedUser, state: DirectoryState, actual: TargetUser, policy: LifecyclePolicy, result: ChangeSet
+) -> list[Change]:
+    """A leaver still active in the target: suspended, unless switched off or denied by an admin."""
+    reason = _SUSPEND_REASON[state.verdict]
+    if not policy.suspend_leavers:
+        result.notes.append((user.address, f"{state.detail}; lifecycle.suspend_leavers is off"))
+        return []
+    if user.denied == f"{ChangeKind.SUSPEND.value}:{reason.value}":
+        result.notes.append((user.address, f"{state.detail}; its suspension was denied by an admin"))
+        return []
+    return [
+        Change(
+            ChangeKind.SUSPEND,
+            user.address,
+            state.detail,
+            target_id=actual.target_id,
+            org=user.org,
+            reason=reason.value,
+            version=actual.version,
+        )
+    ]
+
+
+def _plan_deletion(
+    user: ManagedUser,
+    state: DirectoryState,
+    actual: TargetUser,
+    policy: LifecyclePolicy,
+    now: datetime,
+    result: ChangeSet,
+) -> list[Change]:
+    """A leaver already inactive in the target: deleted once its grace period is over."""
+    reason = _SUSPEND_REASON[state.verdict]
     if user.status is not ManagedStatus.SUSPENDED:
         # Suspended in the target, but not in our records (a crash after the write, or by hand): from now
         # on it counts as suspended by the connector, so the grace period before a deletion starts now.

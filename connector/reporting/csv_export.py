@@ -9,8 +9,8 @@ import csv
 import io
 import json
 from collections.abc import Iterable
-from typing import Any
 
+from connector.domain.report_model import RunReportJson
 from connector.domain.safe_text import spreadsheet_cell as spreadsheet_cell  # addresses come from mail traffic
 from connector.reporting.view import LIFECYCLE_SECTIONS, evidence_count
 
@@ -31,7 +31,7 @@ LIFECYCLE_COLUMNS = (
 )
 
 
-def created_users_csv(reports: Iterable[dict[str, Any]]) -> str:
+def created_users_csv(reports: Iterable[RunReportJson]) -> str:
     """One row per user created in ``reports`` (dry runs left out), header first."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -57,7 +57,7 @@ def _outcome(key: str) -> str:
     return key if key in ("held", "deferred", "failed", "not_in_plan") else "made"
 
 
-def lifecycle_changes_csv(reports: Iterable[dict[str, Any]]) -> str:
+def lifecycle_changes_csv(reports: Iterable[RunReportJson]) -> str:
     """One row per lifecycle change of ``reports``: made, held, deferred, failed or not in the plan.
 
     Dry runs and reports without a lifecycle section (schema 1) are left out.

@@ -6,18 +6,20 @@ from collections import Counter
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import Any
+from typing import Literal
 
 from connector.domain.report import LIFECYCLE_CHANGES
+from connector.domain.report_model import RunReportJson
 from connector.reporting import view
 from connector.reporting.html import render_run_html, run_file_name
 from connector.reporting.text import render_text
 
 FULL_TEXT_RUNS = 20  # runs whose whole text summary goes into the mail; the rest get one line
-TOTALS = ("created", "aliases_added", "skipped", "deferred", "held", "errors")
+Total = Literal["created", "aliases_added", "skipped", "deferred", "held", "errors"]
+TOTALS: tuple[Total, ...] = ("created", "aliases_added", "skipped", "deferred", "held", "errors")
 
 
-def _notable(report: dict[str, Any]) -> bool:
+def _notable(report: RunReportJson) -> bool:
     counts = report["counts"]
     lifecycle = view.lifecycle_figures(report)
     return bool(
@@ -31,7 +33,7 @@ def _notable(report: dict[str, Any]) -> bool:
     )
 
 
-def lifecycle_lines(reports: list[dict[str, Any]]) -> list[str]:
+def lifecycle_lines(reports: list[RunReportJson]) -> list[str]:
     """One line of the lifecycle changes made by the real runs, one more for what the latest run holds."""
     real = [r for r in reports if not r["dry_run"] and view.lifecycle(r) is not None]
     if not real:
@@ -53,7 +55,7 @@ def lifecycle_lines(reports: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def digest_text(reports: list[dict[str, Any]], *, now: datetime, covers: timedelta) -> str:
+def digest_text(reports: list[RunReportJson], *, now: datetime, covers: timedelta) -> str:
     """The text part: totals, what needs attention, then each run that did something."""
     since = now - covers
     out = [f"Connector digest: runs finished {since:%Y-%m-%d %H:%M} to {now:%Y-%m-%d %H:%M} UTC", ""]
@@ -85,7 +87,7 @@ def digest_text(reports: list[dict[str, Any]], *, now: datetime, covers: timedel
     return "\n".join(out) + "\n"
 
 
-def digest_subject(reports: list[dict[str, Any]], *, now: datetime, prefix: str) -> str:
+def digest_subject(reports: list[RunReportJson], *, now: datetime, prefix: str) -> str:
     """One line a person can triage by."""
     if not reports:
         return f"{prefix} {now:%Y-%m-%d}: WARNING no runs"
@@ -98,7 +100,7 @@ def digest_subject(reports: list[dict[str, Any]], *, now: datetime, prefix: str)
 
 
 def build_digest(
-    reports: list[dict[str, Any]],
+    reports: list[RunReportJson],
     *,
     now: datetime,
     covers: timedelta,
@@ -121,6 +123,6 @@ def build_digest(
             render_run_html(report).encode("utf-8"),
             maintype="text",
             subtype="html",
-            filename=run_file_name(int(report["run_id"])),
+            filename=run_file_name(report["run_id"]),
         )
     return message

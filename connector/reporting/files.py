@@ -6,9 +6,9 @@ import logging
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from connector.domain.report import RunSummary
+from connector.domain.report_model import RunReportJson
 from connector.errors import RetriableError
 from connector.private_files import GROUP_FOLDER, GROUP_READABLE, ensure_folder, write_atomically
 from connector.reporting.context import PageContext
@@ -38,9 +38,9 @@ class HtmlReportDirectory:
             raise RetriableError(f"cannot write {path}: {exc.strerror or exc}") from exc
         return path
 
-    def write_run(self, report: dict[str, Any], context: PageContext | None = None) -> Path:
+    def write_run(self, report: RunReportJson, context: PageContext | None = None) -> Path:
         """The page of one run (with the stories and user counts of ``context``); returns its path."""
-        return self._write(run_file_name(int(report["run_id"])), render_run_html(report, context))
+        return self._write(run_file_name(report["run_id"]), render_run_html(report, context))
 
     def write_index(self, runs: list[RunSummary], now: datetime, review: ReviewLink | None = None) -> Path:
         """The index page listing ``runs`` (newest first), linking to the review queue's page when there is one."""

@@ -15,6 +15,7 @@ from typing import Any
 from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from connector.domain.report import RunSummary
+from connector.domain.report_model import RunReportJson
 from connector.reporting import view
 from connector.reporting.chart import CHART_DAYS, history_chart
 from connector.reporting.context import PageContext
@@ -55,7 +56,7 @@ def environment(*packages: str) -> Environment:
     return env
 
 
-def render_run_html(report: dict[str, Any], context: PageContext | None = None) -> str:
+def render_run_html(report: RunReportJson, context: PageContext | None = None) -> str:
     """The page of one run, from its stored (JSON) report.
 
     ``context`` (read when the run's pages are written) adds each listed address's story
@@ -64,7 +65,7 @@ def render_run_html(report: dict[str, Any], context: PageContext | None = None) 
     return environment().get_template("run.html.j2").render(run_page_values(report, context))
 
 
-def run_page_values(report: dict[str, Any], context: PageContext | None = None) -> dict[str, Any]:
+def run_page_values(report: RunReportJson, context: PageContext | None = None) -> dict[str, Any]:
     """What the run page's template is given (the console renders its own page from the same values)."""
     counts = report["counts"]
     figures = [

@@ -1,10 +1,11 @@
-"""The ``LogSource`` protocol and the checkpoint values sources hand back."""
+"""The ``LogSource`` and ``LineDecoder`` protocols, the ``SourceFormat`` of a log format, and the
+checkpoint values sources hand back."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
 from connector.domain.events import DeliveryEvent
@@ -196,3 +197,18 @@ class LineDecoder(Protocol):
     def feed(self, line: str, out: list[DeliveryEvent]) -> bool: ...
 
     def state(self) -> dict[str, Any]: ...
+
+
+DecoderFactory = Callable[[str, tzinfo, dict[str, Any]], LineDecoder]
+"""(source name, time zone of stamps that carry none, saved decoder state) -> a fresh decoder."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFormat:
+    """What sets one log format apart from another: its name and its decoder. The reading
+    (files, rotations, checkpoints, batches) is the same for every format."""
+
+    name: str
+    decoder: DecoderFactory
+    chunk_scanner: bool = False
+    """The decoder also reads a block of lines at a time (a ``chunk_scan.ChunkScanner``)."""

@@ -181,7 +181,7 @@ def check_source(source: FileLogSource, count: int) -> SourceCheck:
     result.error = stats.error
     if stats.restarted:
         result.notes.append(stats.restarted)
-    decoder = source.decoder_factory({})
+    decoder = source.new_decoder({})
     for file, lines in tail:
         result.files.append(str(file.path))
         result.modified_at = max(result.modified_at, file.modified_at)

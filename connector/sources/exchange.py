@@ -27,14 +27,11 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from connector.domain.events import DeliveryEvent, DeliveryStatus, message_identity, plausible_time
 from connector.errors import SkippableError
-from connector.sources.files import FileLogSource
 
 # Exchange 2013-2019 column order, used until a file's own #Fields line is read.
 DEFAULT_FIELDS = [
@@ -221,16 +218,3 @@ class ExchangeTrackingDecoder:
                 )
             )
         return events
-
-
-class ExchangeTrackingLogSource(FileLogSource):
-    """Exchange message tracking log files read exactly once (the glob names the directory's files)."""
-
-    def __init__(self, name: str, patterns: Sequence[str | Path] | str | Path, *, batch_lines: int = 50_000) -> None:
-        super().__init__(
-            name,
-            patterns,
-            lambda state: ExchangeTrackingDecoder(name, state),
-            format_name="exchange",
-            batch_lines=batch_lines,
-        )

@@ -32,14 +32,11 @@ Exim's own stamp is allowed; other programs' syslog lines are foreign.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
-from pathlib import Path
 from typing import Any
 
 from connector.domain.events import DeliveryEvent, DeliveryStatus, plausible_time
 from connector.errors import SkippableError
-from connector.sources.files import FileLogSource
 
 QUEUE_ENTRY_TTL = timedelta(days=8)  # Exim's default retry limit is 4 days
 # Exim's ACL defaults when the log does not name the code: ``deny`` answers RCPT with 550,
@@ -214,7 +211,8 @@ class EximDecoder:
         if not plausible_time(at):
             raise MalformedEximLine(f"implausible time stamp {stamp!r}")
         unstamped = _UNSTAMPED.match(body)
-        assert unstamped is not None  # every group is optional
+        if unstamped is None:  # never: every group is optional
+            raise MalformedEximLine("unreadable Exim syslog line")
         self._decode(at, unstamped.group("id"), unstamped.group("rest"), host, out)
         return True
 
@@ -371,24 +369,4 @@ class EximDecoder:
             reply=reply,
             rcpt_stage=True,
             source=self._source,
-        )
-
-
-class EximLogSource(FileLogSource):
-    """Exim 4 main logs (the live file and its rotations) read exactly once."""
-
-    def __init__(
-        self,
-        name: str,
-        patterns: Sequence[str | Path] | str | Path,
-        *,
-        timezone: tzinfo = UTC,
-        batch_lines: int = 50_000,
-    ) -> None:
-        super().__init__(
-            name,
-            patterns,
-            lambda state: EximDecoder(name, timezone, state),
-            format_name="exim",
-            batch_lines=batch_lines,
         )

@@ -25,21 +25,22 @@ import logging
 import re
 import zlib
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from io import BufferedIOBase
 from pathlib import Path
 from typing import Any
 
 from connector.domain.events import EARLIEST_EVENT_AT, LATEST_EVENT_AT, DeliveryEvent
-from connector.errors import SkippableError
+from connector.errors import InvariantError, SkippableError
 from connector.sources.base import (
     FOREIGN_SAMPLE_LINES,
     FilePosition,
     LineDecoder,
     SourceBatch,
     SourceCheckpoint,
+    SourceFormat,
     SourceStats,
 )
 from connector.sources.chunk_scan import ChunkScanner, has_long_line
@@ -56,8 +57,6 @@ COMMIT_SECONDS = 10.0  # default of ``sources[].commit_seconds``
 _ROTATION_NUMBER = re.compile(r"\.(\d+)(?:\.gz)?$")
 # plausible_time() inlined in the hot loop
 _FIRST_YEAR, _END_YEAR = EARLIEST_EVENT_AT.year, LATEST_EVENT_AT.year
-
-DecoderFactory = Callable[[dict[str, Any]], LineDecoder]
 
 
 def fingerprint(head: bytes) -> str:
@@ -198,17 +197,18 @@ def last_lines(file: LogFile, count: int) -> list[bytes]:
 class FileLogSource:
     """Reads the files of one log stream from a checkpoint, in batches of complete lines.
 
-    The format is the ``LineDecoder`` the factory builds from the saved parser
-    state; one decoder reads all files of a run, so joins cross rotations.
+    Every format is read by this one class: the format (``connector.sources.formats``)
+    only brings its ``LineDecoder``, built from the saved parser state; one decoder
+    reads all files of a run, so joins cross rotations.
     """
 
     def __init__(
         self,
         name: str,
         patterns: Sequence[str | Path] | str | Path,
-        decoder_factory: DecoderFactory,
+        source_format: SourceFormat,
         *,
-        format_name: str,
+        timezone: tzinfo = UTC,
         batch_lines: int = 50_000,
         chunk_scan: bool = True,
     ) -> None:
@@ -216,8 +216,10 @@ class FileLogSource:
         if isinstance(patterns, (str, Path)):
             patterns = [patterns]
         self.patterns = [str(p) for p in patterns]
-        self.format_name = format_name
-        self.decoder_factory = decoder_factory
+        self.source_format = source_format
+        self.format_name = source_format.name
+        self.timezone = timezone
+        """Of time stamps that carry no zone (Postfix's and Exim's traditional ones)."""
         self.batch_lines = batch_lines
         self.chunk_scan = chunk_scan
         """Read blocks with the decoder's ``ChunkScanner`` when it has one; False: line by line
@@ -227,6 +229,10 @@ class FileLogSource:
 
     def describe(self) -> str:
         return f"{self.format_name} log {', '.join(self.patterns)}"
+
+    def new_decoder(self, state: dict[str, Any]) -> LineDecoder:
+        """A decoder of the source's format, resuming from ``state`` (``{}``: from nothing)."""
+        return self.source_format.decoder(self.name, self.timezone, state)
 
     def tail(self, count: int) -> tuple[list[tuple[LogFile, list[bytes]]], SourceStats]:
         """The last ``count`` complete lines of the stream, per file, oldest file first
@@ -287,9 +293,11 @@ class _Run:
         self.positions: dict[int, FilePosition] = dict(claimed)
         self.forgotten = unclaimed
         parser_state = checkpoint.parser_state
-        self.decoder = source.decoder_factory(parser_state.get("decoder") or {})
+        self.decoder = source.new_decoder(parser_state.get("decoder") or {})
         self.scanner: ChunkScanner | None = None
-        if source.chunk_scan and isinstance(self.decoder, ChunkScanner):
+        if source.chunk_scan and source.source_format.chunk_scanner:
+            if not isinstance(self.decoder, ChunkScanner):
+                raise InvariantError(f"the {source.format_name} format's decoder reads no blocks")
             self.scanner = self.decoder
         self.line_no = int(parser_state.get("line_no", 0))
         self.rereading = checkpoint.rereading

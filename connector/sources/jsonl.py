@@ -21,14 +21,11 @@ as is a time outside ``EARLIEST_EVENT_AT`` .. ``LATEST_EVENT_AT``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from connector.domain.events import DeliveryEvent, DeliveryStatus, plausible_time
 from connector.errors import SkippableError
-from connector.sources.files import FileLogSource
 
 _STATUSES = {s.value: s for s in DeliveryStatus}
 
@@ -49,17 +46,24 @@ def _clean(value: str, key: str) -> str:
     return value
 
 
-def _text(data: dict[str, Any], key: str, required: bool = False) -> str | None:
+def _text(data: dict[str, Any], key: str) -> str | None:
+    """An optional string; None when absent."""
     value = data.get(key)
     if value is None:
-        if required:
-            raise MalformedJsonLine(f"missing {key!r}")
         return None
     if not isinstance(value, str):
         raise MalformedJsonLine(f"{key!r} must be a string")
-    if required and not value:
-        raise MalformedJsonLine(f"empty {key!r}")
     return _clean(value, key)
+
+
+def _required_text(data: dict[str, Any], key: str) -> str:
+    """A string that must be present and not empty."""
+    value = _text(data, key)
+    if value is None:
+        raise MalformedJsonLine(f"missing {key!r}")
+    if not value:
+        raise MalformedJsonLine(f"empty {key!r}")
+    return value
 
 
 def _flag(data: dict[str, Any], key: str) -> bool:
@@ -77,8 +81,7 @@ def parse_event(line: str, source: str) -> DeliveryEvent:
         raise MalformedJsonLine(f"not JSON: {str(exc)[:200]}") from exc
     if not isinstance(data, dict):
         raise MalformedJsonLine("not a JSON object")
-    at_text = _text(data, "at", required=True)
-    assert at_text is not None
+    at_text = _required_text(data, "at")
     try:
         at = datetime.fromisoformat(at_text.replace("Z", "+00:00") if at_text.endswith("Z") else at_text)
         if at.tzinfo is None:
@@ -88,15 +91,14 @@ def parse_event(line: str, source: str) -> DeliveryEvent:
         raise MalformedJsonLine(f"bad 'at': {at_text[:40]!r}") from exc
     if not plausible_time(at):
         raise MalformedJsonLine(f"'at' out of range: {at_text[:40]!r}")
-    status = _STATUSES.get(_text(data, "status", required=True) or "")
+    status = _STATUSES.get(_required_text(data, "status"))
     if status is None:
         raise MalformedJsonLine(f"unknown status {data.get('status')!r}")
     recipients = data.get("ndr_recipients") or []
     if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
         raise MalformedJsonLine("'ndr_recipients' must be a list of strings")
     recipients = [_clean(r, "ndr_recipients") for r in recipients]
-    recipient = _text(data, "recipient", required=True)
-    assert recipient is not None
+    recipient = _required_text(data, "recipient")
     return DeliveryEvent(
         at=at,
         host=_text(data, "host") or source,
@@ -134,12 +136,3 @@ class JsonLinesDecoder:
             return False
         out.append(parse_event(line, self._source))
         return True
-
-
-class JsonLinesLogSource(FileLogSource):
-    """JSON-lines delivery logs read exactly once."""
-
-    def __init__(self, name: str, patterns: Sequence[str | Path] | str | Path, *, batch_lines: int = 50_000) -> None:
-        super().__init__(
-            name, patterns, lambda state: JsonLinesDecoder(name), format_name="jsonl", batch_lines=batch_lines
-        )

@@ -7,8 +7,8 @@ Three layers, so the pure parts test without files:
   earlier lines than the delivery) and emits events; its open queue entries are
   saved in the checkpoint, so a message whose lines straddle two runs or a
   rotation still joins (pure, state in and out).
-- ``PostfixDecoder`` is the ``LineDecoder`` the file reader drives;
-  ``PostfixLogSource`` is that reader set up for Postfix.
+- ``PostfixDecoder`` is the ``LineDecoder`` (and ``ChunkScanner``) the file reader
+  drives; ``connector.sources.formats`` names it for the ``postfix`` format.
 
 Both timestamp forms are read: traditional ``Nov 27 08:59:21`` (no year: see
 ``YearInference``) and RFC 3339. Any program whose syslog name starts with
@@ -24,15 +24,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
-from pathlib import Path
 from typing import Any
 
 from connector.domain.events import DeliveryEvent, DeliveryStatus, delivery_event, plausible_time
 from connector.sources.chunk_scan import ScanSink
-from connector.sources.files import FileLogSource
 from connector.sources.postfix_grammar import REJECT_ACTIONS, SECONDS, MalformedLine, parse_reject, reply_dsn
 from connector.sources.postfix_scan import UNEXPECTED as _UNEXPECTED
 from connector.sources.postfix_scan import scan_postfix
@@ -42,7 +39,6 @@ __all__ = [
     "PostfixDecoder",
     "PostfixJoiner",
     "PostfixLine",
-    "PostfixLogSource",
     "QueueEntry",
     "YearInference",
     "parse_line",
@@ -573,25 +569,3 @@ class PostfixDecoder:
         at = self._latest = _stamp(stamp, years)
         self._joiner.feed_queue_line(qid, line[end + 2 :], at, host, out)
         return True
-
-
-class PostfixLogSource(FileLogSource):
-    """Postfix logs (the live file and its rotations) read exactly once."""
-
-    def __init__(
-        self,
-        name: str,
-        patterns: Sequence[str | Path] | str | Path,
-        *,
-        timezone: tzinfo = UTC,
-        batch_lines: int = 50_000,
-        chunk_scan: bool = True,
-    ) -> None:
-        super().__init__(
-            name,
-            patterns,
-            lambda state: PostfixDecoder(name, timezone, state),
-            format_name="postfix",
-            batch_lines=batch_lines,
-            chunk_scan=chunk_scan,
-        )

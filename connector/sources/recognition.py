@@ -22,16 +22,13 @@ a wrong format. Pure apart from feeding sample lines to fresh decoders.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from connector.domain.events import DeliveryEvent
 from connector.sources.base import FOREIGN_SAMPLE_LINES, LineDecoder
-from connector.sources.exchange import ExchangeTrackingDecoder
-from connector.sources.exim import EximDecoder
-from connector.sources.jsonl import JsonLinesDecoder
-from connector.sources.postfix import PostfixDecoder
+from connector.sources.formats import FORMATS
 
 MIN_LINES = 20
 """Fewer counted lines than this are too few to judge: a run that read a handful of lines is never in error."""
@@ -41,14 +38,6 @@ READS_ENOUGH = 0.5
 """Another format that recognises at least this share of the sampled foreign lines "reads them"."""
 SAMPLE_LINES = FOREIGN_SAMPLE_LINES
 """Foreign lines a read keeps to try the other formats on (the first ones of a batch)."""
-
-# Fresh decoders of every format, to try foreign lines with (no state, UTC for stamps without a zone).
-SNIFFERS: dict[str, Callable[[], LineDecoder]] = {
-    "postfix": lambda: PostfixDecoder("sniff", UTC, {}),
-    "exim": lambda: EximDecoder("sniff", UTC, {}),
-    "exchange": lambda: ExchangeTrackingDecoder("sniff", {}),
-    "jsonl": lambda: JsonLinesDecoder("sniff"),
-}
 
 
 def too_few_recognised(recognised: int, counted: int) -> bool:
@@ -77,10 +66,10 @@ def reading_format(lines: Sequence[str], configured: str, *, at: datetime) -> st
     traditional stamps from it)."""
     if not lines:
         return None
-    for name, make in SNIFFERS.items():
+    for name, source_format in FORMATS.items():
         if name == configured:
             continue
-        decoder = make()
+        decoder = source_format.decoder("sniff", UTC, {})  # fresh: no state, UTC for stamps without a zone
         decoder.begin_file(at)
         if recognised_by(decoder, lines) >= READS_ENOUGH * len(lines):
             return name

@@ -15,6 +15,7 @@ counts such a delivery invalid and stores nothing of it): it is only cut.
 from __future__ import annotations
 
 import dataclasses
+from operator import attrgetter
 from typing import Any, cast
 
 from sqlalchemy import String, Table
@@ -52,6 +53,9 @@ EVENT_FIELD_WIDTHS: dict[str, int | None] = {
 
 
 _ITEMS = tuple(EVENT_FIELD_WIDTHS.items())
+_BOUNDED = attrgetter(*(name for name, width in _ITEMS if width is not None))
+_BOUND_WIDTHS = tuple(width for _, width in _ITEMS if width is not None)
+_NARROWEST = min(_BOUND_WIDTHS)
 
 
 def _fits(value: str, width: int | None) -> bool:
@@ -60,8 +64,31 @@ def _fits(value: str, width: int | None) -> bool:
     return "\x00" not in value and (value.isascii() or storable(value) is value)
 
 
+def _plainly_fits(event: DeliveryEvent) -> bool:
+    """The common case, checked at once: every text field ASCII without NUL, each within its width.
+
+    ``_fits`` of every field would say the same (ASCII text has no surrogate); one string built
+    where the field-by-field check took ten calls (8 % of ingest on the 10M-line reference log).
+    """
+    e = event  # every text field of ``EVENT_FIELD_WIDTHS`` (a None reads "None": ASCII, no NUL)
+    text = (
+        f"{e.host}{e.queue_id}{e.message_id}{e.sender}{e.recipient}{e.orig_recipient}"
+        f"{e.relay}{e.dsn}{e.reply}{e.source}{e.location}{e.ndr_for}"
+    )
+    if not text.isascii() or "\x00" in text:
+        return False
+    if len(text) > _NARROWEST:  # one field may be too wide: look at the bounded ones
+        for value, width in zip(_BOUNDED(event), _BOUND_WIDTHS, strict=True):
+            if value is not None and len(value) > width:
+                return False
+    ndr = event.ndr_recipients
+    return not ndr or all(_fits(recipient, None) for recipient in ndr)
+
+
 def storable_event(event: DeliveryEvent) -> DeliveryEvent:
     """``event`` with every text field fit for the database; the same object when it already is."""
+    if _plainly_fits(event):
+        return event
     changes: dict[str, Any] = {}
     for name, width in _ITEMS:
         value = getattr(event, name)

@@ -18,6 +18,7 @@ from connector.domain.lifecycle import (
     Ownership,
     SuspendReason,
 )
+from connector.errors import InvariantError
 from connector.store.models import HeldChangeRow, ManagedUserRow
 
 # Enum members by value: a dictionary look-up instead of an enum call, 10,000 times a cycle.
@@ -141,7 +142,8 @@ def get_managed(session: Session, address: str) -> ManagedUser | None:
 
 def record_creation_intent(session: Session, decision: Decision, *, now: datetime, run_id: int | None) -> bool:
     """``record_intent`` for a ``CREATE_USER`` decision (the cycle and ``approve``). True if new."""
-    assert decision.user_address is not None
+    if decision.user_address is None:
+        raise InvariantError(f"a {decision.outcome} decision for {decision.address} without the user's address")
     return record_intent(
         session,
         decision.user_address,

@@ -322,13 +322,14 @@ def start_run(session: Session, now: datetime, dry_run: bool) -> int:
     return row.id
 
 
-def finish_run(session: Session, run_id: int, now: datetime, status: str, report: dict[str, Any]) -> None:
+def finish_run(session: Session, run_id: int, now: datetime, status: str, report: Mapping[str, Any]) -> None:
+    """Store a run's final report (``RunReport.to_json``) and its counts."""
     row = session.get(RunRow, run_id)
     if row is None:
         raise LookupError(f"run {run_id} does not exist")
     row.finished_at = now
-    row.status = status
-    row.report = report
+    row.status = str(status)  # a RunStatus: its plain string
+    row.report = dict(report)
     counts = report.get("counts", {})
     row.created_count = counts.get("created")
     row.skipped_count = counts.get("skipped")

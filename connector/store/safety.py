@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
-from itertools import islice
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Executable, Table, delete, func, insert, inspect, select, update
+from sqlalchemy import Executable, delete, func, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from connector.config.state import EventLogMode
 from connector.domain.decisions import CandidateState, Decision, Method, Outcome, Reason
-from connector.domain.events import DeliveryEvent, DeliveryStatus
+from connector.domain.events import DeliveryEvent
 from connector.domain.safety import CatchAllFinding, CatchAllStatus
-from connector.policy.event_log import is_decisive
+from connector.store.event_rows import KeyedEvent, event_log_rows, write_event_log
 from connector.store.models import BlockRow, CandidateRow, CatchAllRow, EventLogRow, StagedRow
-from connector.store.repository import WRITE_CHUNK
 
 
 def _finding(row: CatchAllRow) -> CatchAllFinding:
@@ -190,51 +188,21 @@ def event_log_mode(session: Session) -> EventLogMode:
     return EventLogMode(session.info.get(EVENT_LOG_MODE, EventLogMode.FULL))
 
 
-def kept_events(events: Iterable[tuple[str, DeliveryEvent]], mode: EventLogMode) -> Iterator[tuple[str, DeliveryEvent]]:
-    """The ``(canonical address, event)`` pairs the event log keeps in ``mode``.
-
-    ``decisive``: only events that count toward a decision (``is_decisive``), and of the same
-    message's copies to one address with one outcome only the first (a duplicate counts once).
-    """
-    if mode is EventLogMode.FULL:
-        yield from events
-    elif mode is EventLogMode.DECISIVE:
-        seen: set[tuple[str, str, str]] = set()
-        for address, event in events:
-            if is_decisive(event) and (key := (address, event.message_key, event.status.value)) not in seen:
-                seen.add(key)
-                yield address, event
-
-
-def event_log_row(address: str, event: DeliveryEvent, mode: EventLogMode = EventLogMode.FULL) -> dict[str, Any]:
-    """The narrow row of one event (``EventLogRow``): the recipient only when it is spelled otherwise;
-    ``decisive`` keeps the reply of refusals only (a delivery's ``250 ... queued as`` decides nothing)."""
-    recipient = event.recipient[:320]
-    keep_reply = mode is EventLogMode.FULL or event.status is not DeliveryStatus.SENT
-    return {
-        "address": address,
-        "at": event.at,
-        "message_key": event.message_key[:998],
-        "status": event.status.value,
-        "reply": event.reply if keep_reply else None,
-        "sender": event.sender[:320] if event.sender is not None else None,
-        "recipient": None if recipient == address else recipient,
-        "location": event.location,
-    }
-
-
-def log_events(session: Session, events: list[tuple[str, DeliveryEvent]]) -> None:
+def log_events(session: Session, events: Iterable[tuple[str, DeliveryEvent]]) -> None:
     """Keep ``(canonical address, event)`` pairs of managed addresses for ``explain`` and re-reads,
     as ``state.event_log`` says (nothing when ``off``)."""
+    log_keyed_events(session, ((address, event, event.message_key) for address, event in events))
+
+
+def log_keyed_events(session: Session, events: Iterable[KeyedEvent]) -> int:
+    """``log_events`` of ``(address, event, message key)``, the key computed once by ingest; how many rows.
+
+    The driver's ``executemany`` (``COPY`` on PostgreSQL) of plain tuples: no ORM or Core work per row
+    (``connector/store/event_rows.py``)."""
     mode = event_log_mode(session)
     if mode is EventLogMode.OFF:
-        return
-    table = cast(Table, EventLogRow.__table__)
-    rows = kept_events(events, mode)
-    # Core executemany: no ORM work per row (ingest's hot path); WRITE_CHUNK rows a statement, so that
-    # the rows and the driver's copy of them are built per chunk, not for a batch of 50,000 lines.
-    while chunk := [event_log_row(address, event, mode) for address, event in islice(rows, WRITE_CHUNK)]:
-        session.execute(insert(table), chunk)
+        return 0
+    return write_event_log(session, event_log_rows(events, mode))
 
 
 def logged_events(session: Session, address: str, since: datetime) -> list[EventLogRow]:

@@ -26,7 +26,7 @@ from werkzeug import Request, Response
 
 from connector.directory.graph import GraphDirectory, GraphOptions, list_url, odata_quote, proxy_filter
 from connector.domain.directory import DirectoryObjectKind
-from connector.errors import FatalError, RetriableError
+from connector.errors import CredentialsRefused, FatalError, RetriableError
 
 TENANT = "contoso-tenant-id"
 USERS = [
@@ -250,10 +250,33 @@ def test_token_is_cached_between_lookups(graph: FakeGraph, ca: tuple[trustme.CA,
     assert graph.token_requests[0]["grant_type"] == ["client_credentials"]
 
 
-def test_refused_credentials_defer(graph: FakeGraph, ca: tuple[trustme.CA, Path]) -> None:
-    directory = make_directory(graph, ca[1], client_secret=SecretStr("wrong"))
-    with pytest.raises(RetriableError, match="Invalid client secret"):
+def test_refused_credentials_stop_the_run_and_are_asked_once(graph: FakeGraph, ca: tuple[trustme.CA, Path]) -> None:
+    """The one rule for refused credentials (docs/reliability.md): ``CredentialsRefused``, never a retry loop."""
+    sleeps: list[float] = []
+    directory = make_directory(graph, ca[1], sleeps, client_secret=SecretStr("wrong"))
+    with pytest.raises(CredentialsRefused, match="refused the app's credentials: AADSTS7000215: Invalid client secret"):
         directory.lookup(["alice@contoso.com"])
+    assert len(graph.token_requests) == 1 and graph.list_requests == [] and sleeps == []
+
+
+def test_a_401_is_sent_once_more_with_a_fresh_token(graph: FakeGraph, ca: tuple[trustme.CA, Path]) -> None:
+    """A cached token the tenant revoked: forgotten, a fresh one fetched, the request sent once more."""
+    graph.throttle = [(401, None)]
+    directory = make_directory(graph, ca[1])
+    assert directory.lookup(["alice@contoso.com"])["alice@contoso.com"] is not None
+    assert len(graph.token_requests) == 2 and graph.list_requests[-1].headers["Authorization"] == "Bearer token-2"
+
+
+@pytest.mark.parametrize("statuses", [[(401, None), (401, None)], [(403, None)]])
+def test_refused_access_stops_the_run_without_a_loop(
+    graph: FakeGraph, ca: tuple[trustme.CA, Path], statuses: list[tuple[int, str | None]]
+) -> None:
+    """401 with a fresh token, or 403 (the app lacks User.Read.All): ``CredentialsRefused``, no waiting."""
+    graph.throttle = list(statuses)
+    sleeps: list[float] = []
+    with pytest.raises(CredentialsRefused, match=f"Graph answered {statuses[0][0]}: throttled"):
+        make_directory(graph, ca[1], sleeps).lookup(["alice@contoso.com"])
+    assert sleeps == [] and len(graph.list_requests) == len(statuses) and graph.throttle == []
 
 
 def test_certificate_credential_signs_a_client_assertion(graph: FakeGraph, ca: tuple[trustme.CA, Path]) -> None:

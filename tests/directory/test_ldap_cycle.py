@@ -80,7 +80,28 @@ def test_directory_down_defers_everything_then_the_next_run_creates(
     assert code == 0 and users(config) == EXPECTED_USERS
 
 
-def test_refused_bind_defers_too(
+def test_refused_bind_stops_the_run_and_the_next_run_creates(
+    demo_config: Path,
+    openldap_slapd: Slapd,
+    tls_files: TlsFiles,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The one rule for refused credentials (docs/reliability.md): the run fails loudly, creates nobody on a
+    guess and decides nothing; the candidates stay due, so the run after the fix creates them."""
+    monkeypatch.setenv(ENV, "not-the-password")
+    config = ldap_config(demo_config, openldap_slapd.ldaps_url, tls_files.ca)
+    code, report = sync(config, capsys)
+    assert code == 3 and report["status"] == "failed" and users(config) == {}
+    assert any("refused the bind" in e["error"] and "invalidCredentials" in e["error"] for e in report["errors"])
+    assert not report["created"] and not [s for s in report["skipped"] if s["reason"] == "not_in_directory"]
+
+    monkeypatch.setenv(ENV, "reader-secret")
+    code, report = sync(config, capsys)
+    assert code == 0 and users(config) == EXPECTED_USERS
+
+
+def test_refused_bind_during_a_mirror_refresh_stops_the_run_before_it_starts(
     demo_config: Path,
     openldap_slapd: Slapd,
     tls_files: TlsFiles,
@@ -88,11 +109,15 @@ def test_refused_bind_defers_too(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(ENV, "not-the-password")
-    config = ldap_config(demo_config, openldap_slapd.ldaps_url, tls_files.ca)
-    code, report = sync(config, capsys)
-    assert code == 1 and users(config) == {}
-    assert any(d["reason"] == "directory_unavailable" for d in report["deferred"])
-    assert any("invalidCredentials" in e["error"] for e in report["errors"])
+    config = ldap_config(demo_config, openldap_slapd.ldaps_url, tls_files.ca, mirror={"enabled": True})
+    assert main(["sync", "-c", str(config), "--format", "json"]) == 3
+    err = capsys.readouterr().err
+    assert "sync failed: CredentialsRefused: LDAP server" in err and "invalidCredentials" in err
+    assert users(config) == {}
+
+    monkeypatch.setenv(ENV, "reader-secret")
+    code, _ = sync(config, capsys)
+    assert code == 0 and users(config) == EXPECTED_USERS
 
 
 def test_org_rules_place_users_by_directory_attributes(

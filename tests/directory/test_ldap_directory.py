@@ -15,7 +15,7 @@ from connector.directory.ldap import LdapDirectory, or_filter
 from connector.directory.ldif import LdifDirectory
 from connector.directory.mapping import ACTIVE_DIRECTORY, OPENLDAP, addresses_of
 from connector.domain.directory import DirectoryObjectKind
-from connector.errors import RetriableError
+from connector.errors import CredentialsRefused, RetriableError
 from tests.conftest import ROOT
 from tests.directory.conftest import AD_LDIF, GUID_ALICE, reader_options
 from tests.directory.slapd import LIMITED_DN, LIMITED_PASSWORD, Slapd, TlsFiles, free_port, run_slapd, start_slapd
@@ -155,12 +155,19 @@ def test_certificate_from_another_ca_is_refused_by_default(
         directory.lookup(["alice@acme.com"])
 
 
-def test_wrong_password_is_retriable(openldap_slapd: Slapd, tls_files: TlsFiles) -> None:
-    directory = LdapDirectory(
-        reader_options(openldap_slapd.ldaps_url, ca_file=tls_files.ca, bind_password=SecretStr("wrong")), OPENLDAP
-    )
-    with pytest.raises(RetriableError, match="invalidCredentials"):
-        directory.lookup(["alice@acme.com"])
+def test_wrong_password_stops_the_run_without_failover(openldap_slapd: Slapd, tls_files: TlsFiles) -> None:
+    """The one rule for refused credentials (docs/reliability.md): ``CredentialsRefused``, and the next
+    server is not asked (every replica would refuse the same account, and each try counts towards a lockout)."""
+    with socket.socket() as replica:  # a second server that would notice being asked
+        replica.bind(("127.0.0.1", 0))
+        replica.listen(8)
+        second = f"ldap://127.0.0.1:{replica.getsockname()[1]}"
+        options = reader_options(openldap_slapd.ldaps_url, second, ca_file=tls_files.ca, bind_password=SecretStr("x"))
+        with pytest.raises(CredentialsRefused, match=r"refused the bind of .*invalidCredentials"):
+            LdapDirectory(options, OPENLDAP).lookup(["alice@acme.com"])
+        replica.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nobody connected to it
+            replica.accept()
 
 
 def test_size_limit_hit_is_retriable_not_a_partial_answer(openldap_slapd: Slapd, tls_files: TlsFiles) -> None:

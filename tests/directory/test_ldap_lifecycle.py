@@ -399,7 +399,12 @@ def test_directory_that_cannot_answer_suspends_nobody(site: Site, monkeypatch: p
 
     monkeypatch.setenv(ENV, "not-the-password")
     report = site.run(T0 + timedelta(hours=1))
-    assert_nothing_changed(site, report, before, "invalidCredentials")
+    # A refused bind stops the run (docs/reliability.md#authentication-failures): nothing is made blind either.
+    assert report["status"] == "failed"
+    assert any("refused the bind" in e["error"] and "invalidCredentials" in e["error"] for e in report["errors"])
+    assert not any((report.get("lifecycle") or {}).get(section) for section in CHANGE_SECTIONS)
+    assert site.target() == before
+    assert all(status == "active" for status, _ in site.managed().values())
 
     monkeypatch.setenv(ENV, LIMITED_PASSWORD)  # an account that hits a size limit of 2 entries
     site.configure(directory={"bind_dn": LIMITED_DN})

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from connector.cli import main
-from connector.sources.postfix import PostfixLogSource
+from connector.sources.formats import log_source
 from tests.conftest import DATA
 
 SAMPLE = (DATA / "postfix" / "postlogd-maillog_file.log").read_bytes()
 GOOD_EVENTS = sum(
-    len(b.events) for b in PostfixLogSource("gw", DATA / "postfix" / "postlogd-maillog_file.log").read(None)
+    len(b.events) for b in log_source("postfix", "gw", DATA / "postfix" / "postlogd-maillog_file.log").read(None)
 )
 
 
@@ -59,7 +59,7 @@ def test_garbage_of_every_kind_is_counted_and_skipped(tmp_path: Path, capsys: py
 def test_a_file_that_shrinks_and_a_missing_file(tmp_path: Path) -> None:
     log = tmp_path / "mail.log"
     log.write_bytes(SAMPLE)
-    source = PostfixLogSource("gw", log)
+    source = log_source("postfix", "gw", log)
     checkpoint = list(source.read(None))[-1].checkpoint
     log.write_bytes(SAMPLE[: len(SAMPLE) // 3])  # shorter, same start: rewritten in place
     batches = list(source.read(checkpoint))
@@ -88,7 +88,7 @@ def test_a_damaged_gz_rotation_is_noted_and_the_rest_read(tmp_path: Path) -> Non
     packed = gzip.compress(SAMPLE)
     (tmp_path / "mail.log.1.gz").write_bytes(packed[: len(packed) // 2])
     (tmp_path / "mail.log").write_bytes(SAMPLE)
-    batches = list(PostfixLogSource("gw", f"{tmp_path}/mail.log*").read(None))
+    batches = list(log_source("postfix", "gw", f"{tmp_path}/mail.log*").read(None))
     notes = " ".join(b.stats.restarted or "" for b in batches)
     assert "read failed" in notes
     assert sum(len(b.events) for b in batches) >= GOOD_EVENTS

@@ -20,10 +20,11 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from connector.app import build_connector, utc_now
 from connector.cli import main
 from connector.config import load_settings
-from connector.errors import ConfigError, RetriableError
+from connector.errors import ConfigError, CredentialsRefused, RetriableError
 from jobs.digest import send_digest
 
 LOGIN, PASSWORD = "digest", "s3cret pass"
+BUSY = "any password while the relay cannot check it"
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Inbox:
 
 def authenticator(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
     ok = isinstance(data, LoginPassword) and (data.login, data.password) == (LOGIN.encode(), PASSWORD.encode())
+    if isinstance(data, LoginPassword) and data.password == BUSY.encode():  # the relay's user store is down
+        return AuthResult(success=False, handled=False, message="454 4.7.0 Temporary authentication failure")
     return AuthResult(success=ok, handled=False)
 
 
@@ -137,11 +140,21 @@ def test_a_relay_certificate_from_another_ca_is_refused(demo_config: Path, relay
     assert relay.inbox.received == []
 
 
-def test_a_wrong_password_is_a_config_error(demo_config: Path, relay: Relay) -> None:
+def test_a_wrong_password_is_refused_credentials(demo_config: Path, relay: Relay) -> None:
+    """The one rule for refused credentials (docs/reliability.md): ``CredentialsRefused``, not retried."""
     connector = build_connector(
         load_settings(configure(demo_config, relay.port, relay.ca_file)), {"DIGEST_PASSWORD": "wrong"}
     )
-    with pytest.raises(ConfigError, match="refused the login: 535"):
+    with pytest.raises(CredentialsRefused, match=r"refused the login: 535 .*reports\.digest\.password"):
+        send_digest(connector, now=utc_now())
+    assert relay.inbox.received == []
+
+
+def test_a_temporary_login_failure_is_retriable(demo_config: Path, relay: Relay) -> None:
+    connector = build_connector(
+        load_settings(configure(demo_config, relay.port, relay.ca_file)), {"DIGEST_PASSWORD": BUSY}
+    )
+    with pytest.raises(RetriableError, match="could not check the login now: 454"):
         send_digest(connector, now=utc_now())
     assert relay.inbox.received == []
 

@@ -34,7 +34,8 @@ from connector.policy import catch_all
 from connector.policy.addresses import AddressMap, DomainRule
 from connector.sources import files as files_module
 from connector.sources.base import SourceBatch, SourceCheckpoint
-from connector.sources.postfix import PostfixLogSource
+from connector.sources.files import FileLogSource
+from connector.sources.formats import FORMATS, log_source
 from connector.store import evidence_rows, repository
 from connector.store.database import MIGRATIONS, make_engine, make_sessionmaker, upgrade
 from connector.store.models import CandidateRow, EvidenceRow
@@ -290,8 +291,8 @@ def test_due_candidates_of_every_domain_in_one_query(engine: Engine) -> None:
     assert due == expected and "u0@d5.test" in due and 0 < len(due) < len(domains) * 6
 
 
-def _source(path: Path, batch_lines: int = 50) -> PostfixLogSource:
-    return PostfixLogSource("gw", [path], batch_lines=batch_lines)
+def _source(path: Path, batch_lines: int = 50) -> FileLogSource:
+    return log_source("postfix", "gw", [path], batch_lines=batch_lines)
 
 
 def _evidence_table(engine: Engine) -> dict[str, AddressEvidence]:
@@ -333,11 +334,11 @@ def test_sqlite_runs_wal_with_synchronous_normal(tmp_path: Path) -> None:
         engine.dispose()
 
 
-class FailingSource(PostfixLogSource):
-    """Reads like its parent, then fails with an I/O error after ``fail_after`` batches."""
+class FailingSource(FileLogSource):
+    """Reads like a Postfix source, then fails with an I/O error after ``fail_after`` batches."""
 
     def __init__(self, path: Path, fail_after: int) -> None:
-        super().__init__("gw", [path], batch_lines=50)
+        super().__init__("gw", [path], FORMATS["postfix"], batch_lines=50)
         self.fail_after = fail_after
 
     def read(self, checkpoint: SourceCheckpoint | None) -> Iterator[SourceBatch]:  # type: ignore[override]

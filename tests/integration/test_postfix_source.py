@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from connector.sources.base import SourceCheckpoint
-from connector.sources.postfix import PostfixLogSource
+from connector.sources.formats import log_source
 from tests.conftest import DATA
 
 SAMPLE = DATA / "postfix" / "postlogd-maillog_file.log"
@@ -15,7 +15,7 @@ LINES = SAMPLE.read_bytes().splitlines(keepends=True)
 
 
 def read(path: Path, checkpoint: SourceCheckpoint | None, batch_lines: int = 50_000):  # type: ignore[no-untyped-def]
-    batches = list(PostfixLogSource("gw", path, batch_lines=batch_lines).read(checkpoint))
+    batches = list(log_source("postfix", "gw", path, batch_lines=batch_lines).read(checkpoint))
     events = [e for b in batches for e in b.events]
     return events, batches[-1].checkpoint, batches
 

@@ -24,7 +24,7 @@ import pytest
 from connector.domain.events import DeliveryEvent
 from connector.domain.evidence import AddressEvidence
 from connector.policy.evidence import is_address_failure, record_events
-from connector.sources.exim import EximLogSource
+from connector.sources.formats import log_source
 from tests.exim_server import AUTH_PASSWORD, AUTH_USER, EximServer, exim_server
 from tests.smtp_peers import LoopbackController, PeerHandler
 
@@ -168,7 +168,7 @@ def test_real_exim_main_log_is_read_exactly(exim: EximServer) -> None:
     assert "rejected RCPT nobody2@example.com" in text and "A=plain:submit rejected RCPT" in text
     assert " temporarily rejected RCPT <greylist@acme.test>" in text and "Completed QT=" in text
 
-    batches = list(EximLogSource("gw", exim.mainlog, timezone=ZoneInfo(ZONE)).read(None))
+    batches = list(log_source("exim", "gw", exim.mainlog, timezone=ZoneInfo(ZONE)).read(None))
     events = [e for b in batches for e in b.events]
     assert sum(b.stats.bad_lines for b in batches) == 0, [x.text for b in batches for x in b.stats.bad_line_examples]
     assert sorted(shape(e) for e in events) == EXPECTED
@@ -188,7 +188,7 @@ def test_real_exim_outcomes_reach_the_evidence(exim: EximServer) -> None:
     send(exim.port, ["alice@acme.test", "nouser@acme.test", "later@acme.test"], "e1")
     send(exim.port, ["test_user@example.com", "nouser@acme.test"], "e2")
     exim.wait_for_log(lambda log: log.count(" Completed") >= 2 and log.count(" == later@") == 1, "two messages")
-    events = [e for b in EximLogSource("gw", exim.mainlog, timezone=ZoneInfo(ZONE)).read(None) for e in b.events]
+    events = [e for b in log_source("exim", "gw", exim.mainlog, timezone=ZoneInfo(ZONE)).read(None) for e in b.events]
     by_address: dict[str, list[DeliveryEvent]] = {}
     for event in events:
         by_address.setdefault(event.recipient, []).append(event)

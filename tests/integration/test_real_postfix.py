@@ -21,7 +21,7 @@ from connector.domain.events import DeliveryEvent, DeliveryStatus
 from connector.domain.evidence import AddressEvidence, Delivery
 from connector.policy.evidence import record_events
 from connector.sources.base import SourceBatch
-from connector.sources.postfix import PostfixLogSource
+from connector.sources.formats import log_source
 from connector.store import repository
 from connector.store.database import make_engine, make_sessionmaker
 from tests.mailflow import (  # noqa: F401  (re-exported: older tests import the harness from here)
@@ -58,7 +58,7 @@ def test_real_postfix_log_is_ingested(postfix: tuple[int, Path], tmp_path: Path)
     wait_for(maillog, ["to=<nouser@example.com>", "sender non-delivery notification", "to=<sender@partner.test>"])
     time.sleep(0.5)  # let the last lines of the NDR's delivery land
 
-    events = [e for b in PostfixLogSource("gw", maillog).read(None) for e in b.events]
+    events = [e for b in log_source("postfix", "gw", maillog).read(None) for e in b.events]
     got = {(e.recipient, e.status) for e in events}
     assert ("alice@example.com", DeliveryStatus.SENT) in got
     alice = [e for e in events if e.recipient == "alice@example.com"]
@@ -109,7 +109,7 @@ def read_until(maillog: Path, done: Callable[[list[DeliveryEvent]], bool], timeo
     """The log read from the start, once its events satisfy ``done`` (Postfix logs asynchronously)."""
     deadline = time.monotonic() + timeout
     while True:
-        batches = list(PostfixLogSource("gw", maillog).read(None))
+        batches = list(log_source("postfix", "gw", maillog).read(None))
         if done([e for b in batches for e in b.events]):
             return batches
         if time.monotonic() > deadline:

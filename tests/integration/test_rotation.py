@@ -16,7 +16,7 @@ import pytest
 
 from connector.domain.events import DeliveryEvent
 from connector.sources.base import SourceCheckpoint
-from connector.sources.postfix import PostfixLogSource
+from connector.sources.formats import log_source
 from tests.conftest import DATA
 
 SAMPLE = DATA / "postfix" / "postlogd-maillog_file.log"
@@ -24,7 +24,7 @@ LINES = SAMPLE.read_bytes().splitlines(keepends=True)
 
 
 def read(pattern: Path | str, checkpoint: SourceCheckpoint | None, batch_lines: int = 7):  # type: ignore[no-untyped-def]
-    batches = list(PostfixLogSource("gw", [pattern], batch_lines=batch_lines).read(checkpoint))
+    batches = list(log_source("postfix", "gw", [pattern], batch_lines=batch_lines).read(checkpoint))
     return [e for b in batches for e in b.events], batches[-1].checkpoint, batches
 
 

@@ -2,8 +2,9 @@
 
 Graph documents ``{"error": {"code", "message"}}``; proxies, gateways and faults send a string,
 a list, a number, ``null``, HTML, nothing, or JSON that does not parse. The status decides the
-class (``RetriableError`` for 429, 5xx, 401 and 403; ``FatalError`` for other 4xx); the body
-only adds words. Graph is faked over HTTPS, as in test_graph_directory.py.
+class (``connector.http_policy.classify_status``: ``RetriableError`` for 429 and 5xx,
+``CredentialsRefused`` for 401 and 403, ``FatalError`` for other 4xx); the body only adds words.
+Graph is faked over HTTPS, as in test_graph_directory.py.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import trustme
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from connector.directory.graph import GraphDirectory
-from connector.errors import ConnectorError, FatalError, RetriableError
+from connector.directory.graph import GraphDirectory, GraphOptions
+from connector.errors import ConnectorError, CredentialsRefused, FatalError, RetriableError
 from tests.directory.test_graph_directory import TENANT, FakeGraph, make_directory
 
 BODIES = {
@@ -40,7 +41,14 @@ BODIES = {
     "deeply nested": ("[" * 100_000 + "]" * 100_000, "application/json", "[[[["),
     "a terminal escape": ('{"error": {"message": "no \\u001b]0;pwned\\u0007"}}', "application/json", "no \\x1b]0;"),
 }
-STATUSES = {400: FatalError, 404: FatalError, 401: RetriableError, 429: RetriableError, 503: RetriableError}
+STATUSES = {
+    400: FatalError,
+    404: FatalError,
+    401: CredentialsRefused,  # the one rule for refused credentials (docs/reliability.md)
+    403: CredentialsRefused,
+    429: RetriableError,
+    503: RetriableError,
+}
 
 
 class Answers:
@@ -50,10 +58,11 @@ class Answers:
     def __init__(self, fake: FakeGraph) -> None:
         self.fake = fake
         self.status, self.body, self.content_type = 200, '{"value": []}', "application/json"
+        self.headers: dict[str, str] = {}
         self.token: tuple[int, str] | None = None
 
     def listing(self, request: Request) -> Response:
-        return Response(self.body, status=self.status, content_type=self.content_type)
+        return Response(self.body, status=self.status, content_type=self.content_type, headers=self.headers)
 
     def token_endpoint(self, request: Request) -> Response:
         if self.token is None:
@@ -144,10 +153,28 @@ def test_a_token_answer_of_any_shape_defers(
         answers.token = None
 
 
-def test_an_unreadable_retry_after_falls_back_to_backoff() -> None:
-    from connector.directory.graph import _retry_after
-
-    class Answer:
-        headers = {"Retry-After": "²"}  # str.isdigit() says yes, float() says no
-
-    assert _retry_after(Answer(), 2) == 4.0  # type: ignore[arg-type]
+@pytest.mark.parametrize("retry_after", ["\u00b2", "-5", "1.5", "soon", "Fri, 27 Nov 99999 10:00:30 GMT", "9" * 200])
+def test_an_unreadable_retry_after_falls_back_to_backoff(
+    served: tuple[FakeGraph, Answers], ca: tuple[trustme.CA, Path], retry_after: str
+) -> None:
+    """A hostile ``Retry-After`` is never raised: jittered back-off (here half of the 1 s first step) instead,
+    or, for an absurdly long one, deferring at once (no wait is that long)."""
+    fake, answers = served
+    answers.status, answers.body, answers.headers = 503, '{"error": {"message": "busy"}}', {"Retry-After": retry_after}
+    sleeps: list[float] = []
+    options = GraphOptions(
+        tenant_id=TENANT,
+        client_id="c",
+        client_secret=make_directory(fake, ca[1])._options.client_secret,
+        authority_host=fake.base,
+        graph_url=fake.base,
+        ca_file=str(ca[1]),
+        timeout_seconds=5,
+        max_retries=1,
+    )
+    try:
+        with pytest.raises(RetriableError, match="Graph answered 503: busy"):
+            GraphDirectory(options, sleep=sleeps.append, rng=lambda: 0.5).lookup(["alice@contoso.com"])
+    finally:
+        answers.headers = {}
+    assert sleeps == ([] if retry_after.isascii() and retry_after.isdigit() else [0.5])

@@ -29,7 +29,7 @@ from connector.domain.evidence import AddressEvidence
 from connector.errors import SkippableError
 from connector.policy.evidence import record_event, record_events
 from connector.sources.files import FileLogSource
-from connector.sources.postfix import PostfixLogSource
+from connector.sources.formats import log_source
 from tests.conftest import DATA, utc
 from tests.hostile_lines import DELIVERY, ISSUE_CASES
 
@@ -53,7 +53,7 @@ def make_source(fmt: str, path: Path | str = "/nonexistent/x.log", zone: str = "
 
 
 def make_decoder(fmt: str, zone: str = "UTC") -> Any:
-    decoder = make_source(fmt, zone=zone).decoder_factory({})
+    decoder = make_source(fmt, zone=zone).new_decoder({})
     decoder.begin_file(utc("2026-11-27T12:00:00"))
     return decoder
 
@@ -372,7 +372,7 @@ def test_any_bytes_are_read_without_a_crash_and_every_line_is_counted(
 
 
 def read_events(path: Path, checkpoint: Any, batch: int) -> tuple[list[DeliveryEvent], Any]:
-    batches = list(PostfixLogSource("gw", path, batch_lines=batch).read(checkpoint))
+    batches = list(log_source("postfix", "gw", path, batch_lines=batch).read(checkpoint))
     return [e for b in batches for e in b.events], batches[-1].checkpoint
 
 

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from connector.domain.events import DeliveryEvent, DeliveryStatus, plausible_time
 from connector.sources import postfix
-from connector.sources.postfix import MalformedLine, PostfixDecoder, PostfixLogSource, YearInference
+from connector.sources.formats import log_source
+from connector.sources.postfix import MalformedLine, PostfixDecoder, YearInference
 from connector.sources.postfix_grammar import SmtpdReject, parse_reject
 from tests.conftest import DATA, utc
 
@@ -107,7 +108,7 @@ def test_the_reported_lines_are_counted_and_the_rest_is_read(tmp_path: Path) -> 
         )
         + "\n"
     )
-    batches = list(PostfixLogSource("gw", log).read(None))
+    batches = list(log_source("postfix", "gw", log).read(None))
     assert sum(b.stats.bad_lines for b in batches) == 3
     assert [e.recipient for b in batches for e in b.events] == ["a@acme.com"]
 

@@ -3,8 +3,8 @@
 scim2-server only sends RFC 7644 errors, so a tiny SCIM server on a real loopback socket
 (pytest-httpserver) answers what proxies, gateways and other servers send: an error as a
 string, a list, a number, ``null``, HTML, nothing, invalid JSON, ``status`` as a string or an
-integer, an empty ``detail``. The status decides the class (scim_http.py): 401/403
-``FatalError``; 429 and 5xx ``RetriableError``; other 4xx ``SkippableError`` (this user, this
+integer, an empty ``detail``. The status decides the class (connector/http_policy.py): 401/403
+``CredentialsRefused``; 429 and 5xx ``RetriableError``; other 4xx ``SkippableError`` (this user, this
 run); the body only adds words.
 """
 
@@ -23,7 +23,7 @@ from werkzeug import Request, Response
 from connector.compliance.base import NewUser
 from connector.compliance.scim_http import ClientCredentialsToken, ScimHttp, error_text, status_of
 from connector.config.target import OAuthClientSettings
-from connector.errors import ConnectorError, FatalError, RetriableError, SkippableError
+from connector.errors import ConnectorError, CredentialsRefused, FatalError, RetriableError, SkippableError
 from connector.store.models import TargetKnownRow, TargetStateRow
 from tests.integration.test_scim_target import Harness
 
@@ -48,7 +48,8 @@ STATUSES: dict[int, type[ConnectorError]] = {
     400: SkippableError,
     409: SkippableError,  # "already there", yet not found by userName: this user is skipped
     422: SkippableError,
-    401: FatalError,
+    401: CredentialsRefused,  # the one rule for refused credentials (docs/reliability.md)
+    403: CredentialsRefused,
     429: RetriableError,
     502: RetriableError,  # a write answered 5xx may have been applied: looked up, then deferred
 }

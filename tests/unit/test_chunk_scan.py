@@ -19,7 +19,8 @@ import pytest
 from connector.sources import files
 from connector.sources.base import FOREIGN_SAMPLE_LINES, SourceCheckpoint
 from connector.sources.chunk_scan import has_long_line
-from connector.sources.postfix import PostfixDecoder, PostfixJoiner, PostfixLogSource
+from connector.sources.formats import log_source
+from connector.sources.postfix import PostfixDecoder, PostfixJoiner
 from tests.conftest import DATA, utc
 from tests.hostile_lines import ISSUE_CASES
 from tests.scan_compare import HOSTILE_LINES, both, read_all
@@ -108,7 +109,7 @@ def test_the_scanner_hands_only_lines_that_matter_to_python(monkeypatch: pytest.
     monkeypatch.setattr(
         PostfixJoiner, "feed_queue_line", lambda self, qid, *rest: joined.append(qid) or join(self, qid, *rest)
     )
-    batches = read_all(PostfixLogSource("gw", GENERATED))
+    batches = read_all(log_source("postfix", "gw", GENERATED))
     read = sum(batch[2][0] for batch in batches)
     foreign = sum(batch[2][1] for batch in batches)
     assert read == len(GENERATED.read_bytes().splitlines())

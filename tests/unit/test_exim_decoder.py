@@ -19,7 +19,8 @@ from connector.domain.events import DeliveryEvent, DeliveryStatus
 from connector.domain.evidence import AddressEvidence
 from connector.errors import SkippableError
 from connector.policy.evidence import is_address_failure, record_events
-from connector.sources.exim import EximDecoder, EximLogSource, MalformedEximLine
+from connector.sources.exim import EximDecoder, MalformedEximLine
+from connector.sources.formats import log_source
 from tests.conftest import DATA, utc
 
 ID = "1vOa2b-000Abc-Xy"
@@ -364,7 +365,7 @@ def test_hostile_lines_are_counted_and_the_run_goes_on(tmp_path: Path) -> None:
     good = [ARRIVAL, f'{T} {ID} => alice@acme.com R=r T=smtp H=mx [10.0.0.5] C="250 OK"']
     text = "\n".join([*HOSTILE[:13], *good]) + "\n"
     log.write_bytes(text.encode("utf-8", "surrogatepass"))
-    batches = list(EximLogSource("gw", log, timezone=ZoneInfo("Asia/Tokyo")).read(None))
+    batches = list(log_source("exim", "gw", log, timezone=ZoneInfo("Asia/Tokyo")).read(None))
     assert [e.recipient for b in batches for e in b.events] == ["alice@acme.com"]
     assert sum(b.stats.bad_lines for b in batches) == 13
 
@@ -378,7 +379,9 @@ def test_state_with_a_stamp_no_decoder_wrote_does_not_raise() -> None:
 
 def test_captured_real_exim_log_reads_without_bad_lines() -> None:
     """``tests/data/exim/mainlog-exim-4.96``: a log the fixture's real Exim wrote (Asia/Tokyo)."""
-    batches = list(EximLogSource("gw", DATA / "exim" / "mainlog-exim-4.96", timezone=ZoneInfo("Asia/Tokyo")).read(None))
+    batches = list(
+        log_source("exim", "gw", DATA / "exim" / "mainlog-exim-4.96", timezone=ZoneInfo("Asia/Tokyo")).read(None)
+    )
     events = [e for b in batches for e in b.events]
     assert sum(b.stats.bad_lines for b in batches) == 0 and len(events) == 18
     by_recipient = {e.recipient: e for e in events if e.message_id == "m2@partner.test"}

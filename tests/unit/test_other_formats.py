@@ -13,13 +13,12 @@ from connector.domain.evidence import AddressEvidence
 from connector.policy.evidence import record_events
 from connector.sources.exchange import (
     ExchangeTrackingDecoder,
-    ExchangeTrackingLogSource,
     MalformedTrackingLine,
     split_statuses,
 )
-from connector.sources.exim import EximLogSource
 from connector.sources.files import FileLogSource
-from connector.sources.jsonl import JsonLinesLogSource, MalformedJsonLine, parse_event
+from connector.sources.formats import FORMATS, log_source
+from connector.sources.jsonl import MalformedJsonLine, parse_event
 from tests.conftest import DATA, utc
 
 
@@ -39,7 +38,7 @@ def by_recipient(events: list[DeliveryEvent]) -> dict[str, list[DeliveryEvent]]:
 
 
 def test_exim_mainlog() -> None:
-    events, bad = read_all(EximLogSource("exim", DATA / "exim" / "mainlog"))
+    events, bad = read_all(log_source("exim", "exim", DATA / "exim" / "mainlog"))
     assert bad == 0
     got = by_recipient(events)
     [alice] = got["alice@acme.com"]
@@ -63,7 +62,7 @@ def test_exim_mainlog() -> None:
 
 
 def test_exim_bounce_is_linked_to_the_failed_message_and_never_counts() -> None:
-    events, _ = read_all(EximLogSource("exim", DATA / "exim" / "mainlog"))
+    events, _ = read_all(log_source("exim", "exim", DATA / "exim" / "mainlog"))
     [ndr] = by_recipient(events)["sender@partner.test"]
     assert ndr.null_sender and ndr.ndr_for == "1vOa2b-000Abc-Xy"
     evidence = record_events(
@@ -78,7 +77,7 @@ EXCHANGE = DATA / "exchange" / "MSGTRK2026112710-1.LOG"
 
 
 def test_exchange_tracking_log() -> None:
-    events, bad = read_all(ExchangeTrackingLogSource("ex", EXCHANGE))
+    events, bad = read_all(log_source("exchange", "ex", EXCHANGE))
     assert bad == 0
     got = by_recipient(events)
     assert [e.status for e in got["alice@acme.com"]] == [DeliveryStatus.SENT]
@@ -101,7 +100,7 @@ def test_exchange_tracking_log() -> None:
 def test_exchange_fail_after_accept_cancels_smartcreate_evidence() -> None:
     from datetime import timedelta
 
-    events, _ = read_all(ExchangeTrackingLogSource("ex", EXCHANGE))
+    events, _ = read_all(log_source("exchange", "ex", EXCHANGE))
     accepted = DeliveryEvent(
         at=utc("2026-11-26T10:00:00"),
         host="EX01",
@@ -144,7 +143,7 @@ def test_exchange_lines_in_the_shapes_of_real_output() -> None:
     """Shapes taken from public real (anonymised) message tracking output: a hybrid SENDEXTERNAL
     to Exchange Online, an intra-organisation SEND whose message-id has no brackets and whose
     status has no space after the DSN, HAREDIRECTFAIL and NOTIFYMAPI (no outcome), CRLF, BOM."""
-    batches = list(ExchangeTrackingLogSource("ex", REAL_SHAPES).read(None))
+    batches = list(log_source("exchange", "ex", REAL_SHAPES).read(None))
     events = [e for b in batches for e in b.events]
     assert sum(b.stats.bad_lines for b in batches) == 0
     assert sum(b.stats.lines_read for b in batches) == 11
@@ -220,7 +219,7 @@ def test_exchange_columns_survive_a_checkpoint_and_a_file_without_header(tmp_pat
     log.write_text(
         "#Fields: date-time,event-id,recipient-address,recipient-status\n2026-11-27T12:00:00Z,SEND,a@acme.com,250 OK\n"
     )
-    source = ExchangeTrackingLogSource("ex", tmp_path / "MSGTRK*.LOG")
+    source = log_source("exchange", "ex", tmp_path / "MSGTRK*.LOG")
     first = list(source.read(None))
     with log.open("a") as handle:  # the next run reads on from the offset, after the #Fields line
         handle.write("2026-11-27T12:00:01Z,SEND,b@acme.com,250 OK\n")
@@ -252,7 +251,7 @@ def test_split_statuses(text: str, count: int, expected: list[str]) -> None:
 
 
 def test_jsonl_schema() -> None:
-    events, bad = read_all(JsonLinesLogSource("js", DATA / "jsonl" / "events.jsonl"))
+    events, bad = read_all(log_source("jsonl", "js", DATA / "jsonl" / "events.jsonl"))
     assert bad == 0
     got = by_recipient(events)
     alice = got["alice@acme.com"][0]
@@ -300,11 +299,6 @@ def test_config_formats_build_their_sources(tmp_path: Path) -> None:
     from connector.app import build_source
     from connector.config.sources import SourceSettings
 
-    for fmt, cls in [
-        ("postfix", "PostfixLogSource"),
-        ("exim", "EximLogSource"),
-        ("exchange", "ExchangeTrackingLogSource"),
-        ("jsonl", "JsonLinesLogSource"),
-    ]:
+    for fmt in ["postfix", "exim", "exchange", "jsonl"]:
         source = build_source(SourceSettings(name="s", format=fmt, paths=[tmp_path / "*.log"]))  # type: ignore[arg-type]
-        assert type(source).__name__ == cls and fmt in source.describe()
+        assert source.format_name == fmt and source.source_format is FORMATS[fmt] and fmt in source.describe()

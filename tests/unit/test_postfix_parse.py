@@ -11,11 +11,11 @@ import pytest
 from connector.domain.events import DeliveryEvent, DeliveryStatus
 from connector.domain.evidence import AddressEvidence
 from connector.policy.evidence import record_events
+from connector.sources.formats import log_source
 from connector.sources.postfix import (
     MalformedLine,
     PostfixDecoder,
     PostfixJoiner,
-    PostfixLogSource,
     YearInference,
     parse_line,
 )
@@ -26,7 +26,7 @@ WEEK = timedelta(days=7)
 
 
 def read_all(path: Path):  # type: ignore[no-untyped-def]
-    batches = list(PostfixLogSource("gw", path).read(None))
+    batches = list(log_source("postfix", "gw", path).read(None))
     events = [e for b in batches for e in b.events]
     return batches, events
 

@@ -21,7 +21,8 @@ from connector.policy.catch_all import passive_finding, tally
 from connector.policy.decide import assess
 from connector.policy.evidence import is_address_failure, record_events
 from connector.policy.known import KnownAddresses
-from connector.sources.postfix import MalformedLine, PostfixDecoder, PostfixJoiner, PostfixLogSource
+from connector.sources.formats import log_source
+from connector.sources.postfix import MalformedLine, PostfixDecoder, PostfixJoiner
 from tests.conftest import DATA, utc
 
 WEEK = timedelta(days=7)
@@ -48,7 +49,7 @@ def fold(address: str, events: list[DeliveryEvent]) -> AddressEvidence:
 
 
 def test_real_refusals_and_probes_are_read_exactly() -> None:
-    batches = list(PostfixLogSource("gw", REAL).read(None))
+    batches = list(log_source("postfix", "gw", REAL).read(None))
     assert sum(b.stats.bad_lines for b in batches) == 0 and sum(b.stats.foreign_lines for b in batches) == 0
     events = [e for b in batches for e in b.events]
     unknown = "Recipient address rejected: User unknown"
@@ -184,7 +185,7 @@ def test_qid_reject_feeds_autocreate_and_the_catch_all_detection() -> None:
     assert decision is not None and (decision.outcome, decision.reason) == (Outcome.SKIP, Reason.REJECTED_BY_SERVER)
     counts = tally([evidence])
     assert counts.refused_at_rcpt == 1
-    finding = passive_finding("example.com", counts, CatchAllSettings(), utc("2026-08-14T00:00:00"))
+    finding = passive_finding("example.com", counts, CatchAllSettings().thresholds(), utc("2026-08-14T00:00:00"))
     assert finding.status is CatchAllStatus.STRICT
 
 

@@ -12,8 +12,8 @@ import pytest
 from connector.sources.base import FOREIGN_SAMPLE_LINES, SourceCheckpoint
 from connector.sources.check import SourceCheck, Verdict, check_lines
 from connector.sources.exim import EximDecoder
-from connector.sources.jsonl import JsonLinesLogSource
-from connector.sources.postfix import PostfixDecoder, PostfixLogSource
+from connector.sources.formats import log_source
+from connector.sources.postfix import PostfixDecoder
 from connector.sources.recognition import (
     MIN_LINES,
     Recognition,
@@ -112,7 +112,7 @@ def jsonl_line(minute: int) -> str:
 def test_a_batch_keeps_its_first_foreign_lines(tmp_path: Path) -> None:
     log = tmp_path / "events.jsonl"
     log.write_text(jsonl_line(0) + "\n" * (FOREIGN_SAMPLE_LINES + 50))  # blank lines are foreign to jsonl
-    [batch] = list(JsonLinesLogSource("js", log).read(None))
+    [batch] = list(log_source("jsonl", "js", log).read(None))
     assert batch.stats.foreign_lines == FOREIGN_SAMPLE_LINES + 50
     assert len(batch.foreign_sample) == FOREIGN_SAMPLE_LINES
 
@@ -121,7 +121,7 @@ def test_read_from_drops_older_events_and_the_marks_end_with_the_run(tmp_path: P
     log = tmp_path / "events.jsonl"
     log.write_text("".join(jsonl_line(m) for m in range(120)))  # 2026-11-20 10:00 .. 2026-11-21 10:59
     reset = SourceCheckpoint(rereading=True, read_from=utc("2026-11-21T10:30:00"))
-    batches = list(JsonLinesLogSource("js", log, batch_lines=50).read(reset))
+    batches = list(log_source("jsonl", "js", log, batch_lines=50).read(reset))
     # Lines 1-50, 51-100, 101-120: the events of 11-21 10:30 and later are the last 30.
     assert [len(b.events) for b in batches] == [0, 10, 20]
     assert [b.stats.before_read_from for b in batches] == [50, 40, 0]
@@ -138,15 +138,16 @@ def test_read_from_drops_older_events_and_the_marks_end_with_the_run(tmp_path: P
 def test_nothing_matched_is_told_apart_from_a_missing_rotation(tmp_path: Path) -> None:
     live = tmp_path / "mail.log"
     live.write_text(DEMO_LOG.read_text())
-    [batch] = list(PostfixLogSource("gw", [str(live), str(tmp_path / "mail.log.*.gz")]).read(None))
+    [batch] = list(log_source("postfix", "gw", [str(live), str(tmp_path / "mail.log.*.gz")]).read(None))
     assert batch.stats.unmatched_patterns == [str(tmp_path / "mail.log.*.gz")] and not batch.stats.nothing_matched
     typo = str(tmp_path / "mial.log*")
-    [batch] = list(PostfixLogSource("gw", typo).read(None))
+    [batch] = list(log_source("postfix", "gw", typo).read(None))
     assert batch.stats.nothing_matched and batch.stats.unmatched_patterns == [typo]
     assert batch.stats.error is None and batch.stats.restarted == f"no file matches {typo}"
     # Reading with no file keeps the positions of the files read before (and the marks: not read yet).
-    before = SourceCheckpoint(files=list(PostfixLogSource("gw", live).read(None))[-1].checkpoint.files, rereading=True)
-    [batch] = list(PostfixLogSource("gw", typo).read(before))
+    read_before = list(log_source("postfix", "gw", live).read(None))
+    before = SourceCheckpoint(files=read_before[-1].checkpoint.files, rereading=True)
+    [batch] = list(log_source("postfix", "gw", typo).read(before))
     assert batch.checkpoint.files == before.files and batch.checkpoint.rereading
 
 

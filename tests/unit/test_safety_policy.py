@@ -95,16 +95,20 @@ def test_blocked_addresses() -> None:
 
 
 def test_daily_limit_takes_the_tighter_and_never_goes_below_the_floor() -> None:
-    settings = LimitSettings(max_per_domain_per_day=50, max_share_per_domain_per_day=0.1, share_floor=5)
+    settings = LimitSettings(
+        max_per_domain_per_day=50, max_share_per_domain_per_day=0.1, share_floor=5
+    ).creation_limits()
     assert daily_limit(settings, org_users=1000) == 50
     assert daily_limit(settings, org_users=200) == 20
     assert daily_limit(settings, org_users=0) == 5
-    assert daily_limit(LimitSettings(), org_users=10) is None
+    assert daily_limit(LimitSettings().creation_limits(), org_users=10) is None
 
 
 def test_budget_counts_per_run_and_per_domain_including_earlier_today() -> None:
     budget = CreationBudget(
-        LimitSettings(max_per_run=3, max_per_domain_per_day=2), created_today={"a.test": 1}, org_users={}
+        LimitSettings(max_per_run=3, max_per_domain_per_day=2).creation_limits(),
+        created_today={"a.test": 1},
+        org_users={},
     )
     assert budget.take("a.test") is None
     assert budget.take("a.test") == "daily limit for a.test reached (2 created today, limit 2)"
@@ -116,7 +120,7 @@ def test_budget_counts_per_run_and_per_domain_including_earlier_today() -> None:
 
 # --- catch-all ----------------------------------------------------------------------------
 
-SETTINGS = CatchAllSettings(min_recipients=3)
+SETTINGS = CatchAllSettings(min_recipients=3).thresholds()  # policy takes plain values, built from the config
 
 
 def evidence(address: str, **kwargs: object) -> AddressEvidence:

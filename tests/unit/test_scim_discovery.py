@@ -33,7 +33,7 @@ from connector.compliance.scim_http import (
 from connector.compliance.scim_mapping import bulk_batches, bulk_create_request, user_payload
 from connector.compliance.scim_shaping import shape_report, shape_user, split_display_name
 from connector.config.target import ScimTargetSettings
-from connector.errors import ConflictError, FatalError, RetriableError, SkippableError
+from connector.errors import ConflictError, CredentialsRefused, RetriableError, SkippableError
 
 SPC = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 
@@ -387,8 +387,8 @@ def test_duplicates_are_recognised_whatever_the_answer(status: int, body: str, d
         (429, RetriableError),
         (408, RetriableError),
         (412, ConflictError),
-        (401, FatalError),
-        (403, FatalError),
+        (401, CredentialsRefused),  # the one rule for refused credentials (docs/reliability.md)
+        (403, CredentialsRefused),
     ],
 )
 def test_the_status_decides_the_error_class_never_the_body(status: int, error_class: type[Exception]) -> None:

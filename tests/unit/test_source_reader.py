@@ -16,9 +16,9 @@ import pytest
 
 from connector.domain.events import DeliveryEvent, DeliveryStatus
 from connector.errors import SkippableError
-from connector.sources.base import SourceStats
+from connector.sources.base import SourceFormat, SourceStats
 from connector.sources.files import FileLogSource, LogFile, last_lines, list_files
-from connector.sources.jsonl import JsonLinesLogSource
+from connector.sources.formats import log_source
 from tests.conftest import utc
 
 
@@ -72,13 +72,8 @@ def event(year: int) -> DeliveryEvent:
 
 
 def scripted(path: Path, batch: int = 10, fail_state: bool = False) -> FileLogSource:
-    return FileLogSource(
-        "scripted",
-        path,
-        lambda state: ScriptedDecoder(state, fail_state),
-        format_name="scripted",
-        batch_lines=batch,
-    )
+    scripted_format = SourceFormat("scripted", lambda _source, _zone, state: ScriptedDecoder(state, fail_state))
+    return FileLogSource("scripted", path, scripted_format, batch_lines=batch)
 
 
 def read(source: FileLogSource, checkpoint: Any = None) -> tuple[SourceStats, list[DeliveryEvent], Any]:
@@ -151,7 +146,7 @@ def test_foreign_lines_are_counted_apart_from_malformed_ones(tmp_path: Path) -> 
     log = tmp_path / "events.jsonl"
     good = '{"at": "2026-11-27T10:00:00Z", "recipient": "a@acme.com", "status": "sent"}'
     log.write_text(f"{good}\n\n   \n{good}\nnot json\n")
-    stats, events, _ = read(JsonLinesLogSource("js", log))
+    stats, events, _ = read(log_source("jsonl", "js", log))
     assert (stats.lines_read, len(events), stats.foreign_lines, stats.bad_lines) == (5, 2, 2, 1)
     assert stats.ignored_lines == stats.foreign_lines  # the former name still answers
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from connector.compliance.base import NewUser
-from connector.compliance.scim_http import backoff_delay, retry_after_seconds
 from connector.compliance.scim_mapping import filter_value, snapshot_of, user_filter, user_payload
 from connector.compliance.target_state import quarantine_until
 from connector.config import parse_settings
 from connector.config.target import QuarantineSettings, RetrySettings
 from connector.errors import ConfigError
+from connector.http_policy import backoff_delay, retry_after_seconds
 from tests.conftest import utc
 
 T0 = utc("2026-11-27T10:00:00")
