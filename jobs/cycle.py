@@ -7,6 +7,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy.orm import Session
 
@@ -22,6 +23,7 @@ from connector.domain.decisions import Decision, Outcome, Reason
 from connector.domain.directory import DirectoryAnswer
 from connector.domain.evidence import AddressEvidence
 from connector.domain.report import RunReport
+from connector.domain.report_model import ErrorJson, SourceJson
 from connector.domain.status import RunStatus
 from connector.errors import ConnectorError, InvariantError, RetriableError, SkippableError
 from connector.policy.addresses import AddressMap, DomainRule
@@ -497,8 +499,10 @@ def _report_findings(target: ComplianceDirectory, report: RunReport) -> dict[str
 
 
 def _report_ingest(report: RunReport, result: IngestResult) -> None:
-    report.sources = result.sources
-    report.errors.extend(result.errors)
+    # jobs/ingest.py (being rewritten for speed) still hands its sources and errors over as plain dicts
+    # of their report shapes (``SourceJson``, ``ErrorJson``): typed here, at the hand-over.
+    report.sources = cast(list[SourceJson], result.sources)
+    report.errors.extend(cast(list[ErrorJson], result.errors))
     for source in result.sources:
         if source["restarted"]:
             report.warnings.append(f"source {source['name']}: {source['restarted']}")
@@ -539,59 +543,106 @@ def run_cycle(
     """
     now = clock()
     target: ComplianceDirectory = DryRunComplianceDirectory(connector.target) if dry_run else connector.target
+    _refresh_adapters(connector)
+    with connector.sessions() as session:
+        report = _start_run(session, connector, target, now=now, dry_run=dry_run)
+        status = RunStatus.FAILED
+        try:
+            status = _run_stages(
+                session,
+                connector,
+                target,
+                report,
+                now=now,
+                dry_run=dry_run,
+                plan=plan,
+                ingest_logs=ingest_logs,
+                recheck=recheck,
+            )
+        except ConnectorError as exc:
+            log.error("cycle failed: %s", exc)
+            report.errors.append({"stage": "cycle", "error": str(exc)})
+        finally:
+            finished_at = _finish_run(session, connector, report, status, clock)
+    publish_reports(connector, report.to_json(), now=finished_at)
+    return report
+
+
+def _refresh_adapters(connector: Connector) -> None:
+    """Before the cycle holds any lock on the state database: the directory's copy, the target's health."""
     if isinstance(connector.directory, RefreshableMirror):
         try:
-            connector.directory.refresh_if_due()  # before this cycle holds any lock on the state database
+            connector.directory.refresh_if_due()
         except RetriableError as exc:
             log.warning("directory mirror not refreshed: %s", exc)  # lookups defer if it stays unusable
     elif isinstance(connector.directory, ReloadableDirectory):
         connector.directory.refresh_if_changed()  # parsed again only when the export changed since the last run
     if connector.target_health is not None:
         connector.target_health.reload()  # shared with other replicas: read it again each run
-    with connector.sessions() as session:
-        run_id = repository.start_run(session, now, dry_run)
+
+
+def _start_run(
+    session: Session, connector: Connector, target: ComplianceDirectory, *, now: datetime, dry_run: bool
+) -> RunReport:
+    """The run's row (committed: the run is seen as open from now on) and its empty report."""
+    run_id = repository.start_run(session, now, dry_run)
+    session.commit()
+    return RunReport(
+        run_id=run_id,
+        started_at=now,
+        dry_run=dry_run,
+        directory=connector.directory.describe(),
+        target=target.describe(),
+        listed_per_reason=connector.settings.reports.listed_per_reason,
+    )
+
+
+def _run_stages(
+    session: Session,
+    connector: Connector,
+    target: ComplianceDirectory,
+    report: RunReport,
+    *,
+    now: datetime,
+    dry_run: bool,
+    plan: frozenset[str] | None,
+    ingest_logs: bool,
+    recheck: bool,
+) -> RunStatus:
+    """Close dead runs, ingest, decide and sync; the run's status when nothing stopped it."""
+    if not dry_run:  # a real run holds the cycle lock: a run still open elsewhere has died
+        recovery.close_interrupted_runs(session, target, report, now=now, pages=connector.report_pages)
+    if ingest_logs:
+        _ingest_logs(session, connector, report, now=now, dry_run=dry_run)
+    if not connector.stop.is_set():
+        decide_and_sync(session, connector, target, report, now=now, commit=not dry_run, plan=plan, recheck=recheck)
+    interrupted = any(w.startswith("interrupted by shutdown") for w in report.warnings)
+    return RunStatus.OK if not report.errors and not interrupted else RunStatus.PARTIAL
+
+
+def _ingest_logs(session: Session, connector: Connector, report: RunReport, *, now: datetime, dry_run: bool) -> None:
+    """Read the logs into evidence; what was read is saved with the run, should the process die later."""
+    result = ingest(session, connector.sources, connector.address_map, now=now, commit=not dry_run, stop=connector.stop)
+    _report_ingest(report, result)
+    if not dry_run:
+        recovery.record_progress(session, report)
         session.commit()
-        report = RunReport(
-            run_id=run_id,
-            started_at=now,
-            dry_run=dry_run,
-            directory=connector.directory.describe(),
-            target=target.describe(),
-            listed_per_reason=connector.settings.reports.listed_per_reason,
-        )
-        status = RunStatus.FAILED
-        try:
-            if not dry_run:  # a real run holds the cycle lock: a run still open elsewhere has died
-                recovery.close_interrupted_runs(session, target, report, now=now, pages=connector.report_pages)
-            if ingest_logs:
-                result = ingest(
-                    session, connector.sources, connector.address_map, now=now, commit=not dry_run, stop=connector.stop
-                )
-                _report_ingest(report, result)
-                if not dry_run:
-                    recovery.record_progress(session, report)  # what was read, should the process die later
-                    session.commit()
-                if result.interrupted:
-                    report.warnings.append("interrupted by shutdown while reading logs: the rest is read next run")
-            if not connector.stop.is_set():
-                decide_and_sync(
-                    session, connector, target, report, now=now, commit=not dry_run, plan=plan, recheck=recheck
-                )
-            interrupted = any(w.startswith("interrupted by shutdown") for w in report.warnings)
-            status = RunStatus.OK if not report.errors and not interrupted else RunStatus.PARTIAL
-        except ConnectorError as exc:
-            log.error("cycle failed: %s", exc)
-            report.errors.append({"stage": "cycle", "error": str(exc)})
-        finally:
-            session.rollback()  # dry run: discard; real run: nothing is pending any more
-            if connector.target_health is not None:
-                report.target_health = connector.target_health.take_summary()
-            report.status = status
-            report.finished_at = clock()
-            repository.finish_run(session, run_id, report.finished_at, status, report.to_json())
-            session.commit()
-    publish_reports(connector, report.to_json(), now=report.finished_at)
-    return report
+    if result.interrupted:
+        report.warnings.append("interrupted by shutdown while reading logs: the rest is read next run")
+
+
+def _finish_run(
+    session: Session, connector: Connector, report: RunReport, status: RunStatus, clock: Callable[[], datetime]
+) -> datetime:
+    """Store the final report (a dry run's changes discarded first: a real run has none pending); when it ended."""
+    session.rollback()
+    if connector.target_health is not None:
+        report.target_health = connector.target_health.take_summary()
+    report.status = status
+    report.finished_at = clock()
+    repository.finish_run(session, report.run_id, report.finished_at, status, report.to_json())
+    session.commit()
+    return report.finished_at
 
 
 def simulate(connector: Connector, addresses: Collection[str], *, now: datetime) -> dict[str, Decision]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Literal
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,6 +39,20 @@ BUSY = "a cycle is running: nothing was done; try again in a minute"
 _DONE = {"suspend": "suspended", "delete": "deleted"}
 
 
+class DecisionStatus(StrEnum):
+    """How a person's decision ended (the audit log's ``outcome``; the command line's exit code)."""
+
+    DONE = "done"  # everything asked was done
+    PARTIAL = "partial"  # some of it was done, some failed or waits
+    NOTHING = "nothing"  # nothing matched (decided already, or not blocked)
+    BUSY = "busy"  # a cycle held the locks: nothing was attempted
+    FAILED = "failed"  # nothing was done
+
+
+# A decision that changed something: the reports directory is written again afterwards.
+DECIDED = frozenset({DecisionStatus.DONE, DecisionStatus.PARTIAL, DecisionStatus.FAILED})
+
+
 @dataclass
 class Outcome:
     """What a decision did, in lines a person reads, and how it ended (the audit log's ``outcome``).
@@ -46,7 +61,7 @@ class Outcome:
     ``refused``: nothing was attempted (a cycle held the locks, or the state could not be reached).
     """
 
-    status: str = "done"  # done | partial | nothing | busy | failed
+    status: DecisionStatus = DecisionStatus.DONE
     done: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     run_id: int | None = None  # the run that held what was decided
@@ -78,7 +93,9 @@ def _review(
 
     rows, held = held_items(connector, address=address, run_id=run_id)
     if not rows and not held:
-        return Outcome("nothing", problems=["nothing pending matches (decided already, or replaced by a later run)"])
+        return Outcome(
+            DecisionStatus.NOTHING, problems=["nothing pending matches (decided already, or replaced by a later run)"]
+        )
     result = (review.approve if approve else review.deny)(connector, rows, who=who, now=now) if rows else None
     changes = (
         (review.approve_held if approve else review.deny_held)(connector, held, who=who, now=now) if held else None
@@ -102,7 +119,7 @@ def _review(
         outcome.problems += [f"failed: {c.kind.value} {c.address}: {why}" for c, why in changes.failed]
         outcome.problems += [f"error: {error}" for error in changes.errors]
     if outcome.problems:
-        outcome.status = "partial" if outcome.done else "failed"
+        outcome.status = DecisionStatus.PARTIAL if outcome.done else DecisionStatus.FAILED
     return outcome
 
 
@@ -114,7 +131,7 @@ def _block(connector: Connector, address: str, note: str, now: datetime) -> Outc
     outcome = Outcome(done=[f"blocked: {result.person.label()}: never created automatically{dropped}"])
     if result.note:  # only the address, not the person: the directory could not be asked
         outcome.problems.append(f"note: {result.note}")
-        outcome.status = "partial"
+        outcome.status = DecisionStatus.PARTIAL
     return outcome
 
 
@@ -130,11 +147,11 @@ def _unblock(connector: Connector, address: str) -> Outcome:
 
     removed, partial = review.unblock(connector, address)
     if not removed:
-        return Outcome("nothing", problems=[f"{address} was not blocked"])
+        return Outcome(DecisionStatus.NOTHING, problems=[f"{address} was not blocked"])
     outcome = Outcome(done=[f"unblocked: {', '.join(removed)}"])
     if partial:
         outcome.problems.append(f"note: {partial}")
-        outcome.status = "partial"
+        outcome.status = DecisionStatus.PARTIAL
     return outcome
 
 
@@ -156,40 +173,17 @@ def decide(
     was asked of the state). A cycle holding the locks longer than ``wait_seconds`` makes this do nothing
     (``busy``); that is audited too. ``note``: why a block was made (``explain`` and the report show it).
     """
-    from jobs.registry import JOBS
-
     subject = f"run {run_id}" if address is None else address
     if address is not None:
         try:
             address = subject = connector.address_map.canonical(address)
         except InvalidAddress as exc:
-            return Outcome("failed", problems=[f"not an address: {printable(str(exc))}"], refused=True)
-    try:
-        with connector.locks.hold(JOBS["decide"].locks, wait_seconds=wait_seconds):
-            if verb in ("block", "unblock"):
-                outcome = _block_or_unblock(connector, verb, address, note or f"blocked by {who}", now)
-            else:
-                outcome = _review(connector, verb == "approve", address, run_id, who, now)
-    except LockBusy:
-        outcome = Outcome("busy", problems=[BUSY], refused=True)
-    except RetriableError as exc:  # the lock's database connection, or the target during a block's lookup
-        outcome = Outcome("failed", problems=[f"nothing was done: {exc}"], refused=True)
+            return Outcome(DecisionStatus.FAILED, problems=[f"not an address: {printable(str(exc))}"], refused=True)
+    outcome = _under_locks(connector, verb, address, run_id, who, now, wait_seconds, note)
     if run_id is None:
         run_id = outcome.run_id if outcome.run_id is not None else _run_of(connector, subject)
     outcome.run_id = run_id
-    with connector.sessions() as session:
-        audit.record(
-            session,
-            at=now,
-            who=who,
-            client=client,
-            action=verb,
-            subject=subject,
-            run_id=run_id,
-            outcome=outcome.status,
-            detail=outcome.summary(),
-        )
-        session.commit()
+    _audit(connector, outcome, verb, subject, who=who, client=client, now=now)
     log.info(
         "decision: %s %s by %s from %s: %s",
         verb,
@@ -199,6 +193,49 @@ def decide(
         outcome.status,
     )
     return outcome
+
+
+def _under_locks(
+    connector: Connector,
+    verb: Verb,
+    address: str | None,
+    run_id: int | None,
+    who: str,
+    now: datetime,
+    wait_seconds: float,
+    note: str | None,
+) -> Outcome:
+    """The decision's work under the ``decide`` job's locks; refused when they are busy or unreachable."""
+    from jobs.registry import JOBS
+
+    try:
+        with connector.locks.hold(JOBS["decide"].locks, wait_seconds=wait_seconds):
+            if verb in ("block", "unblock"):
+                return _block_or_unblock(connector, verb, address, note or f"blocked by {who}", now)
+            return _review(connector, verb == "approve", address, run_id, who, now)
+    except LockBusy:
+        return Outcome(DecisionStatus.BUSY, problems=[BUSY], refused=True)
+    except RetriableError as exc:  # the lock's database connection, or the target during a block's lookup
+        return Outcome(DecisionStatus.FAILED, problems=[f"nothing was done: {exc}"], refused=True)
+
+
+def _audit(
+    connector: Connector, outcome: Outcome, verb: Verb, subject: str, *, who: str, client: str, now: datetime
+) -> None:
+    """One audit log entry: who, when, what, from where, and what came of it."""
+    with connector.sessions() as session:
+        audit.record(
+            session,
+            at=now,
+            who=who,
+            client=client,
+            action=verb,
+            subject=subject,
+            run_id=outcome.run_id,
+            outcome=outcome.status,
+            detail=outcome.summary(),
+        )
+        session.commit()
 
 
 def _run_of(connector: Connector, address: str) -> int | None:

@@ -17,13 +17,15 @@ warning, then, after ``missing_after``, an error.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import itertools
 import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -227,6 +229,38 @@ def apply_events(
     return len(per_address)
 
 
+GC_FIRST_THRESHOLD = 50_000  # allocations between young collections while ingest runs (Python's default: 700)
+_gc_lock = threading.Lock()
+_gc_users = 0
+_gc_saved: tuple[int, int, int] = gc.get_threshold()
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector less often while ingest runs; the thresholds are restored after.
+
+    Ingest allocates millions of short-lived objects (events, rows) that reference counting frees,
+    and holds tens of thousands of long-lived ones (the run's evidence): with the default thresholds
+    the collector ran ~1,400 times on the 1M-line reference log, ten of them full collections walking
+    all the held evidence, 16 % of the run's CPU. Cycles are still collected, only less often. The
+    thresholds are process-wide: overlapping runs (threads) share one setting, restored by the last.
+    """
+    global _gc_users, _gc_saved
+    with _gc_lock:
+        if _gc_users == 0:
+            _gc_saved = gc.get_threshold()
+            if _gc_saved[0]:  # 0: the collector is off; leave it so
+                gc.set_threshold(max(_gc_saved[0], GC_FIRST_THRESHOLD), *_gc_saved[1:])
+        _gc_users += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0:
+                gc.set_threshold(*_gc_saved)
+
+
 @dataclass
 class _WriteBehind:
     """When ingest commits, and what the batches since the last commit said.
@@ -301,6 +335,20 @@ def ingest(
     ``on_batch(source_name, batch)`` is called after each batch is folded in (progress display;
     its commit may come a little later, ``source.commit_seconds``).
     """
+    with fewer_collections():
+        return _ingest(session, sources, address_map, now=now, commit=commit, stop=stop, on_batch=on_batch)
+
+
+def _ingest(
+    session: Session,
+    sources: Sequence[LogSource],
+    address_map: AddressMap,
+    *,
+    now: datetime,
+    commit: bool,
+    stop: threading.Event | None,
+    on_batch: Callable[[str, SourceBatch], None] | None,
+) -> IngestResult:
     result = IngestResult()
     recipients = RecipientCache(address_map)
     cache = EvidenceCache(limit=EVIDENCE_CACHE_LIMIT)

@@ -37,6 +37,7 @@ from connector.domain.lifecycle import (
     TargetUser,
 )
 from connector.domain.report import RunReport
+from connector.domain.report_model import ChangeJson, ChangeNotMadeJson, LifecycleJson
 from connector.errors import ConflictError, InvariantError, RetriableError, SkippableError
 from connector.policy.addresses import AddressMap, InvalidAddress
 from connector.policy.plans import change_key
@@ -534,9 +535,9 @@ def reconcile(
     adopted = adopt_by_config(session, connector, known, now=now)
     if commit:
         session.commit()
-    with _full_collections_paused():
-        inputs = gather(session, connector, target, address_map=address_map, skip=skip)
-        change_set = plan(inputs, policy, now)
+    inputs, change_set = _gather_and_plan(
+        session, connector, target, policy, address_map=address_map, skip=skip, now=now
+    )
     result = ReconcileResult(change_set)
     _record_what_the_target_shows(session, change_set, inputs, now=now)
     if commit:
@@ -555,15 +556,38 @@ def reconcile(
         commit=commit,
         plan_keys=plan_keys,
     )
-    applied_destructive = [(c.address, c.kind.value) for c in result.applied if c.destructive]
-    store.drop_applied(session, applied_destructive)
-    store.replace_held(session, report.run_id, [(h.change, h.why) for h in change_set.held], now=now)
-    if commit:
-        session.commit()
+    _record_held_and_applied(session, result, run_id=report.run_id, now=now, commit=commit)
     managed = {u.address for u in inputs.users} | set(skip)  # users created in this run are managed too
     report.add_lifecycle(result_json(result, managed=len(managed), unmanaged=len(known - managed), adopted=adopted))
     _report_problems(report, result, inputs)
     return result
+
+
+def _gather_and_plan(
+    session: Session,
+    connector: Connector,
+    target: ComplianceDirectory,
+    policy: LifecyclePolicy,
+    *,
+    address_map: AddressMap,
+    skip: Collection[str],
+    now: datetime,
+) -> tuple[Inputs, ChangeSet]:
+    """The planner's inputs and its change set, with no full garbage collection in between."""
+    with _full_collections_paused():
+        inputs = gather(session, connector, target, address_map=address_map, skip=skip)
+        return inputs, plan(inputs, policy, now)
+
+
+def _record_held_and_applied(
+    session: Session, result: ReconcileResult, *, run_id: int, now: datetime, commit: bool
+) -> None:
+    """The destructive changes made leave the held list; this run's held changes replace the last run's."""
+    applied_destructive = [(c.address, c.kind.value) for c in result.applied if c.destructive]
+    store.drop_applied(session, applied_destructive)
+    store.replace_held(session, run_id, [(h.change, h.why) for h in result.plan.held], now=now)
+    if commit:
+        session.commit()
 
 
 def _report_problems(report: RunReport, result: ReconcileResult, inputs: Inputs) -> None:
@@ -600,12 +624,10 @@ def _report_problems(report: RunReport, result: ReconcileResult, inputs: Inputs)
 SECTIONS = REPORT_SECTIONS  # change kind -> the report's list of them
 
 
-def result_json(result: ReconcileResult, *, managed: int, unmanaged: int, adopted: Sequence[str]) -> dict[str, object]:
+def result_json(result: ReconcileResult, *, managed: int, unmanaged: int, adopted: Sequence[str]) -> LifecycleJson:
     """The report's ``lifecycle`` section (docs/report.md)."""
     change_set = result.plan
-    sections: dict[str, list[dict[str, object]]] = {name: [] for name in SECTIONS.values()}
-    for change in result.applied:
-        sections[SECTIONS[change.kind]].append(change.to_json())
+    made = _made_by_section(result.applied)
     return {
         "managed": managed,
         "unmanaged": unmanaged,
@@ -613,11 +635,31 @@ def result_json(result: ReconcileResult, *, managed: int, unmanaged: int, adopte
         "adopted": list(adopted),
         "confirmed": list(change_set.confirmed),
         "limit_reached": change_set.limit_reached,
-        **sections,
-        "held": [{**h.change.to_json(), "why": h.why} for h in change_set.held],
-        "deferred": [{**c.to_json(), "why": why} for c, why in result.deferred],
-        "failed": [{**c.to_json(), "why": why} for c, why in result.failed],
+        "moved": made["moved"],
+        "updated": made["updated"],
+        "aliases_added": made["aliases_added"],
+        "aliases_removed": made["aliases_removed"],
+        "suspended": made["suspended"],
+        "reactivated": made["reactivated"],
+        "deleted": made["deleted"],
+        "repaired": made["repaired"],
+        "recreated": made["recreated"],
+        "held": [_not_made(h.change, h.why) for h in change_set.held],
+        "deferred": [_not_made(c, why) for c, why in result.deferred],
+        "failed": [_not_made(c, why) for c, why in result.failed],
         "not_in_plan": [c.to_json() for c in result.not_in_plan],
         "unknown": [{"address": a, "why": why} for a, why in change_set.unknown],
         "notes": [{"address": a, "note": note} for a, note in change_set.notes],
     }
+
+
+def _made_by_section(applied: Iterable[Change]) -> dict[str, list[ChangeJson]]:
+    """The changes made, under the report's list of their kind (``SECTIONS``), each list in the order made."""
+    sections: dict[str, list[ChangeJson]] = {name: [] for name in SECTIONS.values()}
+    for change in applied:
+        sections[SECTIONS[change.kind]].append(change.to_json())
+    return sections
+
+
+def _not_made(change: Change, why: str) -> ChangeNotMadeJson:
+    return {**change.to_json(), "why": why}

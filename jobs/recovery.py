@@ -33,7 +33,8 @@ from connector.compliance.base import ComplianceDirectory, LifecycleTarget
 from connector.domain.decisions import CandidateState, Decision, Method, Outcome, Reason
 from connector.domain.evidence import AddressEvidence
 from connector.domain.lifecycle import ManagedStatus, TargetUser
-from connector.domain.report import RunReport
+from connector.domain.report import RunReport, UnreadableReport, stored_report
+from connector.domain.report_model import RunReportJson
 from connector.domain.status import RunStatus
 from connector.errors import RetriableError
 from connector.reporting.files import HtmlReportDirectory
@@ -130,10 +131,27 @@ def _decision_of_row(row: CandidateRow, intended: Mapping[str, Any] | None) -> D
     )
 
 
+def _saved_intents(run: run_progress.OpenRun) -> list[Any]:
+    """The creations and aliases the dead run saved beside its report (``record_progress``), unchecked."""
+    intended = run.progress.get("intended") if isinstance(run.progress, dict) else None
+    return list(intended) if isinstance(intended, list) else []
+
+
+def _saved_report(run: run_progress.OpenRun) -> RunReportJson | None:
+    """The report the dead run last saved (``record_progress``); None when it saved none it can read."""
+    if not run.progress:
+        return None
+    try:
+        return stored_report(run.progress)
+    except UnreadableReport as exc:
+        log.warning("run %s: its saved report cannot be read: %s", run.run_id, exc)
+        return None
+
+
 def _readable(run: run_progress.OpenRun, rebuilt: RunReport) -> list[dict[str, Any]]:
     """The saved intents that can be read; a warning for any that cannot (nothing here may stop a run)."""
     readable = []
-    for entry in (run.progress or {}).get("intended") or []:
+    for entry in _saved_intents(run):
         try:
             _decision(entry)
             if not isinstance(entry["domain"], str) or not isinstance(entry["rule_fingerprint"], str):
@@ -150,7 +168,9 @@ def _readable(run: run_progress.OpenRun, rebuilt: RunReport) -> list[dict[str, A
 
 def _report_of(run: run_progress.OpenRun) -> RunReport:
     """The dead run's report as it last saved it (sources, warnings, guards, errors), without decisions."""
-    saved = run.progress or {}
+    saved = _saved_report(run)
+    if saved is None:
+        return RunReport(run_id=run.run_id, started_at=run.started_at, dry_run=run.dry_run)
     return RunReport(
         run_id=run.run_id,
         started_at=run.started_at,

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,6 +35,9 @@ from connector.store import lifecycle as lifecycle_store
 from connector.store import repository
 from connector.store import safety as store
 from connector.store.models import HeldChangeRow, StagedRow
+
+if TYPE_CHECKING:
+    from jobs.reconcile import ReconcileResult
 
 log = logging.getLogger(__name__)
 
@@ -233,64 +237,101 @@ def approve_held(connector: Connector, rows: list[HeldChangeRow], *, who: str, n
     them. An approved change the planner no longer proposes (the user came back)
     is dropped.
     """
-    from jobs import reconcile  # the cycle's own gather / plan / apply
-
     result = HeldReview()
     held = [(row.id, row.run_id, lifecycle_store.change_from_json(row.change)) for row in rows]
     with connector.sessions() as session:
-        ids = [row_id for row_id, _, _ in held]
-        for row in session.scalars(select(HeldChangeRow).where(HeldChangeRow.id.in_(ids))):
-            if row.approved_at is None:
-                row.approved_at, row.approved_by = now, who
-        session.commit()
-        target = connector.target
-        if not connector.settings.lifecycle.enabled or not reconcile.reconciles(target):
-            why = "lifecycle.enabled is off" if reconcile.reconciles(target) else "the target cannot read users back"
+        _mark_approved(session, [row_id for row_id, _, _ in held], who=who, now=now)
+        why = _why_not_reconciled(connector)
+        if why is not None:
             result.waiting.extend((change, f"approved, not made: {why}") for _, _, change in held)
             return result
-        wanted = {(change.address, change.kind.value) for _, _, change in held}
-        policy = reconcile.lifecycle_policy(connector)
-        address_map = connector.address_map
-        inputs = reconcile.gather(session, connector, target, address_map=address_map, only={a for a, _ in wanted})
-        change_set = reconcile.plan(inputs, policy, now)
-        changes = [c for c in change_set.changes if c.destructive and (c.address, c.kind.value) in wanted]
-        outcome = reconcile.ReconcileResult(change_set)
-        reconcile.apply_changes(
-            session,
-            connector,
-            target,
-            changes,
-            outcome,
-            inputs=inputs,
-            policy=policy,
-            address_map=address_map,
-            now=now,
-            run_id=held[0][1] if held else None,
-            commit=True,
-        )
-        lifecycle_store.drop_applied(session, [(c.address, c.kind.value) for c in outcome.applied])
-        unknown = dict(change_set.unknown)
-        planned = {(c.address, c.kind.value) for c in changes}
-        stale = []
-        for row_id, _, change in held:
-            if (change.address, change.kind.value) in planned:
-                continue
-            if change.address in unknown:  # the directory or the target could not answer: keep it approved
-                result.waiting.append((change, unknown[change.address]))
-            else:
-                stale.append(row_id)
-                result.dropped.append((change, "no longer proposed: the directory or the target changed"))
-        lifecycle_store.drop_held(session, stale)
+        changes, outcome = _make_approved(session, connector, held, now=now)
+        _settle_not_made(session, held, changes, outcome.plan.unknown, result)
         session.commit()
     result.done.extend(outcome.applied)
     result.waiting.extend(outcome.deferred)
     result.failed.extend(outcome.failed)
     if outcome.applied:
         try:
-            target.flush()
+            connector.target.flush()
         except RetriableError as exc:
             result.errors.append(f"flush failed: {exc}")
     return result
+
+
+HeldEntry = tuple[int, int, Change]  # a held change's row id, its run, the change
+
+
+def _mark_approved(session: Session, ids: list[int], *, who: str, now: datetime) -> None:
+    """Committed first: an outage leaves the changes approved, and the next run makes them."""
+    for row in session.scalars(select(HeldChangeRow).where(HeldChangeRow.id.in_(ids))):
+        if row.approved_at is None:
+            row.approved_at, row.approved_by = now, who
+    session.commit()
+
+
+def _why_not_reconciled(connector: Connector) -> str | None:
+    """Why no lifecycle change can be made now (the lifecycle is off, the target cannot), or None."""
+    from jobs import reconcile
+
+    if not reconcile.reconciles(connector.target):
+        return "the target cannot read users back"
+    if not connector.settings.lifecycle.enabled:
+        return "lifecycle.enabled is off"
+    return None
+
+
+def _make_approved(
+    session: Session, connector: Connector, held: list[HeldEntry], *, now: datetime
+) -> tuple[list[Change], ReconcileResult]:
+    """Plan the users again (the approved changes pass the limits) and make the approved destructive
+    changes the planner still proposes; those changes, and what came of them."""
+    from jobs import reconcile  # the cycle's own gather / plan / apply
+
+    wanted = {(change.address, change.kind.value) for _, _, change in held}
+    policy = reconcile.lifecycle_policy(connector)
+    address_map, target = connector.address_map, connector.target
+    inputs = reconcile.gather(session, connector, target, address_map=address_map, only={a for a, _ in wanted})
+    change_set = reconcile.plan(inputs, policy, now)
+    changes = [c for c in change_set.changes if c.destructive and (c.address, c.kind.value) in wanted]
+    outcome = reconcile.ReconcileResult(change_set)
+    reconcile.apply_changes(
+        session,
+        connector,
+        target,
+        changes,
+        outcome,
+        inputs=inputs,
+        policy=policy,
+        address_map=address_map,
+        now=now,
+        run_id=held[0][1] if held else None,
+        commit=True,
+    )
+    lifecycle_store.drop_applied(session, [(c.address, c.kind.value) for c in outcome.applied])
+    return changes, outcome
+
+
+def _settle_not_made(
+    session: Session,
+    held: list[HeldEntry],
+    changes: list[Change],
+    unknown_users: list[tuple[str, str]],
+    result: HeldReview,
+) -> None:
+    """An approved change not planned now waits while its user could not be checked; else it is dropped."""
+    unknown = dict(unknown_users)
+    planned = {(c.address, c.kind.value) for c in changes}
+    stale = []
+    for row_id, _, change in held:
+        if (change.address, change.kind.value) in planned:
+            continue
+        if change.address in unknown:  # the directory or the target could not answer: keep it approved
+            result.waiting.append((change, unknown[change.address]))
+        else:
+            stale.append(row_id)
+            result.dropped.append((change, "no longer proposed: the directory or the target changed"))
+    lifecycle_store.drop_held(session, stale)
 
 
 def deny_held(connector: Connector, rows: list[HeldChangeRow], *, who: str, now: datetime) -> HeldReview:

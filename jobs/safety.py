@@ -31,6 +31,7 @@ from connector.domain.decisions import Decision, Method, Outcome, Reason
 from connector.domain.directory import DirectoryAnswer
 from connector.domain.evidence import AddressEvidence
 from connector.domain.report import RunReport
+from connector.domain.report_model import CatchAllGuardJson
 from connector.domain.safety import Burst, CatchAllFinding, CatchAllStatus
 from connector.domain.times import to_the_second
 from connector.errors import InvariantError, RetriableError
@@ -448,14 +449,29 @@ def _effective_rules(
             finding = findings[domain]
             probe_configured = connector.probe is not None and connector.probe.configured(domain)
             effective[domain] = catch_all.effective_rule(rule, finding, probe_configured)
-            entry = {"guard": "catch_all", "domain": domain, "method": rule.method.value, **finding.to_json()}
-            entry["effect"] = effective[domain].note or "Autocreate"
-            report.guards.append(entry)
+            report.guards.append(_catch_all_guard(rule, finding, effective[domain]))
             if effective[domain].suspended or effective[domain].waiting or rule.method is Method.AUTO:
                 top.append(f"{domain}: {effective[domain].note} ({finding.detail})")
         else:
             effective[domain] = catch_all.EffectiveRule(rule)
     return effective, top
+
+
+def _catch_all_guard(
+    rule: DomainRule, finding: CatchAllFinding, effective: catch_all.EffectiveRule
+) -> CatchAllGuardJson:
+    """A domain's catch-all finding in the report's guards, with what it does to the domain's rule."""
+    return {
+        "guard": "catch_all",
+        "domain": finding.domain,
+        "method": rule.method.value,
+        "status": finding.status.value,
+        "source": finding.source,
+        "detail": finding.detail,
+        "checked_at": finding.checked_at.isoformat(),
+        "expires_at": finding.expires_at.isoformat(),
+        "effect": effective.note or "Autocreate",
+    }
 
 
 def _org_users(rules: Mapping[str, DomainRule], known: KnownAddresses) -> dict[str, int]:
@@ -482,8 +498,9 @@ def _bursts_to_check(session: Session, connector: Connector, due: DueQuery) -> l
     """
     settings = connector.settings.safety.attack_guard
     bursts = []
+    earliest_by_domain = repository.earliest_due_first_seen_by_domain(session, due)
     for domain in sorted(connector.address_map.rules):
-        earliest = repository.earliest_due_first_seen(session, due, domain)
+        earliest = earliest_by_domain.get(domain)
         if earliest is None:
             continue
         # Addresses decided in earlier runs but first seen close by belong to the same burst.

@@ -11,7 +11,7 @@ from datetime import datetime
 from connector.app import Connector, build_connector, build_directory, utc_now
 from connector.cli.common import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, load_args_settings
 from connector.config import Settings
-from connector.directory.base import CountableDirectory, Directory
+from connector.directory.base import CountableDirectory, CountableUsers, Directory
 from connector.directory.mirror import MirrorRefresh
 from connector.directory.presets import preset_check_of
 from connector.domain.directory import DirectoryAnswer
@@ -22,11 +22,9 @@ from connector.store.locks import LockBusy
 
 
 def _count(directory: Directory) -> str:
-    from connector.directory.graph import GraphDirectory
-
     if isinstance(directory, CountableDirectory):
         return f"{directory.count_entries()} entries visible with the configured base and filter"
-    if isinstance(directory, GraphDirectory):
+    if isinstance(directory, CountableUsers):
         return f"{directory.count_users()} users in the tenant"
     return "entry count not available"
 

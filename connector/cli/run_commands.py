@@ -15,6 +15,7 @@ from connector.cli.common import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, connector_f
 from connector.cli.report_commands import print_report
 from connector.domain.decisions import Decision
 from connector.domain.report import RunReport
+from connector.domain.status import RunStatus
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -81,7 +82,15 @@ def _sync(args: argparse.Namespace, stop: threading.Event) -> int:
             return EXIT_FAILED
         report = outcome.result.to_json()
     print_report(report, args.format)
-    return {"ok": EXIT_OK, "partial": EXIT_PARTIAL}.get(report["status"], EXIT_FAILED)
+    return exit_code_of_run(report["status"])
+
+
+EXIT_BY_RUN_STATUS = {RunStatus.OK: EXIT_OK, RunStatus.PARTIAL: EXIT_PARTIAL}
+
+
+def exit_code_of_run(status: RunStatus) -> int:
+    """The exit code of a command that ran a cycle: ok, partial, or failed for every other end."""
+    return EXIT_BY_RUN_STATUS.get(status, EXIT_FAILED)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

@@ -26,7 +26,9 @@ from connector.cli.common import (
     not_an_address,
     printable,
 )
+from connector.cli.run_commands import exit_code_of_run
 from connector.config.safety import ProbeTarget
+from connector.domain.status import RunStatus
 from connector.errors import RetriableError
 from connector.policy import catch_all
 from connector.policy.addresses import InvalidAddress, normalise_domain
@@ -184,13 +186,13 @@ def _decided(connector: Connector, outcome: Outcome) -> int:
         print(printable(line))
     for line in outcome.problems:
         print(printable(line), file=sys.stderr)
-    if outcome.status in ("done", "partial", "failed") and not outcome.refused:
-        from jobs.decisions import republish
+    from jobs.decisions import DECIDED, DecisionStatus, republish
 
+    if outcome.status in DECIDED and not outcome.refused:
         republish(connector, outcome.run_id, utc_now())  # the reports directory, as after a console decision
     if outcome.refused:
         return EXIT_FAILED
-    return {"done": EXIT_OK, "nothing": EXIT_NOT_FOUND}.get(outcome.status, EXIT_PARTIAL)
+    return {DecisionStatus.DONE: EXIT_OK, DecisionStatus.NOTHING: EXIT_NOT_FOUND}.get(outcome.status, EXIT_PARTIAL)
 
 
 def _review(args: argparse.Namespace, approve: bool) -> int:
@@ -210,7 +212,7 @@ def _review(args: argparse.Namespace, approve: bool) -> int:
         now=utc_now(),
     )  # fmt: skip
     code = _decided(connector, outcome)
-    if outcome.status == "nothing" and args.run is not None:
+    if outcome.status is decisions.DecisionStatus.NOTHING and args.run is not None:
         latest = _latest_held_run(connector)
         if latest is not None:  # each run replaces the held lifecycle changes of the one before
             print(f"held lifecycle changes are those of run {latest}: connector {verb} --run {latest}", file=sys.stderr)
@@ -252,7 +254,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     connector = connector_from_args(args)
     with command_locks(connector, "plan"):  # its dry run stores a run and writes pages, as sync --dry-run
         report = run_cycle(connector, clock=utc_now, dry_run=True).to_json()
-    if report["status"] == "failed":
+    if report["status"] is RunStatus.FAILED:
         print(render_text(report), end="", file=sys.stderr)
         return EXIT_FAILED
     changes = changes_from_report(report)
@@ -269,7 +271,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             f"  {len(lifecycle['held'])} lifecycle change(s) would be held ({lifecycle.get('limit_reached')}); "
             "they are not in the plan"
         )
-    return EXIT_OK if report["status"] == "ok" else EXIT_PARTIAL
+    return EXIT_OK if report["status"] is RunStatus.OK else EXIT_PARTIAL
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -300,7 +302,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if gone:
         print(f"{len(gone)} planned change(s) were not made (see the report)", file=sys.stderr)
         return EXIT_PARTIAL
-    return {"ok": EXIT_OK, "partial": EXIT_PARTIAL}.get(report["status"], EXIT_FAILED)
+    return exit_code_of_run(report["status"])
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:

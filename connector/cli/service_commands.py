@@ -22,6 +22,7 @@ from connector.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
 from connector.config import Settings
 from connector.config.runtime import Role
 from connector.domain.report import RunReport
+from connector.domain.status import JobStatus
 from connector.errors import ConfigError, FatalError, RetriableError
 from connector.monitoring.logformat import use_format
 from connector.reporting.text import render_text
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from connector.monitoring.metrics import Metrics  # prometheus-client: imported only by ``run``
 
 log = logging.getLogger(__name__)
-EXIT_BY_STATUS = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "skipped": EXIT_PARTIAL}
+EXIT_BY_STATUS = {JobStatus.OK: EXIT_OK, JobStatus.PARTIAL: EXIT_PARTIAL, JobStatus.SKIPPED: EXIT_PARTIAL}
 
 
 def _service_connector(args: argparse.Namespace, *, migrate: bool) -> tuple[Settings, Connector]:

@@ -33,7 +33,7 @@ from typing import Any
 
 import requests
 
-from connector.compliance.base import NewUser, TargetFinding
+from connector.compliance.base import TargetFinding, recreated_user
 from connector.compliance.scim_answers import DISPLAY_NAME_NOT_STORED, DROPPED_ALIAS, dropped_addresses
 from connector.compliance.scim_changes import (
     emails_with,
@@ -118,13 +118,7 @@ class ScimLifecycle:
     def _recreate(self, change: Change) -> str | None:
         if change.org is None:  # the planner recreates a user only into its org
             raise SkippableError(f"recreate {change.address}: no org to create it in")
-        user = NewUser(
-            change.address,
-            change.org,
-            change.aliases,
-            display_name=change.fields.get("display_name"),
-            external_id=change.fields.get("external_id"),
-        )
+        user = recreated_user(change)
         self._parts.groups.group_id(change.org)  # ensure_org
         self._users.create_user(user)  # looks the user up first: never a second one
         return self._find_id(change.address)

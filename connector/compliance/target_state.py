@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connector.compliance.base import KnownSnapshot
 from connector.config.target import QuarantineSettings
+from connector.domain.report_model import TargetHealthJson
 from connector.errors import FatalError, RetriableError
 from connector.store.models import ScimGroupRow, TargetKnownRow, TargetStateRow
 
@@ -209,11 +210,11 @@ class TargetHealth:
         with self._lock:
             self._update(later)
 
-    def take_summary(self) -> dict[str, Any]:
+    def take_summary(self) -> TargetHealthJson:
         """For the run report (``target_health``); starts the per-run counters afresh."""
         with self._lock:
             row = self._load()
-            summary = {
+            summary: TargetHealthJson = {
                 "consecutive_failures": row.failures,
                 "quarantined_until": row.quarantined_until.isoformat() if row.quarantined_until else None,
                 "quarantined": self.quarantined_now,

@@ -37,6 +37,7 @@ from connector.store import audit, repository, status
 from connector.store import lifecycle as lifecycle_store
 from connector.store import safety as safety_store
 from jobs import report_context
+from jobs.decisions import DecisionStatus
 
 RUN_STATUSES = ("ok", "partial", "failed", "interrupted", "running")
 ORG_ROWS = 1000  # users listed for one org; ``connector users --format csv`` has every one
@@ -227,7 +228,8 @@ async def review_decide(request: Request) -> Response:
         outcome=outcome,
         client=client,
     )
-    if outcome.status in ("done", "partial"):  # the reports directory catches up after the answer is sent
+    # The reports directory catches up after the answer is sent.
+    if outcome.status in (DecisionStatus.DONE, DecisionStatus.PARTIAL):
         response.background = BackgroundTask(actions.republish, connector, outcome.run_id, holder(request).clock())
     return response
 

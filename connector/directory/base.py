@@ -77,3 +77,10 @@ class CountableDirectory(Protocol):
     """Optional: a directory that can count the entries it would search (``directory check``, ``config check``)."""
 
     def count_entries(self) -> int: ...
+
+
+@runtime_checkable
+class CountableUsers(Protocol):
+    """Optional: a directory that can count its users (Microsoft Graph's tenant), for ``directory check``."""
+
+    def count_users(self) -> int: ...

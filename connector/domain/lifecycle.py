@@ -13,6 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from connector.domain.report_model import ChangeJson, ChangeKeyJson
+
 
 class Ownership(StrEnum):
     """How the connector came to manage a target user."""
@@ -158,9 +160,9 @@ class Change:
     def destructive(self) -> bool:
         return self.kind.destructive
 
-    def key(self) -> dict[str, Any]:
+    def key(self) -> ChangeKeyJson:
         """A stable description for plan files and hashes (no detail text, no ids)."""
-        key: dict[str, Any] = {"op": self.kind.value, "address": self.address}
+        key: ChangeKeyJson = {"op": self.kind.value, "address": self.address}
         if self.org is not None:
             key["org"] = self.org
         if self.from_org:
@@ -173,10 +175,9 @@ class Change:
             key["reason"] = self.reason
         return key
 
-    def to_json(self) -> dict[str, Any]:
-        result = self.key()
-        result["detail"] = self.detail
-        return result
+    def to_json(self) -> ChangeJson:
+        """The report's entry (``ChangeJson``): the key, then the detail."""
+        return {**self.key(), "detail": self.detail}
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,7 @@ class RunSummary:
     run_id: int
     started_at: datetime
     finished_at: datetime | None
-    status: str
+    status: RunStatus
     dry_run: bool
     created: int = 0
     skipped: int = 0
@@ -128,12 +128,12 @@ class RunReport:
     target: str = ""
     finished_at: datetime | None = None
     status: RunStatus = RunStatus.RUNNING
-    # Handed over as dicts by other stages (jobs/ingest.py, jobs/safety.py, the target's health):
-    # typed where the stored form is made (``to_json``), checked by tests/unit/test_report_model.py.
-    sources: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    guards: list[dict[str, Any]] = field(default_factory=list)  # catch-all status, attacks, limits (docs/safety.md)
-    target_health: dict[str, Any] | None = None
+    # Built in their typed form by the stages that find them (jobs/ingest.py through jobs/cycle.py,
+    # jobs/safety.py, jobs/reconcile.py, the target's health).
+    sources: list[SourceJson] = field(default_factory=list)
+    errors: list[ErrorJson] = field(default_factory=list)
+    guards: list[GuardJson] = field(default_factory=list)  # catch-all status, attacks, limits (docs/safety.md)
+    target_health: TargetHealthJson | None = None
     # Built here (``add_decision``, ``add_skipped``).
     created: list[CreatedJson] = field(default_factory=list)
     aliases_added: list[AliasAddedJson] = field(default_factory=list)
@@ -181,13 +181,9 @@ class RunReport:
     def _bounded(self, name: BoundedList) -> list[SkippedJson] | list[DeferredJson] | list[HeldJson]:
         return self.skipped if name == "skipped" else self.deferred if name == "deferred" else self.held
 
-    def add_lifecycle(self, section: Mapping[str, object]) -> None:
-        """The lifecycle section of this run (one per run), as ``jobs/reconcile.py: result_json`` builds it.
-
-        Built key by key from a ``ChangeSet`` there; tests/unit/test_report_model.py checks a cycle's
-        report, this section included, against the model and the schema.
-        """
-        self.lifecycle = cast(LifecycleJson, section)
+    def add_lifecycle(self, section: LifecycleJson) -> None:
+        """The lifecycle section of this run (one per run), as ``jobs/reconcile.py: result_json`` builds it."""
+        self.lifecycle = section
 
     def add_decision(self, decision: Decision, *, now: datetime) -> None:
         """File one applied decision under created / aliases_added / held / deferred / skipped."""
@@ -264,17 +260,17 @@ class RunReport:
             "target": self.target,
             "simulated": self.dry_run,
             "warnings": list(self.warnings),
-            "guards": cast(list[GuardJson], list(self.guards)),
+            "guards": list(self.guards),
             "counts": self.counts(),
-            "sources": cast(list[SourceJson], self.sources),
+            "sources": self.sources,
             "created": self.created,
             "aliases_added": self.aliases_added,
             "skipped": self.skipped,
             "deferred": self.deferred,
             "held": self.held,
-            "errors": cast(list[ErrorJson], self.errors),
+            "errors": self.errors,
             "planned_changes": self.planned_changes,
-            "target_health": cast(TargetHealthJson | None, self.target_health),
+            "target_health": self.target_health,
             "lifecycle": self.lifecycle,
             "listed_per_reason": self.listed_per_reason,
             "not_listed": self.not_listed_json(),

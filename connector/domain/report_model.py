@@ -178,8 +178,8 @@ class TargetHealthJson(TypedDict):
 # --- lifecycle -------------------------------------------------------------------------------------------------
 
 
-class ChangeJson(TypedDict):
-    """One lifecycle change (``Change.to_json``)."""
+class ChangeKeyJson(TypedDict):
+    """What identifies one lifecycle change in a plan (``Change.key``): no detail text, no ids."""
 
     op: str
     address: str
@@ -188,6 +188,11 @@ class ChangeJson(TypedDict):
     aliases: NotRequired[list[str]]
     fields: NotRequired[dict[str, str | None]]
     reason: NotRequired[str]
+
+
+class ChangeJson(ChangeKeyJson):
+    """One lifecycle change in the report (``Change.to_json``): its key and its detail."""
+
     detail: str
 
 

@@ -48,16 +48,6 @@ class CatchAllFinding:
     def fresh(self, now: datetime) -> bool:
         return now < self.expires_at
 
-    def to_json(self) -> dict[str, str]:
-        return {
-            "domain": self.domain,
-            "status": self.status.value,
-            "source": self.source,
-            "detail": self.detail,
-            "checked_at": self.checked_at.isoformat(),
-            "expires_at": self.expires_at.isoformat(),
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class Burst:

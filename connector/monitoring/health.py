@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from connector.domain.status import RunStatus
+
 HELD_STAGES = frozenset({"limits", "lifecycle_limits"})
 """Report error stages that mean "held for a person", not "something is broken"."""
-FAILING_STATUSES = ("partial", "failed")
+FAILING_STATUSES = (RunStatus.PARTIAL, RunStatus.FAILED)
 DETAIL_CHARS = 300
 
 
@@ -33,7 +35,7 @@ class FinishedRun:
     """A decide run that ended on its own: its id, status and report errors."""
 
     run_id: int
-    status: str
+    status: RunStatus
     errors: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
 
     def faults(self) -> list[Mapping[str, Any]]:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from connector.domain.decisions import Decision, Method, Outcome, Reason
-from connector.domain.directory import DirectoryAnswer
+from connector.domain.directory import DirectoryAnswer, DirectoryEntry
 from connector.domain.evidence import AddressEvidence
 from connector.policy.addresses import AddressMap, DomainRule
 from connector.policy.known import KnownAddresses
@@ -131,16 +131,8 @@ def resolve(
     The user joins the org of its primary address's domain (when managed), unless
     one of the ordered ``org_rules`` matches its directory entry.
     """
-    if answer is None:
-        detail = "the mail directory has no object with this address"
-        return _decision(address, rule, Outcome.SKIP, Reason.NOT_IN_DIRECTORY, detail)
-    if not answer.is_user:
-        detail = f"directory object is a {answer.kind.value} ({answer.dn})"
-        return _decision(address, rule, Outcome.SKIP, Reason.NOT_A_USER, detail)
-    if not answer.enabled:
-        return _decision(
-            address, rule, Outcome.SKIP, Reason.DISABLED_IN_DIRECTORY, f"account is disabled ({answer.dn})"
-        )
+    if answer is None or not answer.is_user or not answer.enabled:
+        return _not_a_user(address, rule, answer)
     primary = canonical_or(address_map, answer.primary_address, address)
     owner = known.owner_of(primary)
     evidence_json = evidence_summary(evidence, rule.method)
@@ -152,14 +144,46 @@ def resolve(
         )
     # The user joins the org of its primary address's domain; that domain must be managed and on.
     primary_rule = address_map.rule_for(primary.rpartition("@")[2])
+    if primary_rule is None or primary_rule.method is Method.OFF:
+        return _primary_not_created(address, rule, primary, primary_rule, answer)
+    return _creation(address, rule, answer, primary, primary_rule, address_map, org_rules, evidence_json)
+
+
+def _not_a_user(address: str, rule: DomainRule, answer: DirectoryAnswer) -> Decision:
+    """Skipped: the directory has no object with the address, or not an enabled user."""
+    if answer is None:
+        detail = "the mail directory has no object with this address"
+        return _decision(address, rule, Outcome.SKIP, Reason.NOT_IN_DIRECTORY, detail)
+    if not answer.is_user:
+        detail = f"directory object is a {answer.kind.value} ({answer.dn})"
+        return _decision(address, rule, Outcome.SKIP, Reason.NOT_A_USER, detail)
+    return _decision(address, rule, Outcome.SKIP, Reason.DISABLED_IN_DIRECTORY, f"account is disabled ({answer.dn})")
+
+
+def _primary_not_created(
+    address: str, rule: DomainRule, primary: str, primary_rule: DomainRule | None, entry: DirectoryEntry
+) -> Decision:
+    """Skipped: the user's primary address is in a domain not managed, or where creation is off."""
     if primary_rule is None:
-        detail = f"its primary address {primary} is in a domain that is not managed ({answer.dn})"
+        detail = f"its primary address {primary} is in a domain that is not managed ({entry.dn})"
         return _decision(address, rule, Outcome.SKIP, Reason.DOMAIN_NOT_MANAGED, detail)
-    if primary_rule.method is Method.OFF:
-        detail = f"its primary address {primary} is in {primary_rule.domain}, where user creation is off"
-        return _decision(address, rule, Outcome.SKIP, Reason.METHOD_OFF, detail)
-    org, rule_index = org_for(answer, primary_rule.domain, primary_rule.org, org_rules)
-    aliases = directory_aliases(answer, address_map, primary, address)
+    detail = f"its primary address {primary} is in {primary_rule.domain}, where user creation is off"
+    return _decision(address, rule, Outcome.SKIP, Reason.METHOD_OFF, detail)
+
+
+def _creation(
+    address: str,
+    rule: DomainRule,
+    entry: DirectoryEntry,
+    primary: str,
+    primary_rule: DomainRule,
+    address_map: AddressMap,
+    org_rules: Sequence[OrgRule],
+    evidence_json: dict[str, Any],
+) -> Decision:
+    """Create the user of ``primary`` in the org of its domain, or of the first org rule that matches."""
+    org, rule_index = org_for(entry, primary_rule.domain, primary_rule.org, org_rules)
+    aliases = directory_aliases(entry, address_map, primary, address)
     detail = "qualified" if primary == address else f"qualified as {address}, an alias of {primary}"
     if rule_index is not None:
         detail += f", org from org rule {rule_index + 1}"
@@ -167,13 +191,13 @@ def resolve(
         address,
         Outcome.CREATE_USER,
         Reason.QUALIFIED,
-        f"{detail} ({answer.dn})",
+        f"{detail} ({entry.dn})",
         org=org,
         method=rule.method,
         user_address=primary,
         aliases=aliases,
-        display_name=answer.display_name,
-        external_id=answer.external_id,
+        display_name=entry.display_name,
+        external_id=entry.external_id,
         evidence=evidence_json,
-        directory_address=answer.primary_address if answer.primary_address != primary else None,
+        directory_address=entry.primary_address if entry.primary_address != primary else None,
     )

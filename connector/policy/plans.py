@@ -54,7 +54,7 @@ def changes_from_report(report: RunReportJson) -> list[dict[str, Any]]:
     return sorted(changes, key=change_key)
 
 
-def change_key(change: dict[str, Any]) -> str:
+def change_key(change: Mapping[str, Any]) -> str:
     return json.dumps(change, sort_keys=True)
 
 

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from connector.domain.decisions import Method
 from connector.domain.directory import DirectoryEntry
@@ -134,6 +135,12 @@ def _inactive_since(user: ManagedUser) -> datetime | None:
     return user.last_mail_at or user.managed_at
 
 
+class _AddChange(Protocol):
+    """Adds one change of the user being planned (its address, target id and version filled in)."""
+
+    def __call__(self, kind: ChangeKind, detail: str, **extra: object) -> None: ...
+
+
 def _plan_present(
     user: ManagedUser,
     desired: DesiredUser,
@@ -142,15 +149,25 @@ def _plan_present(
     now: datetime,
     recorded_aliases: Collection[str],
 ) -> list[Change]:
+    """A user the directory wants and the target has: its changes, in the order they are made."""
     changes: list[Change] = []
     base = {"address": user.address, "target_id": actual.target_id, "version": actual.version}
 
     def add(kind: ChangeKind, detail: str, **extra: object) -> None:
         changes.append(Change(kind, detail=detail, **base, **extra))  # type: ignore[arg-type]
 
-    inactive_for = None
-    if policy.inactivity is not None and (since := _inactive_since(user)) is not None:
-        inactive_for = now - since
+    _plan_reactivation(add, user, desired, actual, policy)
+    _plan_fields(add, desired, actual)
+    _plan_membership(add, user, desired, actual, policy)
+    _plan_aliases(add, desired, actual, policy, recorded_aliases)
+    _plan_inactivity(add, user, actual, policy, now)
+    return changes
+
+
+def _plan_reactivation(
+    add: _AddChange, user: ManagedUser, desired: DesiredUser, actual: TargetUser, policy: LifecyclePolicy
+) -> None:
+    """A user the connector suspended is enabled again, unless only inactivity (still on) suspended it."""
     mail_since_suspension = (
         user.last_mail_at is not None and user.suspended_at is not None and user.last_mail_at > user.suspended_at
     )
@@ -165,6 +182,10 @@ def _plan_present(
             reason = user.suspend_reason.value if user.suspend_reason else "suspended"
             detail = f"a user again in the mail directory, and enabled (it was suspended as {reason})"
         add(ChangeKind.REACTIVATE, detail, org=desired.org)
+
+
+def _plan_fields(add: _AddChange, desired: DesiredUser, actual: TargetUser) -> None:
+    """The attributes the directory now gives differently (a rename, a display name, an external id)."""
     fields: dict[str, object] = {}
     if desired.primary_address != actual.primary_address:
         fields["primary_address"] = desired.primary_address
@@ -175,6 +196,12 @@ def _plan_present(
     if fields:
         described = ", ".join(f"{name} {getattr(actual, name)!r} -> {value!r}" for name, value in fields.items())
         add(ChangeKind.UPDATE, described, fields=fields, org=desired.org)
+
+
+def _plan_membership(
+    add: _AddChange, user: ManagedUser, desired: DesiredUser, actual: TargetUser, policy: LifecyclePolicy
+) -> None:
+    """Into the desired org: out of the other orgs it is in, or its missing membership repaired."""
     in_orgs = tuple(sorted(o for o in actual.orgs if o in policy.org_names or o == desired.org))
     others = tuple(o for o in in_orgs if o != desired.org)
     if others:
@@ -184,6 +211,16 @@ def _plan_present(
             add(ChangeKind.REPAIR, f"membership of {desired.org} was missing", org=desired.org, reason="org")
         else:
             add(ChangeKind.MOVE, f"org {user.org or '(none)'} -> {desired.org}", org=desired.org)
+
+
+def _plan_aliases(
+    add: _AddChange,
+    desired: DesiredUser,
+    actual: TargetUser,
+    policy: LifecyclePolicy,
+    recorded_aliases: Collection[str],
+) -> None:
+    """Aliases missing (recorded before: repaired; new: added) and, when allowed, those no longer wanted."""
     have = set(actual.aliases)
     # After a rename the old primary is gone from the target (both targets drop it): if the directory
     # keeps it as an alias, it is missing like any other (applied after the UPDATE, in the same run).
@@ -198,10 +235,17 @@ def _plan_present(
     extra = tuple(sorted(a for a in have if a not in wanted and a != actual.primary_address))
     if extra and policy.remove_aliases:
         add(ChangeKind.REMOVE_ALIASES, f"no longer in the mail directory: {', '.join(extra)}", aliases=extra)
+
+
+def _plan_inactivity(
+    add: _AddChange, user: ManagedUser, actual: TargetUser, policy: LifecyclePolicy, now: datetime
+) -> None:
+    """An enabled user without valid mail for ``policy.inactivity`` is suspended (unless a person denied it)."""
+    if policy.inactivity is None or (since := _inactive_since(user)) is None:
+        return
+    inactive_for = now - since
     if (
         actual.active
-        and inactive_for is not None
-        and policy.inactivity is not None
         and inactive_for >= policy.inactivity
         and user.denied != f"{ChangeKind.SUSPEND.value}:{SuspendReason.INACTIVE.value}"
     ):
@@ -212,7 +256,6 @@ def _plan_present(
             org=user.org,
             reason=SuspendReason.INACTIVE.value,
         )
-    return changes
 
 
 def _plan_one(

@@ -8,11 +8,14 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from connector.domain.status import JOB_RAN, JobStatus, RunStatus
 from connector.monitoring.health import FinishedRun
 from connector.store.models import CandidateRow, JobStatusRow, RunRow
 
-ENDED_STATUSES = ("ok", "partial", "failed")
+ENDED_STATUSES = (RunStatus.OK, RunStatus.PARTIAL, RunStatus.FAILED)
 """Statuses of runs that ended on their own (not ``running``, nor closed for a dead process)."""
+JOB_RUNNING = "running"
+"""``last_status`` of a job while it runs (a ``JobStatus`` says how it ended)."""
 
 
 def _row(session: Session, instance: str, job: str) -> JobStatusRow:
@@ -26,16 +29,16 @@ def _row(session: Session, instance: str, job: str) -> JobStatusRow:
 def job_started(session: Session, instance: str, job: str, now: datetime) -> None:
     row = _row(session, instance, job)
     row.last_started_at = now
-    row.last_status = "running"
+    row.last_status = JOB_RUNNING
 
 
-def job_finished(session: Session, instance: str, job: str, now: datetime, status: str, error: str = "") -> None:
+def job_finished(session: Session, instance: str, job: str, now: datetime, status: JobStatus, error: str = "") -> None:
     """Record the end of a run; ``ok`` and ``partial`` count as success (the run finished)."""
     row = _row(session, instance, job)
     row.last_finished_at = now
-    row.last_status = status
+    row.last_status = status.value
     row.last_error = error[:2000]
-    if status in ("ok", "partial"):
+    if status in JOB_RAN:
         row.last_success_at = now
 
 
@@ -61,12 +64,16 @@ def latest_decide_runs(session: Session, limit: int) -> list[FinishedRun]:
         return []
     stmt = (
         select(RunRow.id, RunRow.status, RunRow.report["errors"])
-        .where(RunRow.dry_run.is_(False), RunRow.finished_at.is_not(None), RunRow.status.in_(ENDED_STATUSES))
+        .where(
+            RunRow.dry_run.is_(False),
+            RunRow.finished_at.is_not(None),
+            RunRow.status.in_([s.value for s in ENDED_STATUSES]),
+        )
         .order_by(RunRow.id.desc())
         .limit(limit)
     )
     return [
-        FinishedRun(run_id, status, errors if isinstance(errors, list) else ())
+        FinishedRun(run_id, RunStatus(status), errors if isinstance(errors, list) else ())
         for run_id, status, errors in session.execute(stmt)
     ]
 

@@ -14,7 +14,12 @@ from sqlalchemy import Engine, event, text
 from connector.domain.evidence import AddressEvidence
 from connector.store.database import make_engine, make_sessionmaker, upgrade
 from connector.store.evidence_rows import save_evidence_many
-from connector.store.repository import DueQuery, first_seen_since
+from connector.store.repository import (
+    DueQuery,
+    earliest_due_first_seen,
+    earliest_due_first_seen_by_domain,
+    first_seen_since,
+)
 from tests.conftest import utc
 
 NOW = utc("2026-11-20T12:00:00")
@@ -71,3 +76,37 @@ def _plan(engine: Engine, statement: str, parameters: Any) -> str:
         else:
             cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
         return "\n".join(str(row) for row in cursor.fetchall())
+
+
+def test_the_earliest_due_address_of_every_domain_in_one_query_is_the_per_domain_answer(engine: Engine) -> None:
+    """The guard asks once for all domains (400 managed domains were 400 queries a cycle)."""
+    sessions = make_sessionmaker(engine)
+    rows = [(_evidence(f"a{n}@acme.test", 3 + n), "acme.test") for n in range(4)]
+    rows += [(_evidence(f"g{n}@globex.test", 0.5 + n), "globex.test") for n in range(3)]
+    rows += [(_evidence("x@initech.test", 9), "initech.test")]  # not managed: never asked
+    with sessions.begin() as session:
+        save_evidence_many(session, rows)
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        statements.append(statement)
+
+    for query in (
+        DueQuery({"acme.test": "f", "globex.test": "f", "umbrella.test": "f"}, NOW),
+        DueQuery({"acme.test": "f", "globex.test": "f"}, NOW, also=frozenset({"g2@globex.test"})),
+    ):
+        with sessions() as session:
+            one_by_one = {
+                domain: at
+                for domain in query.fingerprints
+                if (at := earliest_due_first_seen(session, query, domain)) is not None
+            }
+            event.listen(engine, "before_cursor_execute", count)
+            try:
+                grouped = earliest_due_first_seen_by_domain(session, query)
+            finally:
+                event.remove(engine, "before_cursor_execute", count)
+        assert grouped == one_by_one
+        assert set(grouped) == {"acme.test", "globex.test"}
+        assert grouped["acme.test"] == NOW - timedelta(days=6)
+    assert len(statements) == 2  # one query per call, whatever the number of domains

@@ -18,7 +18,7 @@ from connector.compliance.batch_file import BatchFileComplianceDirectory
 from connector.compliance.dry_run import DryRunComplianceDirectory
 from connector.compliance.embedded import EmbeddedComplianceDirectory
 from connector.compliance.scim import ScimComplianceDirectory
-from connector.directory.base import CountableDirectory, RefreshableMirror, ReloadableDirectory
+from connector.directory.base import CountableDirectory, CountableUsers, RefreshableMirror, ReloadableDirectory
 from connector.directory.graph import GraphDirectory
 from connector.directory.ldap import LdapDirectory
 from connector.directory.ldif import LdifDirectory
@@ -36,6 +36,7 @@ CAPABILITIES: dict[type, tuple[type, ...]] = {
     RefreshableMirror: DIRECTORIES,
     ReloadableDirectory: DIRECTORIES,
     CountableDirectory: DIRECTORIES,
+    CountableUsers: DIRECTORIES,
     RefreshableKnownAddresses: TARGETS,
     ListsAllUsers: TARGETS,
 }

@@ -7,6 +7,7 @@ for the fold, and the SMTP reply class read without the pattern.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import random
 from datetime import timedelta
 
@@ -18,7 +19,7 @@ from connector.domain.evidence import AddressEvidence
 from connector.policy.addresses import AddressMap, DomainRule
 from connector.policy.evidence import fold_events, record_event, record_events
 from connector.store.bounds import EVENT_FIELD_WIDTHS, storable_event
-from jobs.ingest import IngestResult, RecipientCache, _route
+from jobs.ingest import GC_FIRST_THRESHOLD, IngestResult, RecipientCache, _route, fewer_collections
 from tests.conftest import utc
 
 T0 = utc("2026-11-02T10:00:00")
@@ -157,3 +158,19 @@ def test_the_reply_class_is_the_pattern_s(reply: str) -> None:
     match = _REPLY_CODE.match(reply)
     expected = int(match.group(1)) if reply and match else None
     assert dataclasses.replace(_event(), reply=reply).reply_class == expected
+
+
+def test_the_collector_runs_less_often_during_ingest_and_as_before_after() -> None:
+    before = gc.get_threshold()
+    with fewer_collections():
+        assert gc.get_threshold()[0] == max(before[0], GC_FIRST_THRESHOLD)
+        with fewer_collections():  # a second run at the same time (another thread) shares it
+            pass
+        assert gc.get_threshold()[0] == max(before[0], GC_FIRST_THRESHOLD)
+    assert gc.get_threshold() == before
+    gc.set_threshold(0)
+    try:
+        with fewer_collections():
+            assert gc.get_threshold()[0] == 0  # switched off by someone: left off
+    finally:
+        gc.set_threshold(*before)
