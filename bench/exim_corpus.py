@@ -44,7 +44,8 @@ def load(path: str | None) -> ModuleType:
 
         return exim
     spec = importlib.util.spec_from_file_location("exim_under_test", path)
-    assert spec is not None and spec.loader is not None
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path} as a module")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -31,7 +31,8 @@ def main() -> int:
     connector = build_connector(load_settings(args.config), os.environ, read_only=True)
     with connector.sessions() as session:
         row = repository.get_run(session, args.run_id)  # None: the latest
-        assert row is not None and row.report, f"no finished run {args.run_id or ''}"
+        if row is None or not row.report:
+            raise SystemExit(f"no finished run {args.run_id or ''}")
         run_id, report = row.id, dict(row.report)
     now = datetime.fromisoformat(report["finished_at"])
     best, context = float("inf"), None
@@ -39,7 +40,8 @@ def main() -> int:
         started = time.perf_counter()
         context = page_context(connector, report, now=now)
         best = min(best, time.perf_counter() - started)
-    assert context is not None
+    if context is None:
+        raise SystemExit("no page context was built")
     stories = len(context.stories)
     print(f"run {run_id}: {stories} stories and the users of {len(context.users)} org(s) in {best:.2f} s")
     print(f"  {best / max(stories, 1) * 1000:.1f} ms per address")
