@@ -33,17 +33,34 @@ def lookup_in_batches(
     addresses: Sequence[str],
     batch_size: int,
     lookup_batch: Callable[[list[str]], Mapping[str, DirectoryAnswer]],
+    *,
+    terms: Callable[[str], int] | None = None,
 ) -> dict[str, DirectoryAnswer]:
     """One answer per address, asking ``lookup_batch`` at most ``batch_size`` addresses at a time.
 
     A server takes only so many terms per query (an LDAP filter, a Graph ``$filter`` of at most 15
-    clauses); each batch is sent without repeats, in the order given. A failing batch raises: a lookup is
+    clauses); each batch is sent without repeats, in the order given. ``terms`` counts the terms one
+    address costs (an internationalised domain is asked in two spellings): a batch then holds at most
+    ``batch_size`` terms, and an address alone is still asked. A failing batch raises: a lookup is
     never answered in part.
     """
     answers: dict[str, DirectoryAnswer] = {}
     size = max(1, batch_size)
-    for start in range(0, len(addresses), size):
-        answers.update(lookup_batch(list(dict.fromkeys(addresses[start : start + size]))))
+    if terms is None:
+        for start in range(0, len(addresses), size):
+            answers.update(lookup_batch(list(dict.fromkeys(addresses[start : start + size]))))
+        return answers
+    batch: list[str] = []
+    used = 0
+    for address in dict.fromkeys(addresses):
+        cost = max(1, terms(address))
+        if batch and used + cost > size:
+            answers.update(lookup_batch(batch))
+            batch, used = [], 0
+        batch.append(address)
+        used += cost
+    if batch:
+        answers.update(lookup_batch(batch))
     return answers
 
 

@@ -160,7 +160,12 @@ class GraphDirectory:
 
     def lookup(self, addresses: Sequence[str]) -> Mapping[str, DirectoryAnswer]:
         """``batch_size`` addresses per request (``$filter`` clauses), see ``_lookup_batch``."""
-        return lookup_in_batches(addresses, self._options.batch_size, self._lookup_batch)
+        return lookup_in_batches(
+            addresses,
+            self._options.batch_size,
+            self._lookup_batch,
+            terms=lambda address: len(address_spellings(address)),  # Graph takes at most 15 clauses
+        )
 
     def _lookup_batch(self, batch: list[str]) -> dict[str, DirectoryAnswer]:
         """Users first; addresses no user has are then searched among groups and contacts."""

@@ -65,6 +65,7 @@ GROUPS = [
 CONTACTS = [
     {"id": "c-carl", "displayName": "Carl", "mail": "carl@partner.example", "proxyAddresses": ["SMTP:carl@contoso.com"]}
 ]
+MAX_CLAUSES = 15  # Graph's limit of or-ed clauses in one $filter (docs/directory.md)
 _CLAUSE = re.compile(r"proxyAddresses/any\(p:p eq '((?:[^']|'')*)'\)")
 
 
@@ -112,7 +113,10 @@ class FakeGraph:
             return _json({"error": {"code": "TooManyRequests", "message": "throttled"}}, status, headers)
         collection = request.path.rsplit("/", 1)[1]
         objects = {"users": USERS, "groups": GROUPS, "contacts": CONTACTS}[collection]
-        wanted = {v.replace("''", "'").lower() for v in _CLAUSE.findall(request.args["$filter"])}
+        clauses = _CLAUSE.findall(request.args["$filter"])
+        if len(clauses) > MAX_CLAUSES:  # as Entra: "too many child clauses"
+            return _json({"error": {"code": "Request_UnsupportedQuery", "message": "too many clauses"}}, 400)
+        wanted = {v.replace("''", "'").lower() for v in clauses}
         matches = [o for o in objects if wanted & {p.lower() for p in o["proxyAddresses"]}]
         select = request.args["$select"].split(",")
         start = int(request.args.get("$skiptoken", "0"))
@@ -344,3 +348,18 @@ def test_directory_check_command_with_graph(
     assert "  org: Contoso Sales (from org rule 1)" in out
     assert "staff@contoso.com: group: group:g-staff" in out
     assert graph.token_requests[0]["client_secret"] == ["s3cret"]
+
+
+def test_a_batch_never_sends_graph_more_than_15_clauses_with_international_domains(
+    graph: FakeGraph, ca: tuple[trustme.CA, Path]
+) -> None:
+    """An internationalised domain is asked in both spellings (two clauses): batches count clauses."""
+    directory = make_directory(graph, ca[1], batch_size=15)
+    addresses = [f"user{n}@xn--bcher-kva.example" for n in range(10)] + ["alice@contoso.com"] * 2
+    addresses += [f"other{n}@contoso.com" for n in range(6)]
+    answers = directory.lookup(addresses)
+    assert set(answers) == set(addresses)
+    assert answers["alice@contoso.com"] is not None
+    sent = [len(_CLAUSE.findall(r.args["$filter"])) for r in graph.list_requests]
+    assert sent and max(sent) <= MAX_CLAUSES
+    assert sum(1 for r in graph.list_requests if "bücher" in r.args["$filter"]) >= 1

@@ -50,3 +50,12 @@ def test_a_failing_batch_fails_the_lookup_never_a_partial_answer() -> None:
     with pytest.raises(RetriableError):
         lookup_in_batches(["a@x.com", "b@x.com", "c@x.com"], 1, lookup)
     assert len(lookup.batches) == 2
+
+
+def test_batches_count_the_terms_each_address_costs() -> None:
+    """An address asked in two spellings costs two terms; one too costly alone is still asked."""
+    lookup = Recorder()
+    cost = {"a@x.com": 1, "b@xn--x.com": 2, "c@x.com": 1, "d@xn--y.com": 2, "e@xn--z.com": 5}
+    answers = lookup_in_batches([*cost, "a@x.com"], 3, lookup, terms=cost.__getitem__)
+    assert lookup.batches == [["a@x.com", "b@xn--x.com"], ["c@x.com", "d@xn--y.com"], ["e@xn--z.com"]]
+    assert set(answers) == set(cost)
