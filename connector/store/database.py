@@ -126,7 +126,7 @@ def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
 
 SCHEMA_HEAD = "i13_event_log"
 """The newest migration (``migrations/versions``): a database already there is used without loading Alembic
-(about 0.2 s and 11 MB of every command). ``tests/unit/test_schema_head.py`` holds it to the scripts."""
+(about 0.2 s and 11 MB of every command). ``tests/integration/test_schema_head.py`` holds it to the scripts."""
 
 
 def _revisions(connection: Connection) -> set[str]:
