@@ -34,6 +34,7 @@ from connector.compliance.scim_mapping import (
     resource_id,
     version_of,
 )
+from connector.compliance.scim_responses import check_addition
 from connector.compliance.target_state import KnownStore
 from connector.errors import RetriableError, SkippableError
 
@@ -207,10 +208,7 @@ class ScimGroups:
             if done:
                 return []
             response, how = self.send_members(group_id, user_ids)
-        if response.status_code == 412:
-            raise RetriableError(f"group {org!r} changed meanwhile (412); retried next run")
-        if response.status_code not in (200, 204):
-            raise SkippableError(f"cannot add members to group {org!r}: {error_text(response)}")
+        check_addition(response, f"group {org!r}", f"cannot add members to group {org!r}")
         missing = dropped_members(user_ids, json_body(response)) if response.status_code == 200 else None
         if missing:
             log.warning("group %r: the answer to %s lacks %d of the members added", org, how, len(missing))

@@ -31,7 +31,7 @@ from scim2_models import BulkOperation, Context, Error, Group, ListResponse
 
 from connector.compliance.scim_http import NOT_JSON, error_text, json_body, status_of
 from connector.compliance.scim_mapping import MailUser, bulk_position, group_ids, list_page
-from connector.errors import ConflictError, SkippableError
+from connector.errors import ConflictError, RetriableError, SkippableError
 
 RETRIED_OPERATION_STATUSES = frozenset({408, 409, 429})
 """4xx answers to a Bulk operation that are not a refusal of the user: a timeout, "already
@@ -124,6 +124,18 @@ def check_write(response: requests.Response, what: str, *, absent_ok: bool = Fal
     if status == 404:
         raise ConflictError(f"{what}: no longer in the target (404)")
     raise SkippableError(f"{what}: {error_text(response)}")
+
+
+def check_addition(response: requests.Response, subject: str, refused: str) -> None:
+    """An answer to adding aliases to a user or members to a group: 200 and 204 pass; a 412 (the
+    user or group changed since it was read) is retried next run; any other answer is a refusal.
+
+    ``subject`` names what changed (``user x``, ``group 'y'``), ``refused`` what could not be done.
+    """
+    if response.status_code == 412:
+        raise RetriableError(f"{subject} changed meanwhile (412); retried next run")
+    if response.status_code not in (200, 204):
+        raise SkippableError(f"{refused}: {error_text(response)}")
 
 
 # -- group searches ---------------------------------------------------------------------------------

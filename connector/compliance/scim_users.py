@@ -45,6 +45,7 @@ from connector.compliance.scim_mapping import (
     version_of,
 )
 from connector.compliance.scim_parts import ScimParts
+from connector.compliance.scim_responses import check_addition
 from connector.compliance.scim_shaping import shape_user
 from connector.errors import RetriableError, SkippableError
 
@@ -217,10 +218,8 @@ class ScimUsers:
                 response, how = self._put_emails(path, addresses)
         else:
             response, how = self._put_emails(path, addresses)
-        if response.status_code == 412:
-            raise RetriableError(f"user {resource.get('userName')} changed meanwhile (412); retried next run")
-        if response.status_code not in (200, 204):
-            raise SkippableError(f"cannot add aliases to {resource.get('userName')}: {error_text(response)}")
+        name = resource.get("userName")
+        check_addition(response, f"user {name}", f"cannot add aliases to {name}")
         dropped = dropped_addresses(addresses, json_body(response)) if response.status_code == 200 else None
         if dropped:
             self._parts.log.info("the answer to %s lacks %d of the aliases sent", how, len(dropped))

@@ -10,7 +10,14 @@ from scim2_models import BulkOperation, Context, Group, ListResponse
 
 from connector.compliance.scim_changes import update_attributes
 from connector.compliance.scim_mapping import MailUser
-from connector.compliance.scim_responses import BulkAnswer, answer_json, bulk_answers, check_write, searched_groups
+from connector.compliance.scim_responses import (
+    BulkAnswer,
+    answer_json,
+    bulk_answers,
+    check_addition,
+    check_write,
+    searched_groups,
+)
 from connector.errors import ConflictError, RetriableError, SkippableError
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -135,6 +142,21 @@ def test_write_answers_are_sorted_by_status() -> None:
         check_write(response(404, b""), "x")
     with pytest.raises(SkippableError, match=r"x: .*mutability"):
         check_write(response(400, b'{"status": "400", "scimType": "mutability"}'), "x")
+
+
+def test_answers_to_additions_pass_on_200_and_204_retry_on_412_and_skip_refusals() -> None:
+    check_addition(response(200, b"{}"), "user ann", "cannot add aliases to ann")
+    check_addition(response(204, b""), "user ann", "cannot add aliases to ann")
+    with pytest.raises(RetriableError, match=r"^group 'Sales' changed meanwhile \(412\); retried next run$"):
+        check_addition(response(412, b""), "group 'Sales'", "cannot add members to group 'Sales'")
+    with pytest.raises(SkippableError, match=r"^cannot add members to group 'Sales': .*mutability"):
+        check_addition(
+            response(400, b'{"status": "400", "scimType": "mutability"}'),
+            "group 'Sales'",
+            "cannot add members to group 'Sales'",
+        )
+    with pytest.raises(SkippableError, match="cannot add aliases to ann"):
+        check_addition(response(404, b""), "user ann", "cannot add aliases to ann")
 
 
 def test_a_rename_without_the_user_as_read_is_a_named_error_not_an_assert() -> None:
