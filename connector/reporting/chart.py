@@ -113,30 +113,7 @@ def history_chart(runs: list[RunSummary], now: datetime, days: int = CHART_DAYS)
     bottom = MARGIN_TOP + PLOT_HEIGHT
     bars: list[Bar] = []
     for run, x, total in zip(shown, xs, totals, strict=True):
-        left, y = round(MARGIN_LEFT + x, 2), float(bottom)
-        when = _seconds(run.started_at)
-        if not total:
-            bars.append(Bar(run.run_id, left, y - 2, round(bar, 2), 2, EMPTY_RUN_COLOUR, f"run {run.run_id} ({when})"))
-            continue
-        for name, label, colour in SERIES:
-            value: int = getattr(run, name)
-            if not value:
-                continue
-            height = value * scale
-            y -= height
-            title = f"run {run.run_id} ({when}): {value} {label.lower()}"
-            bars.append(Bar(run.run_id, left, round(y, 2), round(bar, 2), round(height, 2), colour, title))
-
-    per_day = plot_width / days
-    every = max(1, math.ceil(MIN_LABEL_SPACING / per_day))  # label every n-th day: labels never collide
-    first_day = datetime(start.year, start.month, start.day, tzinfo=start.tzinfo)
-    ticks: list[Tick] = []
-    for n in range(days + 2):
-        day = first_day + timedelta(days=n)
-        if not start <= day <= now:
-            continue
-        x = MARGIN_LEFT + (day - start).total_seconds() / span * (plot_width - bar) + bar / 2
-        ticks.append(Tick(round(x, 2), f"{day:%m-%d}" if n % every == 0 else ""))
+        bars += _run_bars(run, round(MARGIN_LEFT + x, 2), round(bar, 2), float(bottom), total, scale)
     return Chart(
         width=int(MARGIN_LEFT + plot_width + MARGIN_RIGHT),
         height=MARGIN_TOP + PLOT_HEIGHT + MARGIN_BOTTOM,
@@ -146,8 +123,42 @@ def history_chart(runs: list[RunSummary], now: datetime, days: int = CHART_DAYS)
         plot_bottom=bottom,
         max_value=max_value,
         bars=bars,
-        ticks=ticks,
+        ticks=_day_ticks(start, now, days, plot_width, bar),
         first_label=f"{start:%Y-%m-%d}",
         last_label=f"{now:%Y-%m-%d}",
         runs=len(shown),
     )
+
+
+def _run_bars(run: RunSummary, left: float, width: float, bottom: float, total: int, scale: float) -> list[Bar]:
+    """One run's stacked segments, bottom up in ``SERIES`` order; a run that changed nothing gets a
+    2-pixel mark, so it is still seen (and has a tooltip)."""
+    when = _seconds(run.started_at)
+    if not total:
+        return [Bar(run.run_id, left, bottom - 2, width, 2, EMPTY_RUN_COLOUR, f"run {run.run_id} ({when})")]
+    bars: list[Bar] = []
+    y = bottom
+    for name, label, colour in SERIES:
+        value: int = getattr(run, name)
+        if not value:
+            continue
+        height = value * scale
+        y -= height
+        title = f"run {run.run_id} ({when}): {value} {label.lower()}"
+        bars.append(Bar(run.run_id, left, round(y, 2), width, round(height, 2), colour, title))
+    return bars
+
+
+def _day_ticks(start: datetime, now: datetime, days: int, plot_width: float, bar: float) -> list[Tick]:
+    """A tick at each midnight on the axis, labelled every n-th day so that labels never collide."""
+    span = (now - start).total_seconds()
+    every = max(1, math.ceil(MIN_LABEL_SPACING / (plot_width / days)))
+    first_day = datetime(start.year, start.month, start.day, tzinfo=start.tzinfo)
+    ticks: list[Tick] = []
+    for n in range(days + 2):
+        day = first_day + timedelta(days=n)
+        if not start <= day <= now:
+            continue
+        x = MARGIN_LEFT + (day - start).total_seconds() / span * (plot_width - bar) + bar / 2
+        ticks.append(Tick(round(x, 2), f"{day:%m-%d}" if n % every == 0 else ""))
+    return ticks
