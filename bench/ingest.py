@@ -4,9 +4,14 @@
     .venv/bin/python bench/ingest.py                              # 1M lines (130,000 messages)
     .venv/bin/python bench/ingest.py --messages 130000 1300000    # 1M and 10M: peak RSS must not grow
 
-Generates the log with the shared generator (seed 20240304), then runs each
-tool as a child process, three times, interleaved round by round, and prints the
-median wall time, CPU time and peak RSS (``wait4``) of each:
+Generates the log with the shared generator (seed 20240304), ending at the time of the run:
+the event log keeps only what ``connector explain`` can still ask for (35 days back with the
+defaults), so a log dated years ago would measure an empty event log. What a larger log means
+(``--longer``): ``rate``, the same 21 days at a higher rate (a busier gateway: all of it is
+kept); ``days``, the same rate over proportionally more days (a gateway read for longer: the
+state is bounded by the retention); ``both`` measures each. Then it runs each tool as a child
+process, three times, interleaved round by round, and prints the median wall time, CPU time and
+peak RSS (``wait4``) of each:
 
 - ``wc -l`` and ``LC_ALL=C grep -c status=sent``: the speed of the disk and a
   single C scan, the floor;
@@ -30,11 +35,14 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT.parent / "shared" / "bench" / "gen_postfix_log.py"  # the shared generator, beside the project
 _RECIPIENT_DOMAIN = re.compile(rb"to=<[^@>]*@([^>]+)>")
+DEFAULT_SEED = 20240304
+REUSE_SECONDS = 6 * 3600  # a log generated longer ago ends too far before now: made again
 
 
 def measure(argv: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
@@ -106,9 +114,15 @@ print(events)
 """
 
 
-def generate(args: argparse.Namespace, workdir: Path, messages: int) -> Path:
-    log = workdir / f"postfix-{messages}-{args.seed}.log"
-    if log.exists():
+def generate(args: argparse.Namespace, workdir: Path, messages: int, days: float) -> Path:
+    """The log of ``messages`` over ``days``, ending now (one made in the last hours is reused).
+
+    A short name: the event log stores ``path:line`` with each row (4 MB at 1M lines for 20 more
+    characters)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    seed = "" if args.seed == DEFAULT_SEED else f"-s{args.seed}"
+    log = workdir / f"mail-{messages}-{days:g}d{seed}.log"
+    if log.exists() and now.timestamp() - log.stat().st_mtime < REUSE_SECONDS:
         return log
     if not args.generator.exists():
         raise SystemExit(
@@ -117,7 +131,12 @@ def generate(args: argparse.Namespace, workdir: Path, messages: int) -> Path:
         )
     print(f"generating {log} ...", file=sys.stderr)
     subprocess.run(
-        [sys.executable, str(args.generator), "--messages", str(messages), "--seed", str(args.seed), "--out", str(log)],
+        [
+            sys.executable,
+            str(args.generator),
+            *("--messages", str(messages), "--seed", str(args.seed), "--out", str(log)),
+            *("--days", f"{days:g}", "--start", (now - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S")),
+        ],
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -171,7 +190,26 @@ def bench_one(args: argparse.Namespace, workdir: Path, log: Path) -> dict[str, f
     rss = results["ours: connector ingest"]["rss_mb"]
     print(f"peak RSS of connector ingest: {rss:.0f} MB (target <= 100 MB, flat from 1M to 10M lines)")
     print(f"state database after ingest: {state_mb:.1f} MB (target <= 250 MB at 10M lines)")
-    return {"lines": lines, "rss_mb": rss, "state_mb": state_mb, "wall": ours}
+    return {
+        "lines": lines,
+        "rss_mb": rss,
+        "state_mb": state_mb,
+        "wall": ours,
+        "cpu": results["ours: connector ingest"]["cpu"],
+    }
+
+
+def sizes(args: argparse.Namespace) -> list[tuple[int, float]]:
+    """``(messages, days)`` of every log to measure (``--longer``: what a larger log means)."""
+    smallest = min(args.messages)
+    plans: list[tuple[int, float]] = []
+    for messages in args.messages:
+        longer = args.days * messages / smallest
+        if messages == smallest or args.longer in ("rate", "both"):
+            plans.append((messages, args.days))
+        if messages != smallest and args.longer in ("days", "both"):
+            plans.append((messages, longer))
+    return plans
 
 
 def main() -> int:
@@ -179,26 +217,38 @@ def main() -> int:
     parser.add_argument(
         "--messages", type=int, nargs="+", default=[130_000], help="messages to generate per size (~7.7 lines each)"
     )
-    parser.add_argument("--seed", type=int, default=20240304)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--runs", type=int, default=3, help="runs of every tool; the median is printed")
     parser.add_argument("--generator", type=Path, default=GENERATOR, help="gen_postfix_log.py")
     parser.add_argument("--workdir", type=Path, help="where the logs and state go (default: a temp dir)")
     parser.add_argument("--batch-lines", type=int, default=50_000)
     parser.add_argument("--log", type=Path, help="measure this Postfix log instead of generating one")
     parser.add_argument("--skip-pflogsumm", action="store_true", help="for a quick run")
+    parser.add_argument("--days", type=float, default=21.0, help="days the smallest log covers (ending now)")
+    parser.add_argument(
+        "--longer",
+        choices=("rate", "days", "both"),
+        default="both",
+        help="a larger log: the same days at a higher rate, the same rate for more days, or both",
+    )
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    logs = [args.log] if args.log else [generate(args, workdir, messages) for messages in args.messages]
-    sizes = [bench_one(args, workdir, log) for log in logs]
-    if len(sizes) > 1:
-        small, large = sizes[0], sizes[-1]
-        print(
-            f"\nfrom {small['lines']:,} to {large['lines']:,} lines: peak RSS {small['rss_mb']:.0f} -> "
-            f"{large['rss_mb']:.0f} MB ({large['rss_mb'] / small['rss_mb']:.2f}x; flat means about 1x), "
-            f"wall per line {large['wall'] / large['lines'] / (small['wall'] / small['lines']):.2f}x"
-        )
+    plans = [(0, 0.0)] if args.log else sizes(args)
+    logs = [args.log] if args.log else [generate(args, workdir, messages, days) for messages, days in plans]
+    measured = [bench_one(args, workdir, log) for log in logs]
+    if len(measured) > 1:
+        small = measured[0]
+        print()
+        for (messages, days), large in zip(plans[1:], measured[1:], strict=True):
+            meaning = f"{days:g} days, {messages / plans[0][0]:g}x the lines"
+            print(
+                f"{small['lines']:,} -> {large['lines']:,} lines ({meaning}): peak RSS {small['rss_mb']:.0f} -> "
+                f"{large['rss_mb']:.0f} MB ({large['rss_mb'] / small['rss_mb']:.2f}x; flat means about 1x), "
+                f"CPU per line {large['cpu'] / large['lines'] / (small['cpu'] / small['lines']):.2f}x, "
+                f"state {small['state_mb']:.0f} -> {large['state_mb']:.0f} MB (target <= 250 MB)"
+            )
     return 0
 
 

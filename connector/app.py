@@ -14,39 +14,35 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from connector.compliance.base import ComplianceDirectory
-from connector.compliance.batch_file import BatchFileComplianceDirectory
-from connector.compliance.embedded import EmbeddedComplianceDirectory
-from connector.compliance.target_state import KnownStore, TargetHealth
 from connector.config import Settings, resolve_secret
 from connector.config.directory import CustomMappingSettings, GraphDirectorySettings, LdapDirectorySettings
 from connector.config.sources import SourceSettings
 from connector.config.target import BatchFileTargetSettings, ScimTargetSettings
-from connector.directory.base import Directory
-from connector.directory.ldif import LdifDirectory
-from connector.directory.mapping import PRESETS, AttributeMapping
-from connector.directory.mirror import MirrorDirectory
-from connector.mail.base import Mailer
-from connector.mail.smtp import SmtpMailer
-from connector.notify.base import Notifier
-from connector.policy.addresses import AddressMap
-from connector.policy.catch_all import CatchAllThresholds
-from connector.policy.limits import CreationLimits
-from connector.policy.org_rules import OrgRule
-from connector.probe.base import CatchAllProbe
-from connector.probe.smtp import SmtpCatchAllProbe
-from connector.sources.base import LogSource
 from connector.sources.files import FileLogSource
 from connector.sources.formats import log_source
 from connector.store.database import make_engine, make_sessionmaker, require_state, upgrade
 from connector.store.locks import JobLocks, make_job_locks
-from connector.store.safety import EVENT_LOG_MODE
+from connector.store.safety import EVENT_LOG_KEEP, EVENT_LOG_MODE, event_log_keep
 
-if TYPE_CHECKING:  # heavy libraries (ldap3, msal, jinja2, scim2-models) load only when configured
+# The adapters load in the function that builds them: a command loads only the ones it wires
+# (``connector ingest`` needs none of them; ldap3, msal, jinja2, scim2-models load only when configured).
+if TYPE_CHECKING:
+    from connector.compliance.base import ComplianceDirectory
     from connector.compliance.scim import ScimComplianceDirectory
+    from connector.compliance.target_state import TargetHealth
+    from connector.directory.base import Directory
     from connector.directory.graph import GraphDirectory
     from connector.directory.ldap import LdapDirectory
+    from connector.directory.mapping import AttributeMapping
+    from connector.mail.base import Mailer
+    from connector.notify.base import Notifier
+    from connector.policy.addresses import AddressMap
+    from connector.policy.catch_all import CatchAllThresholds
+    from connector.policy.limits import CreationLimits
+    from connector.policy.org_rules import OrgRule
+    from connector.probe.base import CatchAllProbe
     from connector.reporting.files import HtmlReportDirectory
+    from connector.sources.base import LogSource
 
 
 def utc_now() -> datetime:
@@ -107,6 +103,10 @@ def build_directory(
     clock: Callable[[], datetime] = utc_now,
 ) -> Directory:
     """The mail directory adapter for the cross-check (wrapped in the mirror when enabled)."""
+    from connector.directory.ldif import LdifDirectory
+    from connector.directory.mapping import PRESETS
+    from connector.directory.mirror import MirrorDirectory
+
     directory = settings.directory
     if isinstance(directory, LdapDirectorySettings):
         ldap = build_ldap_directory(directory, environ)
@@ -133,6 +133,8 @@ def build_directory(
 
 def _attribute_mapping(preset: str, custom: CustomMappingSettings | None) -> AttributeMapping | None:
     """The configured mapping; ``None`` for ``auto`` (the adapter detects it)."""
+    from connector.directory.mapping import PRESETS, AttributeMapping
+
     if custom is None:
         return PRESETS.get(preset)
     return AttributeMapping(
@@ -212,6 +214,8 @@ def build_target_health(
     settings: Settings, sessions: sessionmaker[Session], clock: Callable[[], datetime]
 ) -> TargetHealth | None:
     """Failure counts and quarantine of a remote target (None for local ones)."""
+    from connector.compliance.target_state import TargetHealth
+
     target = settings.target
     if isinstance(target, ScimTargetSettings):
         return TargetHealth(sessions, str(target.url), target.quarantine, clock)
@@ -230,6 +234,7 @@ def build_scim_target(
     # other command (health checks included) would pay for nothing.
     from connector.compliance.scim import ScimComplianceDirectory
     from connector.compliance.scim_http import ScimHttp
+    from connector.compliance.target_state import KnownStore
 
     http = ScimHttp.from_settings(target, environ, health=health, clock=clock)
     known = KnownStore(sessions, str(target.url))
@@ -244,6 +249,8 @@ def build_target(
     health: TargetHealth | None = None,
 ) -> ComplianceDirectory:
     """The compliance directory adapter users are provisioned to."""
+    from connector.compliance.target_state import TargetHealth
+
     target = settings.target
     if isinstance(target, ScimTargetSettings):
         return build_scim_target(
@@ -254,18 +261,22 @@ def build_target(
             health or TargetHealth(sessions, str(target.url), target.quarantine, clock),
         )
     if isinstance(target, BatchFileTargetSettings):
+        from connector.compliance.batch_file import BatchFileComplianceDirectory
+
         log = logging.getLogger("connector.compliance.batch_file")
         return BatchFileComplianceDirectory(sessions, target.directory, clock, log)
+    from connector.compliance.embedded import EmbeddedComplianceDirectory
+
     return EmbeddedComplianceDirectory(sessions, clock)
 
 
 def build_report_pages(settings: Settings) -> HtmlReportDirectory | None:
     """The reports directory for HTML pages, if one is configured."""
-    from connector.reporting.files import HtmlReportDirectory
-
     reports = settings.reports
     if reports.directory is None:
         return None
+    from connector.reporting.files import HtmlReportDirectory  # jinja2: only with a reports directory
+
     return HtmlReportDirectory(reports.directory, reports.retention_days, logging.getLogger("connector.reporting"))
 
 
@@ -274,6 +285,8 @@ def build_mailer(settings: Settings, environ: Mapping[str, str]) -> Mailer | Non
     digest = settings.reports.digest
     if digest is None:
         return None
+    from connector.mail.smtp import SmtpMailer
+
     password = resolve_secret(digest.password, environ, "reports.digest.password") if digest.password else None
     return SmtpMailer(
         digest.smtp_host,
@@ -289,12 +302,11 @@ def build_mailer(settings: Settings, environ: Mapping[str, str]) -> Mailer | Non
 
 def build_notifiers(settings: Settings, environ: Mapping[str, str], mailer: Mailer | None) -> list[Notifier]:
     """The channels of ``notifications``: a webhook (URL resolved here, never logged), mail via the digest's relay."""
-    from connector.notify.mail import MailNotifier
-    from connector.notify.webhook import WebhookNotifier
-
     notifications = settings.notifications
     notifiers: list[Notifier] = []
     if notifications.webhook is not None:
+        from connector.notify.webhook import WebhookNotifier  # requests: only when configured
+
         hook = notifications.webhook
         url = resolve_secret(hook.url, environ, "notifications.webhook.url")
         notifiers.append(
@@ -304,6 +316,8 @@ def build_notifiers(settings: Settings, environ: Mapping[str, str], mailer: Mail
         )
     digest = settings.reports.digest
     if notifications.mail is not None and digest is not None and mailer is not None:
+        from connector.notify.mail import MailNotifier
+
         mail = notifications.mail
         notifiers.append(
             MailNotifier(
@@ -322,6 +336,8 @@ def build_probe(settings: Settings) -> CatchAllProbe | None:
     catch_all = settings.safety.catch_all
     if not catch_all.probe:
         return None
+    from connector.probe.smtp import SmtpCatchAllProbe
+
     return SmtpCatchAllProbe(catch_all, logging.getLogger("connector.probe.smtp"))
 
 
@@ -344,7 +360,8 @@ def build_connector(
     elif migrate:
         upgrade(engine)
     sessions = make_sessionmaker(engine)
-    sessions.configure(info={EVENT_LOG_MODE: settings.state.event_log.value})  # store/safety.py: log_events
+    # store/safety.py: log_events, event_log_since
+    sessions.configure(info={EVENT_LOG_MODE: settings.state.event_log.value, EVENT_LOG_KEEP: event_log_keep(settings)})
     target_health = build_target_health(settings, sessions, clock)
     mailer = build_mailer(settings, environ)
     return Connector(

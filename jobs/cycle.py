@@ -128,6 +128,8 @@ def _settle_intent(
     session: Session, decision: Decision, applied: Decision, new_intents: set[str], *, now: datetime
 ) -> None:
     """After the target answered: confirm what it created, forget what turned out to be someone else's."""
+    if decision.outcome is Outcome.ADD_ALIAS and applied.outcome is Outcome.ADD_ALIAS and decision.user_address:
+        lifecycle_store.mark_addresses(session, [decision.user_address])  # its aliases changed in the target
     if decision.outcome is not Outcome.CREATE_USER or decision.user_address is None:
         return
     if applied.outcome is Outcome.CREATE_USER:
@@ -268,9 +270,11 @@ def decide_and_sync(
     kept = _decide_the_rest(
         session, safety, report, order, final, undecided, known, address_map, due, now=now, also=also
     )
+    if commit:  # the next run reads what changes from now on, not every row kept (store/due_marks.py)
+        repository.settle_due_marks(session, due)
     _end_transaction(run)
     if lifecycle:
-        _reconcile_managed(run, final, known, address_map, plan=plan, target_down=target_down)
+        _reconcile_managed(run, final, known, address_map, plan=plan, target_down=target_down, full=recheck)
     _finish_target(run)
     return kept
 
@@ -440,8 +444,10 @@ def _reconcile_managed(
     *,
     plan: frozenset[str] | None,
     target_down: RetriableError | None,
+    full: bool = False,
 ) -> None:
-    """The lifecycle of every managed user; not while the target is down, nor during a shutdown."""
+    """The lifecycle of every managed user (``full``: each one planned); not while the target is down, nor
+    during a shutdown."""
     if target_down is not None:
         run.report.errors.append({"stage": "lifecycle", "error": "managed users not reconciled: the target is down"})
         return
@@ -459,6 +465,7 @@ def _reconcile_managed(
         known_users=known.users(),
         skip=created_now,
         plan_keys=plan,
+        full=full,
     )
 
 

@@ -23,8 +23,9 @@ from connector.app import Connector
 from connector.config import Settings
 from connector.domain.decisions import CandidateState
 from connector.errors import InvariantError
+from connector.store.evidence_tallies import delete_evidence
 from connector.store.models import CandidateRow, EvidenceRow, RunRow
-from connector.store.safety import prune_event_log
+from connector.store.safety import event_log_keep, prune_event_log
 
 log = logging.getLogger(__name__)
 KEEP_STATES = (CandidateState.CREATED.value, CandidateState.DEFERRED.value, CandidateState.HELD.value)
@@ -48,14 +49,10 @@ def evidence_cutoff(settings: Settings, now: datetime) -> datetime:
 def event_log_cutoff(settings: Settings, now: datetime) -> datetime:
     """Events before this are dropped from the event log, or before ``safety.event_log_days`` when longer.
 
-    As long as ``explain`` can ask for them: evidence is kept the longest window plus the grace after an
-    address's last event, and ``explain`` lists its events back one window before that last event.
+    As long as ``explain`` can ask for them (``connector/store/safety.py: event_log_keep``); ingest
+    does not log what is older (``event_log_since``).
     """
-    longest = max(d.window for d in settings.domains.values())
-    cutoff = now - 2 * longest - timedelta(days=settings.retention.evidence_grace_days)
-    if settings.safety.event_log_days is not None:
-        cutoff = min(cutoff, now - timedelta(days=settings.safety.event_log_days))
-    return cutoff
+    return now - event_log_keep(settings)
 
 
 def runs_cutoff(settings: Settings, now: datetime) -> datetime:
@@ -88,7 +85,7 @@ def prune(session: Session, settings: Settings, now: datetime) -> HousekeepingRe
             session,
             delete(CandidateRow).where(CandidateRow.address.in_(chunk)).where(CandidateRow.state.not_in(KEEP_STATES)),
         )
-        evidence_deleted += _deleted(session, delete(EvidenceRow).where(EvidenceRow.address.in_(chunk)))
+        evidence_deleted += delete_evidence(session, chunk)  # with its catch-all counts
     runs_deleted = _deleted(
         session,
         delete(RunRow).where(RunRow.started_at < runs_cutoff(settings, now)).where(RunRow.finished_at.is_not(None)),

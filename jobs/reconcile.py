@@ -1,8 +1,9 @@
 """Reconcile: keep every managed user in line with the mail directory, each decide cycle.
 
 This module only gathers the planner's inputs (managed records, the directory's
-answers, the target's actual state, the latest valid mail) and carries out the
-change set that ``policy/reconcile.py: plan_reconcile`` returns. Nothing is
+answers, the target's actual state, the latest valid mail) and has the change set
+that ``policy/reconcile.py: plan_reconcile`` returns carried out (``reconcile_apply.py``).
+Only the users that may have changed are planned (``reconcile_marks.py``). Nothing is
 recorded as done before the target confirmed it; a change that failed is
 planned again next run, because the planner compares with what the target
 really holds.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import gc
 import logging
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -21,13 +22,11 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from connector.app import Connector
-from connector.compliance.base import BatchMemberships, ComplianceDirectory, LifecycleTarget, WrappedLifecycle
+from connector.compliance.base import ComplianceDirectory, LifecycleTarget, WrappedLifecycle
 from connector.directory.base import Directory
 from connector.domain.directory import DirectoryAnswer
 from connector.domain.lifecycle import (
-    REPORT_SECTIONS,
     Change,
-    ChangeKind,
     ChangeSet,
     DirectoryState,
     DirectoryVerdict,
@@ -37,13 +36,16 @@ from connector.domain.lifecycle import (
     TargetUser,
 )
 from connector.domain.report import RunReport
-from connector.domain.report_model import ChangeJson, ChangeNotMadeJson, LifecycleJson
-from connector.errors import ConflictError, InvariantError, RetriableError, SkippableError
+from connector.errors import InvariantError, RetriableError
 from connector.policy.addresses import AddressMap, InvalidAddress
-from connector.policy.plans import change_key
-from connector.policy.reconcile import LifecyclePolicy, canonical_or, directory_state, plan_reconcile
+from connector.policy.reconcile import LifecyclePolicy, directory_state, plan_reconcile
 from connector.store import lifecycle as store
 from connector.store import repository
+from jobs import reconcile_marks as marks
+from jobs.reconcile_apply import apply_changes as apply_changes
+from jobs.reconcile_apply import canonical_target_user
+from jobs.reconcile_report import SECTIONS as SECTIONS
+from jobs.reconcile_report import report_problems, result_json
 
 log = logging.getLogger(__name__)
 LOOKUP_BATCH = 500
@@ -137,24 +139,6 @@ def directory_states(
     return result
 
 
-def _canonical_target_user(user: TargetUser, address_map: AddressMap) -> TargetUser:
-    """The target's addresses in the form the planner compares (canonical)."""
-    aliases = tuple(sorted({canonical_or(address_map, a, a.lower()) for a in user.aliases}))
-    primary = canonical_or(address_map, user.primary_address, user.primary_address.lower())
-    if aliases == user.aliases and primary == user.primary_address:
-        return user
-    return TargetUser(
-        primary,
-        user.target_id,
-        user.orgs,
-        aliases,
-        user.display_name,
-        user.external_id,
-        user.active,
-        user.version,
-    )
-
-
 def _last_mail(
     session: Session, users: Sequence[ManagedUser], aliases: Mapping[str, Collection[str]]
 ) -> dict[str, datetime]:
@@ -200,10 +184,17 @@ def gather(
     address_map: AddressMap,
     only: Collection[str] | None = None,
     skip: Collection[str] = (),
+    selection: store.PlanSelection | None = None,
 ) -> Inputs:
-    """Read the planner's inputs: records, directory answers, the target's copy, the latest mail."""
+    """Read the planner's inputs: records, directory answers, the target's copy, the latest mail.
+
+    ``selection``: the records already read (``reconcile_marks.select``), else every managed user.
+    """
     address_map = RememberingAddressMap.of(address_map)
-    every_user, every_alias = store.managed_users_and_aliases(session)
+    if selection is None:
+        every_user, every_alias = store.managed_users_and_aliases(session)
+    else:
+        every_user, every_alias = selection.users, selection.aliases
     users = [u for u in every_user if u.address not in skip and (only is None or u.address in only)]
     aliases = {u.address: every_alias[u.address] for u in users}  # the planner reads those of its users only
     if connector.settings.lifecycle.inactivity_days:
@@ -221,8 +212,7 @@ def gather(
         inputs.target_error = str(exc)
         return inputs
     inputs.actual = {
-        u.address: _canonical_target_user(actual[u.address], address_map) if u.address in actual else None
-        for u in users
+        u.address: canonical_target_user(actual[u.address], address_map) if u.address in actual else None for u in users
     }
     inputs.directory = directory_states(connector.directory, users, address_map, connector)
     _find_renamed(target, inputs, address_map)
@@ -250,10 +240,12 @@ def _find_renamed(target: LifecycleTarget, inputs: Inputs, address_map: AddressM
         return
     for new_primary, old in wanted.items():
         if new_primary in found:
-            inputs.actual[old] = _canonical_target_user(found[new_primary], address_map)
+            inputs.actual[old] = canonical_target_user(found[new_primary], address_map)
 
 
-def plan(inputs: Inputs, policy: LifecyclePolicy, now: datetime) -> ChangeSet:
+def plan(
+    inputs: Inputs, policy: LifecyclePolicy, now: datetime, *, org_sizes: Mapping[str | None, int] | None = None
+) -> ChangeSet:
     """The planner, on gathered inputs (``explain`` and ``plan`` call exactly this)."""
     if inputs.target_error is not None:
         return ChangeSet(unknown=[(u.address, f"target unreadable: {inputs.target_error}") for u in inputs.users])
@@ -265,6 +257,7 @@ def plan(inputs: Inputs, policy: LifecyclePolicy, now: datetime) -> ChangeSet:
         now,
         recorded_aliases=inputs.recorded_aliases,
         approved=inputs.approved,
+        org_sizes=org_sizes,
     )
 
 
@@ -281,172 +274,6 @@ def adopt_by_config(session: Session, connector: Connector, known_users: Iterabl
             if wanted and store.adopt(session, address, org=None, target_id=None, now=now):
                 adopted.append(address)
     return adopted
-
-
-def _apply_one(
-    target: LifecycleTarget, change: Change, session: Session, *, now: datetime, run_id: int | None, commit: bool
-) -> None:
-    target_id = target.apply_change(change)
-    if target_id and not change.target_id:
-        change = replace(change, target_id=target_id)
-    store.record_applied(session, change, now=now, run_id=run_id)
-    if change.kind is ChangeKind.DELETE:
-        # A person who comes back to the directory later is created again from new mail.
-        repository.forget_created(session, change.address)
-    if commit:
-        session.commit()
-
-
-def apply_changes(
-    session: Session,
-    connector: Connector,
-    target: ComplianceDirectory,
-    changes: Sequence[Change],
-    result: ReconcileResult,
-    *,
-    inputs: Inputs,
-    policy: LifecyclePolicy,
-    address_map: AddressMap,
-    now: datetime,
-    run_id: int | None,
-    commit: bool,
-    plan_keys: frozenset[str] | None = None,
-) -> None:
-    """Apply the changes: memberships in one batch per group where the target offers it, then
-    user by user; a 412 re-reads the user and plans it once more."""
-    if not isinstance(target, LifecycleTarget):  # the caller asked ``reconciles`` first
-        raise InvariantError(f"{target.describe()} cannot change users")
-    if plan_keys is not None:
-        result.not_in_plan.extend(c for c in changes if change_key(c.key()) not in plan_keys)
-        changes = [c for c in changes if change_key(c.key()) in plan_keys]
-    batched = _apply_memberships(session, target, changes, result, now=now, run_id=run_id, commit=commit)
-    by_user: dict[str, list[Change]] = {}
-    for change in changes:
-        if id(change) not in batched:
-            by_user.setdefault(change.address, []).append(change)
-    users = {u.address: u for u in inputs.users}
-    for address, user_changes in by_user.items():
-        if connector.stop.is_set():
-            for change in user_changes:
-                result.deferred.append((change, "interrupted by shutdown"))
-            continue
-
-        def replan(primary: str, kinds: Collection[ChangeKind], address: str = address) -> list[Change]:
-            return _replan(target, users[address], primary, inputs, policy, address_map, now, kinds)
-
-        _apply_user(session, target, user_changes, result, replan, now=now, run_id=run_id, commit=commit)
-
-
-def _apply_user(
-    session: Session,
-    target: LifecycleTarget,
-    changes: Sequence[Change],
-    result: ReconcileResult,
-    replan: Callable[[str, Collection[ChangeKind]], list[Change]],
-    *,
-    now: datetime,
-    run_id: int | None,
-    commit: bool,
-) -> None:
-    """One user's changes, in order; a 412 plans the user again once (``replan(where it is now, kinds)``),
-    an outage defers the rest of the user's changes to the next run."""
-    pending = list(changes)
-    replanned = False
-    primary = changes[0].address  # where the target has the user now (a rename in this run moves it)
-    while pending:
-        change = pending.pop(0)
-        try:
-            if commit:
-                session.commit()  # no write lock held while the target writes
-            _apply_one(target, change, session, now=now, run_id=run_id, commit=commit)
-            result.applied.append(change)
-            if change.kind is ChangeKind.UPDATE and isinstance(change.fields.get("primary_address"), str):
-                primary = change.fields["primary_address"]
-        except ConflictError as exc:
-            if replanned:
-                result.deferred.append((change, str(exc)))
-                result.deferred.extend((c, "after a conflict") for c in pending)
-                break
-            replanned = True
-            try:
-                pending = replan(primary, {c.kind for c in [change, *pending]})
-            except RetriableError as again:  # the target cannot be read now: next run
-                result.deferred.append((change, f"{exc}; reading it again failed: {again}"))
-                result.deferred.extend((c, "after a conflict") for c in pending)
-                break
-        except RetriableError as exc:
-            result.deferred.append((change, str(exc)))
-            result.deferred.extend((c, "after an earlier failure for this user") for c in pending)
-            break
-        except SkippableError as exc:
-            result.failed.append((change, str(exc)))
-
-
-def _membership_only(change: Change) -> bool:
-    """A move or an org repair: only group membership changes, so it can go in a batch per group."""
-    org_repair = change.kind is ChangeKind.REPAIR and change.org is not None and not change.aliases
-    return (change.kind is ChangeKind.MOVE or org_repair) and change.target_id is not None
-
-
-def _apply_memberships(
-    session: Session,
-    target: LifecycleTarget,
-    changes: Sequence[Change],
-    result: ReconcileResult,
-    *,
-    now: datetime,
-    run_id: int | None,
-    commit: bool,
-) -> set[int]:
-    """Moves and org repairs in one batch per group (``BatchMemberships``); ``id()`` of those it handled.
-
-    With 50,000 members in a group, one request per member moved costs the server a rewrite of the
-    group each time; one request per group writes the same changes.
-    """
-    batch = [c for c in changes if _membership_only(c)]
-    if len(batch) < 2 or not isinstance(target, BatchMemberships):
-        return set()
-    if commit:
-        session.commit()  # no write lock held while the target writes
-    for change, outcome in zip(batch, target.apply_memberships(batch), strict=True):
-        if outcome is None:
-            store.record_applied(session, change, now=now, run_id=run_id)
-            result.applied.append(change)
-        elif isinstance(outcome, RetriableError):
-            result.deferred.append((change, str(outcome)))
-        else:
-            result.failed.append((change, str(outcome)))
-    if commit:
-        session.commit()
-    return {id(c) for c in batch}
-
-
-def _replan(
-    target: LifecycleTarget,
-    user: ManagedUser,
-    primary: str,
-    inputs: Inputs,
-    policy: LifecyclePolicy,
-    address_map: AddressMap,
-    now: datetime,
-    kinds: Collection[ChangeKind],
-) -> list[Change]:
-    """The user changed in the target since it was read: read it again and plan it again.
-
-    A destructive change is kept only if it was planned (within the limits) before.
-    """
-    fresh = target.read_users([primary]).get(primary)  # ``primary``: the user's address in the target now
-    actual = {user.address: _canonical_target_user(fresh, address_map) if fresh else None}
-    again = plan_reconcile(
-        [user],
-        inputs.directory,
-        actual,
-        policy,
-        now,
-        recorded_aliases=inputs.recorded_aliases,
-        approved={(user.address, kind.value) for kind in kinds if kind.destructive},
-    )
-    return [c for c in again.changes if not c.destructive or c.kind in kinds]
 
 
 def _catch_up(session: Session, inputs: Inputs, *, now: datetime) -> None:
@@ -523,8 +350,12 @@ def reconcile(
     known_users: Iterable[str] = (),
     skip: Collection[str] = (),
     plan_keys: frozenset[str] | None = None,
+    full: bool = False,
 ) -> ReconcileResult | None:
-    """Gather, plan, apply, record, report. None when the lifecycle is off or the target cannot do it."""
+    """Gather, plan, apply, record, report. None when the lifecycle is off or the target cannot do it.
+
+    Only the users that may have changed are planned (``jobs/reconcile_marks.py``); ``full``: every one.
+    """
     if not connector.settings.lifecycle.enabled:
         return None
     if not reconciles(target):
@@ -535,11 +366,14 @@ def reconcile(
     adopted = adopt_by_config(session, connector, known, now=now)
     if commit:
         session.commit()
-    inputs, change_set = _gather_and_plan(
-        session, connector, target, policy, address_map=address_map, skip=skip, now=now
-    )
+    planning = _Planning(session, connector, target, policy, address_map, frozenset(skip), now)
+    inputs, change_set, basis = planning.run(full=full)
     result = ReconcileResult(change_set)
     _record_what_the_target_shows(session, change_set, inputs, now=now)
+    if commit and basis is not None:
+        settled = marks.in_line(inputs.users, inputs.directory, change_set, policy)
+        full_check = timedelta(hours=connector.settings.lifecycle.full_check_hours)
+        marks.settle(session, settled, planning.revisions, basis=basis, policy=policy, now=now, full_check=full_check)
     if commit:
         session.commit()
     apply_changes(
@@ -557,26 +391,64 @@ def reconcile(
         plan_keys=plan_keys,
     )
     _record_held_and_applied(session, result, run_id=report.run_id, now=now, commit=commit)
-    managed = {u.address for u in inputs.users} | set(skip)  # users created in this run are managed too
-    report.add_lifecycle(result_json(result, managed=len(managed), unmanaged=len(known - managed), adopted=adopted))
-    _report_problems(report, result, inputs)
+    _report(report, result, inputs, planning, known=known, adopted=adopted)
     return result
 
 
-def _gather_and_plan(
-    session: Session,
-    connector: Connector,
-    target: ComplianceDirectory,
-    policy: LifecyclePolicy,
+def _report(
+    report: RunReport,
+    result: ReconcileResult,
+    inputs: Inputs,
+    planning: _Planning,
     *,
-    address_map: AddressMap,
-    skip: Collection[str],
-    now: datetime,
-) -> tuple[Inputs, ChangeSet]:
-    """The planner's inputs and its change set, with no full garbage collection in between."""
-    with _full_collections_paused():
-        inputs = gather(session, connector, target, address_map=address_map, skip=skip)
-        return inputs, plan(inputs, policy, now)
+    known: set[str],
+    adopted: Sequence[str],
+) -> None:
+    """The lifecycle section and problems; the users not planned count as unchanged (they were in line)."""
+    managed = planning.live | planning.skip  # users created in this run are managed too
+    in_line = 0 if inputs.target_error else len(planning.live - planning.skip - {u.address for u in inputs.users})
+    lifecycle = result_json(
+        result, managed=len(managed), unmanaged=len(known - managed), adopted=adopted, in_line=in_line
+    )
+    report.add_lifecycle(lifecycle)
+    report_problems(report, result, inputs)
+
+
+@dataclass
+class _Planning:
+    """One reconcile's gather and plan: of the users that may have changed, or of every one."""
+
+    session: Session
+    connector: Connector
+    target: ComplianceDirectory
+    policy: LifecyclePolicy
+    address_map: AddressMap
+    skip: frozenset[str]
+    now: datetime
+    live: set[str] = field(default_factory=set)  # every managed address not deleted, as read
+    revisions: dict[str, int] = field(default_factory=dict)
+
+    def run(self, *, full: bool) -> tuple[Inputs, ChangeSet, str | None]:
+        """Inputs, change set and the basis the users were planned under (None: none to mark them with).
+
+        When the directory or the target could not answer, every user is planned, as a full plan would.
+        """
+        basis = marks.plan_basis(self.connector)
+        inputs, change_set = self._gather_and_plan(basis=None if full else basis)
+        if basis is not None and not full and (inputs.target_error is not None or change_set.unknown):
+            inputs, change_set = self._gather_and_plan(basis=None)
+        return inputs, change_set, basis
+
+    def _gather_and_plan(self, *, basis: str | None) -> tuple[Inputs, ChangeSet]:
+        """The planner's inputs and its change set, with no full garbage collection in between."""
+        with _full_collections_paused():
+            selection, self.live = marks.select(self.session, basis=basis, now=self.now, skip=self.skip)
+            self.revisions = selection.revisions
+            inputs = gather(
+                self.session, self.connector, self.target, address_map=self.address_map, selection=selection
+            )
+            sizes = None if basis is None else store.org_sizes(self.session, without=self.skip)
+            return inputs, plan(inputs, self.policy, self.now, org_sizes=sizes)
 
 
 def _record_held_and_applied(
@@ -588,78 +460,3 @@ def _record_held_and_applied(
     store.replace_held(session, run_id, [(h.change, h.why) for h in result.plan.held], now=now)
     if commit:
         session.commit()
-
-
-def _report_problems(report: RunReport, result: ReconcileResult, inputs: Inputs) -> None:
-    change_set = result.plan
-    if inputs.target_error is not None:
-        report.errors.append(
-            {"stage": "lifecycle", "error": f"cannot read managed users from the target: {inputs.target_error}"}
-        )
-    elif change_set.unknown:
-        reasons = sorted({why for _, why in change_set.unknown})
-        report.errors.append(
-            {
-                "stage": "lifecycle",
-                "error": f"{len(change_set.unknown)} managed user(s) not checked, nothing changed for them: "
-                + "; ".join(reasons[:3]),
-            }
-        )
-    if change_set.limit_reached:
-        message = (
-            f"lifecycle limit reached: {len(change_set.held)} destructive change(s) held, none made "
-            f"({change_set.limit_reached}); review with `connector pending`, then "
-            f"`connector approve --run {report.run_id}` or `connector deny --run {report.run_id}`"
-        )
-        report.warnings.insert(0, message)
-        report.errors.append({"stage": "lifecycle_limits", "error": message})
-    for change, why in result.failed:
-        report.errors.append({"stage": "lifecycle", "address": change.address, "error": f"{change.kind.value}: {why}"})
-    for change, why in result.deferred:
-        report.errors.append(
-            {"stage": "lifecycle", "address": change.address, "error": f"{change.kind.value} deferred: {why}"}
-        )
-
-
-SECTIONS = REPORT_SECTIONS  # change kind -> the report's list of them
-
-
-def result_json(result: ReconcileResult, *, managed: int, unmanaged: int, adopted: Sequence[str]) -> LifecycleJson:
-    """The report's ``lifecycle`` section (docs/report.md)."""
-    change_set = result.plan
-    made = _made_by_section(result.applied)
-    return {
-        "managed": managed,
-        "unmanaged": unmanaged,
-        "unchanged": change_set.unchanged,
-        "adopted": list(adopted),
-        "confirmed": list(change_set.confirmed),
-        "limit_reached": change_set.limit_reached,
-        "moved": made["moved"],
-        "updated": made["updated"],
-        "aliases_added": made["aliases_added"],
-        "aliases_removed": made["aliases_removed"],
-        "suspended": made["suspended"],
-        "reactivated": made["reactivated"],
-        "deleted": made["deleted"],
-        "repaired": made["repaired"],
-        "recreated": made["recreated"],
-        "held": [_not_made(h.change, h.why) for h in change_set.held],
-        "deferred": [_not_made(c, why) for c, why in result.deferred],
-        "failed": [_not_made(c, why) for c, why in result.failed],
-        "not_in_plan": [c.to_json() for c in result.not_in_plan],
-        "unknown": [{"address": a, "why": why} for a, why in change_set.unknown],
-        "notes": [{"address": a, "note": note} for a, note in change_set.notes],
-    }
-
-
-def _made_by_section(applied: Iterable[Change]) -> dict[str, list[ChangeJson]]:
-    """The changes made, under the report's list of their kind (``SECTIONS``), each list in the order made."""
-    sections: dict[str, list[ChangeJson]] = {name: [] for name in SECTIONS.values()}
-    for change in applied:
-        sections[SECTIONS[change.kind]].append(change.to_json())
-    return sections
-
-
-def _not_made(change: Change, why: str) -> ChangeNotMadeJson:
-    return {**change.to_json(), "why": why}

@@ -45,6 +45,7 @@ from connector.policy.plans import change_key, change_of
 from connector.store import repository
 from connector.store import safety as store
 from connector.store.repository import DueQuery
+from jobs.burst_look_back import bursts_around
 from jobs.housekeeping import event_log_cutoff
 
 log = logging.getLogger(__name__)
@@ -102,10 +103,17 @@ def read_catch_all(
 def read_catch_alls(
     session: Session, connector: Connector, domains: Sequence[str], now: datetime
 ) -> dict[str, CatchAllRead]:
-    """``read_catch_all`` of every domain, with the passive counts of all of them from one aggregate query
-    (the evidence rows are counted by the database, not loaded: a cycle's cost does not grow with them)."""
-    tallies = repository.catch_all_tallies(session, domains)
-    return {domain: read_catch_all(session, connector, domain, now, tally=tallies[domain]) for domain in domains}
+    """``read_catch_all`` of every domain, with the passive counts of all of them from one query of the kept
+    tallies (store/evidence_tallies.py: a cycle's cost does not grow with the evidence rows kept), for the
+    domains without a fresh cached accept-all (the logs are not judged for those)."""
+    reads = {domain: CatchAllRead(domain, *store.load_catch_all_versioned(session, domain), None) for domain in domains}
+    judged = [domain for domain, read in reads.items() if read.cached_accept_all(now) is None]
+    thresholds = connector.catch_all_thresholds
+    tallies = repository.catch_all_tallies(session, judged, examples_from=thresholds.async_bounces)
+    for domain in judged:
+        passive = catch_all.passive_finding(domain, tallies[domain], thresholds, now)
+        reads[domain] = replace(reads[domain], passive=passive)
+    return reads
 
 
 def needs_probe(read: CatchAllRead, connector: Connector, now: datetime) -> bool:
@@ -493,24 +501,19 @@ def _skip(address: str, rule: DomainRule, reason: Reason, detail: str) -> Decisi
 def _bursts_to_check(session: Session, connector: Connector, due: DueQuery) -> list[Burst]:
     """Bursts of never-seen addresses with a member due now (reads only; the directory is asked later).
 
-    Per domain, one look back from the earliest due address, holding only ``(first seen, address,
-    due)`` per address: 500,000 new addresses in a day cost tens of MB here, not gigabytes.
+    Per domain, the look back from one window before its earliest due address, read around the due
+    addresses only (``jobs/burst_look_back.py``), holding ``(first seen, address, due)`` of what it reads:
+    500,000 new addresses in a day cost tens of MB here, not gigabytes.
     """
     settings = connector.settings.safety.attack_guard
+    window, least = settings.window, settings.min_addresses
     bursts = []
-    earliest_by_domain = repository.earliest_due_first_seen_by_domain(session, due)
+    spells_by_domain = repository.due_first_seen_spells(session, due, 4 * window)
     for domain in sorted(connector.address_map.rules):
-        earliest = earliest_by_domain.get(domain)
-        if earliest is None:
-            continue
-        # Addresses decided in earlier runs but first seen close by belong to the same burst.
-        seen = sorted(repository.first_seen_since(session, due, domain, earliest - settings.window))
-        for start, end in guards.burst_spans([at for at, _, _ in seen], settings.min_addresses, settings.window):
-            members = seen[start:end]
-            if any(is_due for _, _, is_due in members):  # else wholly decided before
-                addresses = tuple(sorted(address for _, address, _ in members))
-                bursts.append(Burst(domain, addresses, members[0][0], members[-1][0]))
-        del seen
+        spells = spells_by_domain.get(domain)
+        if spells:
+            # Addresses decided in earlier runs but first seen close by belong to the same burst.
+            bursts += bursts_around(session, due, domain, spells, min_addresses=least, window=window)
     return bursts
 
 

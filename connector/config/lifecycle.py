@@ -28,6 +28,9 @@ class LifecycleSettings(StrictModel):
     """Destructive changes in one org beyond this share of its managed users are held (with ``share_floor``)."""
     share_floor: int = Field(5, ge=0)
     """The share limit never goes below this many per org (a small org can still lose one person)."""
+    full_check_hours: float = Field(24, ge=0, le=8760)
+    """A user found in line is planned again at the latest after this many hours: a change made by hand in the
+    target (an alias or a membership removed) is repaired within it. 0: every user is planned every cycle."""
     adopt: list[str] = []
     """Address patterns (shell style, ``*@acme.com``) of existing target users the connector takes over."""
 

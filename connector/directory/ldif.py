@@ -27,7 +27,7 @@ from connector.domain.directory import (
     DirectoryEntry,
     DirectoryObjectKind,
 )
-from connector.errors import FatalError, RetriableError
+from connector.errors import ConnectorError, FatalError, RetriableError
 
 # RFC 2849 / RFC 4512: a descriptor (letter, then letters, digits, hyphens) or a numeric OID.
 _ATTRIBUTE_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*")
@@ -244,6 +244,16 @@ class LdifDirectory:
     def iter_entries(self) -> Iterator[DirectoryEntry]:
         """Every entry in file order, for ``directory check``."""
         return iter(self._load().entries)
+
+    def content_version(self) -> str | None:
+        """Which export the answers come from (its ``FileIdentity``): reconcile plans every managed user again
+        when it changes (jobs/reconcile_marks.py). Reads the file if it was not read yet; None when it cannot
+        (the lookups then fail as they always did, and say why)."""
+        try:
+            identity = self._load().identity
+        except ConnectorError:
+            return None
+        return f"ldif:{identity.device}:{identity.inode}:{identity.mtime_ns}:{identity.ctime_ns}:{identity.size}"
 
     def preset_check(self) -> PresetCheck | None:
         """The configured schema preset next to the one the file's entries fit; ``None`` before it was read."""

@@ -119,6 +119,18 @@ class MirrorDirectory:
         with self._sessions() as session:
             return store.load_state(session)
 
+    def content_version(self) -> str | None:
+        """Which full read the copy comes from: reconcile plans every managed user again after a full read;
+        an incremental one marks only the users of the entries it changed (``store.upsert_entries``).
+        None when the copy cannot answer (none, or older than its max age): the lookups then defer, as always."""
+        try:
+            state = self.state()
+        except SQLAlchemyError:
+            return None
+        if state is None or self._clock() - state.refreshed_at > self._max_age:
+            return None
+        return f"mirror:{state.source}:{state.full_at.isoformat()}"
+
     def refresh_if_due(self) -> store.MirrorState | None:
         """Refresh when due (a failed refresh is fine while the copy is fresh); the state after it.
 

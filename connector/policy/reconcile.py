@@ -393,8 +393,13 @@ def _plan_deletion(
     ]
 
 
-def _limit(changes: Sequence[Change], users: Sequence[ManagedUser], policy: LifecyclePolicy) -> str | None:
-    """The first limit the destructive ``changes`` pass, or None."""
+def _limit(
+    changes: Sequence[Change],
+    users: Sequence[ManagedUser],
+    policy: LifecyclePolicy,
+    org_sizes: Mapping[str | None, int] | None = None,
+) -> str | None:
+    """The first limit the destructive ``changes`` pass, or None (org sizes counted from ``users``, or given)."""
     kinds = Counter(c.kind for c in changes)
     if kinds[ChangeKind.SUSPEND] > policy.max_suspend_per_run:
         return (
@@ -403,7 +408,11 @@ def _limit(changes: Sequence[Change], users: Sequence[ManagedUser], policy: Life
         )
     if kinds[ChangeKind.DELETE] > policy.max_delete_per_run:
         return f"lifecycle.max_delete_per_run={policy.max_delete_per_run}: {kinds[ChangeKind.DELETE]} deletions pending"
-    org_size = Counter(u.org for u in users if u.status in (ManagedStatus.ACTIVE, ManagedStatus.SUSPENDED))
+    org_size = (
+        org_sizes
+        if org_sizes is not None
+        else Counter(u.org for u in users if u.status in (ManagedStatus.ACTIVE, ManagedStatus.SUSPENDED))
+    )
     per_org = Counter(c.org for c in changes)
     for org, count in sorted(per_org.items(), key=lambda item: str(item[0])):
         allowed = max(policy.share_floor, math.floor(policy.max_share_of_org * org_size.get(org, 0)))
@@ -424,13 +433,15 @@ def plan_reconcile(
     *,
     recorded_aliases: Mapping[str, Collection[str]] | None = None,
     approved: Collection[tuple[str, str]] = (),
+    org_sizes: Mapping[str | None, int] | None = None,
 ) -> ChangeSet:
     """The change set that brings every managed user in line with the directory.
 
     ``directory`` and ``actual`` are keyed by the managed user's address; a user
     missing from ``directory`` counts as unknown (never as a leaver).
     ``approved`` holds ``(address, kind)`` of destructive changes a person
-    approved: they pass the limits.
+    approved: they pass the limits. ``org_sizes``: active and suspended managed users per org, when
+    ``users`` are only some of them (jobs/reconcile_marks.py); the limits count every one.
     """
     result = ChangeSet()
     planned: list[Change] = []
@@ -452,7 +463,7 @@ def plan_reconcile(
             result.unchanged += 1
         planned.extend(sorted(changes, key=lambda c: _ORDER[c.kind]))
     destructive = [c for c in planned if c.destructive and (c.address, c.kind.value) not in approved]
-    limit = _limit(destructive, users, policy) if destructive else None
+    limit = _limit(destructive, users, policy, org_sizes) if destructive else None
     if limit is not None:
         result.limit_reached = limit
         held = {id(c) for c in destructive}

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from connector.store.lifecycle import mark_addresses
 from connector.store.models import DirectoryMirrorAddressRow, DirectoryMirrorEntryRow, DirectoryMirrorStateRow
 
 _STATE_ID = 1
@@ -102,10 +103,16 @@ def _flush(session: Session, entry_rows: list[dict[str, object]], address_rows: 
 
 
 def upsert_entries(session: Session, entries: Iterable[MirroredEntry]) -> int:
-    """Replace the given objects (and their addresses); returns how many."""
+    """Replace the given objects (and their addresses); returns how many.
+
+    The managed users answered by an address an object had or has now are marked for the next reconcile.
+    """
     count = 0
+    touched: set[str] = set()
     for entry in entries:
         key = entry.dn.lower()
+        had = session.scalars(select(DirectoryMirrorAddressRow.address).where(DirectoryMirrorAddressRow.dn_key == key))
+        touched.update(had, entry.addresses)
         session.execute(delete(DirectoryMirrorAddressRow).where(DirectoryMirrorAddressRow.dn_key == key))
         session.execute(delete(DirectoryMirrorEntryRow).where(DirectoryMirrorEntryRow.dn_key == key))
         session.flush()
@@ -115,6 +122,7 @@ def upsert_entries(session: Session, entries: Iterable[MirroredEntry]) -> int:
             [{"address": a, "dn_key": key} for a in dict.fromkeys(entry.addresses)],
         )
         count += 1
+    mark_addresses(session, touched)
     return count
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy.orm import Session
@@ -69,8 +70,13 @@ def event_log_values(address: str, event: DeliveryEvent, key: str, mode: EventLo
     )
 
 
-def event_log_rows(events: Iterable[KeyedEvent], mode: EventLogMode) -> Iterator[tuple[Any, ...]]:
-    """The rows ``mode`` keeps of ``events``, in their order."""
+def event_log_rows(
+    events: Iterable[KeyedEvent], mode: EventLogMode, since: datetime | None = None
+) -> Iterator[tuple[Any, ...]]:
+    """The rows ``mode`` keeps of ``events``, in their order; none of an event before ``since``
+    (housekeeping would prune it: ``connector/store/safety.py: event_log_since``)."""
+    if since is not None:
+        events = (item for item in events if item[1].at >= since)
     kept = events if mode is EventLogMode.FULL else kept_events(events, mode)  # ``full``: one layer less
     return (event_log_values(address, event, key, mode) for address, event, key in kept)
 

@@ -17,17 +17,19 @@ one per line (addresses never hold a line break: refused at the edge).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Table, and_, bindparam, case, func, or_, select
+from sqlalchemy import Row, Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from connector.domain.events import message_identity
 from connector.domain.evidence import AddressEvidence, Delivery
-from connector.policy.catch_all import EXAMPLES, DomainTally
-from connector.store.models import EvidenceRow
+from connector.store.evidence_tallies import Flags, count_writes
+from connector.store.evidence_tallies import bounced_after_accept_condition as bounced_after_accept_condition
+from connector.store.evidence_tallies import catch_all_tallies as catch_all_tallies
+from connector.store.models import DUE_UNSETTLED, EvidenceRow
 
 IN_CHUNK = 500  # keep IN (...) lists well under every backend's parameter limit
 WRITE_CHUNK = 2000  # rows per executemany: the driver's copy of the parameters stays small
@@ -58,6 +60,13 @@ WRITTEN = (
     "seen_as",
 )
 READ = tuple(_TABLE.c[name] for name in WRITTEN if name != "domain")
+STORED = (*WRITTEN, "due_at")  # what a write stores: the columns, and the row's due mark
+
+# A changed row is unsettled (``connector/store/due_marks.py``): a cycle looks at it again. A row marked
+# ``DUE_NEVER`` (created, or a refusal waiting for a new rule or target) keeps its mark: new mail changes
+# nothing there, and a cycle need not read it.
+_KEEP_MARK = "9999-01-01"  # every DUE_NEVER mark is at or after it (text on SQLite, a time on PostgreSQL)
+_MARK_ON_WRITE = f"due_at = CASE WHEN evidence.due_at >= '{_KEEP_MARK}' THEN evidence.due_at ELSE excluded.due_at END"
 
 
 def encode_deliveries(deliveries: Sequence[Delivery]) -> str:
@@ -182,23 +191,29 @@ def _aware_time(value: datetime | None) -> datetime | None:
 
 def _upsert_sql(dialect: str) -> str:
     marker = "?" if dialect == "sqlite" else "%s"
-    columns = ", ".join(WRITTEN)
-    markers = ", ".join([marker] * len(WRITTEN))
-    updates = ", ".join(f"{name} = excluded.{name}" for name in WRITTEN[1:])
+    columns = ", ".join(STORED)
+    markers = ", ".join([marker] * len(STORED))
+    updates = ", ".join([*(f"{name} = excluded.{name}" for name in WRITTEN[1:]), _MARK_ON_WRITE])
     return f"INSERT INTO evidence ({columns}) VALUES ({markers}) ON CONFLICT (address) DO UPDATE SET {updates}"
 
 
-def save_evidence_many(session: Session, items: Iterable[tuple[AddressEvidence, str]]) -> int:
+def save_evidence_many(
+    session: Session, items: Iterable[tuple[AddressEvidence, str]], *, stored: Mapping[str, Flags | None] | None = None
+) -> int:
     """Insert or replace many ``(evidence, domain)``; returns how many rows were written.
 
     The driver's ``executemany`` of one upsert, ``WRITE_CHUNK`` rows at a time; on PostgreSQL,
     from ``COPY_FROM`` rows on, ``COPY`` into a temporary table and one upsert from it (half the
-    time of ``executemany`` for the 35,000 rows of a reference ingest's commit).
+    time of ``executemany`` for the 35,000 rows of a reference ingest's commit). The catch-all tallies
+    follow (``evidence_tallies.count_writes``; ``stored``: what the rows held, when the caller knows).
     """
+    items = list(items)
+    count_writes(session, items, stored)  # the catch-all tallies follow the rows (store/evidence_tallies.py)
     connection = session.connection()
     dialect = connection.dialect.name
     time = _sqlite_time if dialect == "sqlite" else _aware_time
-    rows: Iterator[tuple[Any, ...]] = (_row(evidence, domain, time) for evidence, domain in items)
+    unsettled = time(DUE_UNSETTLED)
+    rows: Iterator[tuple[Any, ...]] = (_row(evidence, domain, time, unsettled) for evidence, domain in items)
     if dialect == "postgresql":
         first = list(itertools.islice(rows, COPY_FROM))
         if len(first) == COPY_FROM:
@@ -212,8 +227,10 @@ def save_evidence_many(session: Session, items: Iterable[tuple[AddressEvidence, 
     return written
 
 
-def _row(evidence: AddressEvidence, domain: str, time: Callable[[datetime | None], Any]) -> tuple[Any, ...]:
-    """The ``WRITTEN`` columns of one row."""
+def _row(
+    evidence: AddressEvidence, domain: str, time: Callable[[datetime | None], Any], unsettled: Any
+) -> tuple[Any, ...]:
+    """The ``STORED`` columns of one row."""
     return (
         evidence.address,
         domain,
@@ -232,13 +249,15 @@ def _row(evidence: AddressEvidence, domain: str, time: Callable[[datetime | None
         time(evidence.invalidated_at),
         evidence.invalidated_reply,
         "\n".join(evidence.seen_as),
+        unsettled,
     )
 
 
-_COLUMNS = ", ".join(WRITTEN)
+_COLUMNS = ", ".join(STORED)
 _FROM_STAGE = (
     f"INSERT INTO evidence ({_COLUMNS}) SELECT {_COLUMNS} FROM evidence_stage "
-    f"ON CONFLICT (address) DO UPDATE SET {', '.join(f'{name} = excluded.{name}' for name in WRITTEN[1:])}"
+    f"ON CONFLICT (address) DO UPDATE SET {', '.join(f'{name} = excluded.{name}' for name in WRITTEN[1:])}, "
+    f"{_MARK_ON_WRITE}"
 )
 
 
@@ -277,53 +296,3 @@ def save_evidence(session: Session, evidence: AddressEvidence, domain: str) -> N
     """Insert or replace one address's evidence."""
     session.flush()  # an ORM copy of the row the session still holds is written first
     save_evidence_many(session, [(evidence, domain)])
-
-
-def bounced_after_accept_condition() -> ColumnElement[bool]:
-    """``policy.catch_all.bounced_after_accept`` in SQL: accepted with a 2xx, failed permanently later,
-    and that failure was not a refusal at RCPT TO."""
-    row = EvidenceRow
-    return and_(
-        row.accepted_at.is_not(None),
-        row.invalidated_at.is_not(None),
-        row.invalidated_at > row.accepted_at,
-        or_(row.rejected_at.is_(None), row.rejected_at != row.invalidated_at),
-    )
-
-
-def catch_all_tallies(session: Session, domains: Iterable[str]) -> dict[str, DomainTally]:
-    """``policy.catch_all.tally`` of every stored address of each of ``domains``, counted by the database:
-    one aggregate for the counts, one query for the bounce examples (the first ones by address).
-    A domain without evidence gets an empty tally."""
-    wanted = sorted(set(domains))
-    tallies = {domain: DomainTally() for domain in wanted}
-    if not wanted:
-        return tallies
-    bounced = bounced_after_accept_condition()
-    counts = (
-        select(
-            EvidenceRow.domain,
-            func.count(),
-            func.count(EvidenceRow.rejected_at),
-            func.sum(case((bounced, 1), else_=0)),
-        )
-        .where(EvidenceRow.domain.in_(wanted))
-        .group_by(EvidenceRow.domain)
-    )
-    with_bounces = []
-    for domain, recipients, refused, bounces in session.execute(counts):
-        tally = tallies[domain]
-        tally.recipients, tally.refused_at_rcpt, tally.async_bounces = recipients, refused, int(bounces or 0)
-        if tally.async_bounces:
-            with_bounces.append(domain)
-    if with_bounces:
-        place = func.row_number().over(partition_by=EvidenceRow.domain, order_by=EvidenceRow.address).label("place")
-        ranked = (
-            select(EvidenceRow.domain, EvidenceRow.address, place)
-            .where(EvidenceRow.domain.in_(with_bounces), bounced)
-            .subquery()
-        )
-        examples = select(ranked.c.domain, ranked.c.address).where(ranked.c.place <= EXAMPLES)
-        for domain, address in session.execute(examples.order_by(ranked.c.domain, ranked.c.address)):
-            tallies[domain].bounce_examples.append(address)
-    return tallies

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from connector.domain.decisions import Decision
@@ -94,6 +95,107 @@ def managed_users_and_aliases(session: Session) -> tuple[list[ManagedUser], dict
     return users, aliases
 
 
+@dataclass(frozen=True, slots=True)
+class PlanSelection:
+    """The managed users a reconcile plans, their recorded aliases, and the ``plan_revision`` each was read at."""
+
+    users: list[ManagedUser]
+    aliases: dict[str, tuple[str, ...]]
+    revisions: dict[str, int]
+
+
+def users_to_plan(session: Session, *, basis: str | None, now: datetime) -> PlanSelection:
+    """The managed users (not deleted) a reconcile must plan: every one without ``basis``, else those not
+    found in line under ``basis`` or whose ``recheck_at`` came (jobs/reconcile_marks.py). Plain rows."""
+    query = (
+        select(*_USER_COLUMNS, ManagedUserRow.aliases, ManagedUserRow.plan_revision)
+        .where(ManagedUserRow.status != ManagedStatus.DELETED.value)
+        .order_by(ManagedUserRow.address)
+    )
+    if basis is not None:
+        query = query.where(
+            or_(
+                ManagedUserRow.in_line_basis.is_(None),
+                ManagedUserRow.in_line_basis != basis,
+                ManagedUserRow.recheck_at.is_(None),
+                ManagedUserRow.recheck_at <= now,
+            )
+        )
+    selection = PlanSelection([], {}, {})
+    for row in session.execute(query):
+        selection.users.append(_user(row))
+        selection.aliases[row.address] = tuple((row.aliases or {}).get("aliases") or ())
+        selection.revisions[row.address] = row.plan_revision
+    return selection
+
+
+def live_addresses(session: Session) -> set[str]:
+    """Every managed address not deleted (the report's ``managed`` and ``unmanaged`` counts)."""
+    live = ManagedUserRow.status != ManagedStatus.DELETED.value
+    return set(session.connection().execute(select(ManagedUserRow.address).where(live)).scalars())
+
+
+def org_sizes(session: Session, *, without: Iterable[str] = ()) -> dict[str | None, int]:
+    """Active and suspended managed users per org, ``without`` some (the base of ``max_share_of_org``)."""
+    counted = (ManagedStatus.ACTIVE.value, ManagedStatus.SUSPENDED.value)
+    query = (
+        select(ManagedUserRow.org, func.count()).where(ManagedUserRow.status.in_(counted)).group_by(ManagedUserRow.org)
+    )
+    sizes = {org: int(n) for org, n in session.execute(query)}
+    left_out = list(without)
+    for start in range(0, len(left_out), 500):
+        chunk = select(ManagedUserRow.org).where(
+            ManagedUserRow.address.in_(left_out[start : start + 500]), ManagedUserRow.status.in_(counted)
+        )
+        for org in session.scalars(chunk):
+            sizes[org] -= 1
+    return sizes
+
+
+def _mark(row: ManagedUserRow) -> None:
+    """This write may change the user's plan: the next reconcile plans it (and a reconcile that read the
+    row before cannot mark it in line: ``settle_in_line`` compares the revision)."""
+    row.plan_revision = (row.plan_revision or 0) + 1
+    row.in_line_basis = None
+
+
+def mark_addresses(session: Session, addresses: Iterable[str]) -> None:
+    """The users whose primary or directory spelling is one of ``addresses`` are planned by the next reconcile."""
+    wanted = sorted(set(addresses))
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        session.execute(
+            update(ManagedUserRow)
+            .where(or_(ManagedUserRow.address.in_(chunk), ManagedUserRow.directory_address.in_(chunk)))
+            .values(plan_revision=ManagedUserRow.plan_revision + 1, in_line_basis=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def settle_in_line(session: Session, settled: Sequence[tuple[str, int, datetime]], *, basis: str) -> int:
+    """Mark users found in line under ``basis`` (address, revision read, next recheck); a row written since it
+    was read (another revision) stays to be planned. One executemany; how many rows were settled."""
+    if not settled:
+        return 0
+    session.flush()
+    statement = (
+        update(ManagedUserRow)
+        .where(
+            ManagedUserRow.address == bindparam("key"),
+            ManagedUserRow.plan_revision == bindparam("rev"),
+            # A row dropped and written again since (a new intent starts at revision 0 too) is never settled.
+            ManagedUserRow.status != ManagedStatus.CREATING.value,
+            ManagedUserRow.status != ManagedStatus.DELETED.value,
+        )
+        .values(in_line_basis=basis, recheck_at=bindparam("at"))
+        .execution_options(synchronize_session=False)
+    )
+    result = session.connection().execute(
+        statement, [{"key": address, "rev": revision, "at": at} for address, revision, at in settled]
+    )
+    return int(result.rowcount or 0)
+
+
 def all_recorded_aliases(session: Session) -> dict[str, tuple[str, ...]]:
     """Address -> the aliases last applied, for every managed user (plain rows)."""
     query = select(ManagedUserRow.address, ManagedUserRow.aliases)
@@ -170,7 +272,8 @@ def record_intent(
     An existing record (a creation of an earlier run that crashed, or a user we
     already manage) is left as it is.
     """
-    if session.get(ManagedUserRow, address) is not None:
+    if (existing := session.get(ManagedUserRow, address)) is not None:
+        _mark(existing)  # created again in the target (it did not know the user): planned next time
         return False
     session.add(
         ManagedUserRow(
@@ -198,6 +301,7 @@ def confirm(session: Session, address: str, *, now: datetime, target_id: str | N
     if target_id is not None:
         row.target_id = target_id
     row.updated_at = now
+    _mark(row)
 
 
 def record_target_ids(session: Session, ids: dict[str, str]) -> None:
@@ -249,6 +353,7 @@ def record_applied(session: Session, change: Change, *, now: datetime, run_id: i
         row = session.scalars(select(ManagedUserRow).where(ManagedUserRow.target_id == change.target_id, live)).first()
     if row is None:
         return
+    _mark(row)
     row.updated_at = now
     row.run_id = run_id
     if change.target_id:
@@ -278,6 +383,7 @@ def record_applied(session: Session, change: Change, *, now: datetime, run_id: i
 
 
 def _rename(session: Session, row: ManagedUserRow, new_primary: str) -> None:
+    _mark(row)
     values = {c.name: getattr(row, c.name) for c in ManagedUserRow.__table__.columns}
     session.delete(row)
     session.flush()
@@ -305,6 +411,7 @@ def record_suspended_seen(session: Session, address: str, reason: str, *, now: d
         row.suspended_at = now
         row.suspend_reason = reason
         row.updated_at = now
+        _mark(row)
 
 
 def record_org_seen(session: Session, address: str, org: str, *, now: datetime) -> None:
@@ -313,6 +420,7 @@ def record_org_seen(session: Session, address: str, org: str, *, now: datetime) 
     if row is not None and row.org != org:
         row.org = org
         row.updated_at = now
+        _mark(row)
 
 
 def deny(session: Session, address: str, kind: str, reason: str, *, now: datetime) -> None:
@@ -320,6 +428,7 @@ def deny(session: Session, address: str, kind: str, reason: str, *, now: datetim
     if row is not None:
         row.denied = f"{kind}:{reason}"
         row.updated_at = now
+        _mark(row)
 
 
 def clear_denied(session: Session, address: str, *, now: datetime) -> None:
@@ -328,6 +437,7 @@ def clear_denied(session: Session, address: str, *, now: datetime) -> None:
     if row is not None and row.denied is not None:
         row.denied = None
         row.updated_at = now
+        _mark(row)
 
 
 # -- held changes -------------------------------------------------------------------------------------

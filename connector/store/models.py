@@ -42,6 +42,9 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+DUE_UNSETTLED = datetime(1970, 1, 1, tzinfo=UTC)  # ``EvidenceRow.due_at`` of a row no cycle has settled yet
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON()}
 
@@ -74,6 +77,9 @@ class EvidenceRow(Base):
     invalidated_at: Mapped[datetime | None]
     invalidated_reply: Mapped[str | None] = mapped_column(Text)
     seen_as: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # When this row may be due (``connector/store/due_marks.py``): 1970 = unsettled, look at it; a time = its
+    # recheck time; None = not until new mail; 9999 = not even then. Indexed: a cycle reads a range of it.
+    due_at: Mapped[datetime | None] = mapped_column(index=True, default=DUE_UNSETTLED)
 
 
 class CandidateRow(Base):
@@ -174,6 +180,30 @@ class CatchAllRow(Base):
     checked_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # compare-and-set (store/safety.py)
+
+
+class EvidenceTallyRow(Base):
+    """Per domain, what the passive catch-all rule counts over its evidence rows, kept as they are written
+    and deleted (``connector/store/evidence_tallies.py``): a cycle reads it instead of counting the rows."""
+
+    __tablename__ = "evidence_tallies"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    refused_at_rcpt: Mapped[int] = mapped_column(Integer, default=0)
+    async_bounces: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DueSettledRow(Base):
+    """The rule (and refusal) fingerprints the ``due_at`` marks of a domain's evidence were settled under
+    (``connector/store/due_marks.py``): while they are the current ones, the marks say which rows are due."""
+
+    __tablename__ = "due_settled"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    rule_fingerprint: Mapped[str] = mapped_column(String(64))
+    refusal_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    settled_at: Mapped[datetime]
 
 
 class StagedRow(Base):
@@ -374,6 +404,12 @@ class ManagedUserRow(Base):
     suspend_reason: Mapped[str | None] = mapped_column(String(32))
     denied: Mapped[str | None] = mapped_column(String(64))
     run_id: Mapped[int | None] = mapped_column(Integer)
+    # Reconcile marks (jobs/reconcile_marks.py): every write that may change the user's plan bumps
+    # ``plan_revision`` and clears ``in_line_basis``; a reconcile that found the user in line under the
+    # current basis (config, directory version) sets it, with ``recheck_at`` (its next timed step or full check).
+    plan_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    in_line_basis: Mapped[str | None] = mapped_column(String(64))
+    recheck_at: Mapped[datetime | None]
 
 
 class HeldChangeRow(Base):

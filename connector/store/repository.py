@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, case, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from connector.domain.decisions import CandidateState, Decision, Reason
@@ -18,8 +32,9 @@ from connector.sources.base import SourceCheckpoint
 
 # Evidence rows are read and written by ``evidence_rows`` (compact columns, the driver's executemany);
 # the names stay importable from here, where the rest of the code looks for them.
+from connector.store import due_marks
 from connector.store.evidence_rows import IN_CHUNK as IN_CHUNK
-from connector.store.evidence_rows import READ, evidence_from_result
+from connector.store.evidence_rows import READ, evidence_from_values
 from connector.store.evidence_rows import WRITE_CHUNK as WRITE_CHUNK
 from connector.store.evidence_rows import catch_all_tallies as catch_all_tallies
 from connector.store.evidence_rows import evidence_from_row as evidence_from_row
@@ -93,7 +108,9 @@ class DueQuery:
 
     def condition_all(self) -> ColumnElement[bool]:
         """Due, or named in ``also``, for the evidence of every managed domain at once: each row's rule
-        fingerprint (and refusal fingerprint) is picked by its domain in SQL, so one query serves them all."""
+        fingerprint (and refusal fingerprint) is picked by its domain in SQL, so one query serves them all.
+        The full scan the due marks replaced (``_due_rows``, ``_is_due``): kept as the reference they are
+        tested against (``tests/integration/test_due_marks.py``, ``bench/due_queries.py``)."""
         domains = sorted(self.fingerprints)
         fingerprint = case(self.fingerprints, value=EvidenceRow.domain)
         refusals = {domain: self.refusals[domain] for domain in domains if domain in self.refusals}
@@ -143,24 +160,49 @@ def _due(
     )
 
 
+def _due_rows(session: Session, query: DueQuery, *columns: Any) -> Select[Any]:
+    """``columns``, then ``_DUE_TEST``'s, of the rows that may be due: those the due marks select
+    (``store/due_marks.py``: a range of the ``due_at`` index) and ``also``; with ``recheck`` every row of the
+    managed domains. ``_is_due`` tells which of them are: the marks choose the rows, never the answer."""
+    stmt = select(*columns, *_DUE_TEST).outerjoin(CandidateRow, CandidateRow.address == EvidenceRow.address)
+    if query.recheck:
+        return stmt.where(EvidenceRow.domain.in_(sorted(query.fingerprints)))
+    current = due_marks.current_fingerprints(query.fingerprints, query.refusals)
+    which: ColumnElement[bool] = EvidenceRow.address.in_(due_marks.candidate_addresses(session, current, query.now))
+    if query.also:
+        which = or_(which, EvidenceRow.address.in_(sorted(query.also)))
+    return stmt.where(which)
+
+
+_DUE_TEST = (EvidenceRow.domain, EvidenceRow.address, EvidenceRow.revision, *due_marks.DECISION)
+
+
+def _is_due(query: DueQuery, current: Mapping[str, due_marks.Fingerprints], test: Sequence[Any]) -> bool:
+    """``DueQuery.condition_all`` of one row of ``_due_rows`` (its ``_DUE_TEST`` columns), in Python."""
+    domain, address, revision, *decision = test
+    fingerprints = current.get(domain)
+    if fingerprints is None:
+        return False  # not a managed domain
+    if address in query.also:
+        return True
+    return due_marks.is_due(due_marks.stored_decision(decision), revision, fingerprints, query.now, query.recheck)
+
+
 def iter_due(session: Session, query: DueQuery, *, batch: int = 1000) -> Iterator[AddressEvidence]:
     """The due evidence (``DueQuery``, plus ``also``) of every managed domain, by domain and address, in one
     query streamed ``batch`` rows at a time: a run after an attack of 500,000 new addresses holds a batch,
-    not the lot, and 400 domains cost one query, not 400.
+    not the lot, and 400 domains cost one query, not 400. Only the rows the due marks select are read.
 
     Nothing may be written in the session while the iterator is open (one cursor).
     """
     if not query.fingerprints:
         return
-    stmt = (
-        select(*READ)
-        .outerjoin(CandidateRow, CandidateRow.address == EvidenceRow.address)
-        .where(query.condition_all())
-        .order_by(EvidenceRow.domain, EvidenceRow.address)
-        .execution_options(yield_per=batch)
-    )
-    for row in session.execute(stmt):
-        yield evidence_from_result(row)
+    current = due_marks.current_fingerprints(query.fingerprints, query.refusals)
+    stmt = _due_rows(session, query, *READ).order_by(EvidenceRow.domain, EvidenceRow.address)
+    width = len(READ)
+    for row in session.execute(stmt.execution_options(yield_per=batch)):
+        if _is_due(query, current, row[width:]):
+            yield evidence_from_values(row[0], row[1:width])
 
 
 def earliest_due_first_seen(session: Session, query: DueQuery, domain: str) -> datetime | None:
@@ -174,34 +216,74 @@ def earliest_due_first_seen(session: Session, query: DueQuery, domain: str) -> d
 
 
 def earliest_due_first_seen_by_domain(session: Session, query: DueQuery) -> dict[str, datetime]:
-    """``earliest_due_first_seen`` of every managed domain in one grouped query (domains with nothing
-    due are absent): the attack guard's cost per cycle does not grow with the number of domains."""
+    """``earliest_due_first_seen`` of every managed domain in one query (domains with nothing due are absent),
+    from the rows the due marks select. The attack guard now starts from ``due_first_seen_spells``."""
     if not query.fingerprints:
         return {}
-    stmt = (
-        select(EvidenceRow.domain, func.min(EvidenceRow.first_seen_at))
-        .outerjoin(CandidateRow, CandidateRow.address == EvidenceRow.address)
-        .where(query.condition_all(), EvidenceRow.first_seen_at.is_not(None))
-        .group_by(EvidenceRow.domain)
-    )
-    return {domain: earliest for domain, earliest in session.execute(stmt) if earliest is not None}
+    current = due_marks.current_fingerprints(query.fingerprints, query.refusals)
+    stmt = _due_rows(session, query, EvidenceRow.first_seen_at).where(EvidenceRow.first_seen_at.is_not(None))
+    earliest: dict[str, datetime] = {}
+    for first_seen, *test in session.execute(stmt.execution_options(yield_per=5000)):
+        domain = test[0]
+        if _is_due(query, current, test) and (domain not in earliest or first_seen < earliest[domain]):
+            earliest[domain] = first_seen
+    return earliest
+
+
+def settle_due_marks(session: Session, query: DueQuery) -> int:
+    """After a real run's decisions: mark the rows it looked at (``store/due_marks.py: settle``), so that the
+    next run reads what changed since, not every row kept. How many marks changed."""
+    current = due_marks.current_fingerprints(query.fingerprints, query.refusals)
+    return due_marks.settle(session, current, query.now)
 
 
 def first_seen_since(
-    session: Session, query: DueQuery, domain: str, since: datetime
+    session: Session, query: DueQuery, domain: str, since: datetime, until: datetime | None = None
 ) -> Iterator[tuple[datetime, str, bool]]:
     """``(first seen at, address, due now or in ``also``)`` of every address of ``domain`` first seen at or after
-    ``since`` (the attack guard's look back), unordered; plain columns, streamed."""
+    ``since`` (and at or before ``until``; the attack guard's look back), unordered; plain columns, streamed."""
     due = case((query.condition(domain), True), else_=False)
+    # A range of the (domain, first_seen_at) index: the addresses new since, not every day kept.
+    where = [EvidenceRow.domain == domain, EvidenceRow.first_seen_at >= since]
+    if until is not None:
+        where.append(EvidenceRow.first_seen_at <= until)
     stmt = (
         select(EvidenceRow.first_seen_at, EvidenceRow.address, due)
         .outerjoin(CandidateRow, CandidateRow.address == EvidenceRow.address)
-        # A range of the (domain, first_seen_at) index: the addresses new since, not every day kept.
-        .where(EvidenceRow.domain == domain, EvidenceRow.first_seen_at >= since)
+        .where(*where)
         .execution_options(yield_per=5000)
     )
     for at, address, is_due in session.execute(stmt):
         yield at, address, bool(is_due)
+
+
+def last_first_seen(session: Session, domain: str) -> datetime | None:
+    """When the address of ``domain`` first seen last was first seen (the end of the ``(domain,
+    first_seen_at)`` index)."""
+    return session.scalar(select(func.max(EvidenceRow.first_seen_at)).where(EvidenceRow.domain == domain))
+
+
+def due_first_seen_spells(
+    session: Session, query: DueQuery, gap: timedelta
+) -> dict[str, list[tuple[datetime, datetime]]]:
+    """Per managed domain, when its due addresses were first seen: sorted ``(from, to)`` spells, a new one where
+    two first-seen times are more than ``gap`` apart (the attack guard looks around these, not at every day
+    kept; an attack's 500,000 addresses are one spell). Domains with nothing due are absent."""
+    spells: dict[str, list[tuple[datetime, datetime]]] = {}
+    if not query.fingerprints:
+        return spells
+    current = due_marks.current_fingerprints(query.fingerprints, query.refusals)
+    stmt = _due_rows(session, query, EvidenceRow.first_seen_at).where(EvidenceRow.first_seen_at.is_not(None))
+    stmt = stmt.order_by(EvidenceRow.domain, EvidenceRow.first_seen_at)
+    for first_seen, *test in session.execute(stmt.execution_options(yield_per=5000)):
+        if not _is_due(query, current, test):
+            continue
+        found = spells.setdefault(test[0], [])
+        if found and first_seen - found[-1][1] <= gap:
+            found[-1] = (found[-1][0], first_seen)
+        else:
+            found.append((first_seen, first_seen))
+    return spells
 
 
 def save_decision(
@@ -232,6 +314,7 @@ def save_decision(
             run_id=run_id,
         )
     )
+    due_marks.unsettle(session, [decision.address])
 
 
 @dataclass(frozen=True)
@@ -276,6 +359,7 @@ def save_decisions(session: Session, items: Sequence[DecisionToSave], *, now: da
         session.execute(update(table).where(table.c.address == bindparam("key")), updates)
     if inserts:
         session.execute(insert(table), inserts)
+    due_marks.unsettle(session, rows)  # the next settle marks them under their new decisions
     for instance in list(session.identity_map.values()):
         if isinstance(instance, CandidateRow) and instance.address in rows:
             session.expire(instance)  # an ORM copy read earlier in this session is stale now
@@ -438,9 +522,10 @@ def prune_runs(session: Session, before: datetime) -> int:
 
 def forget_created(session: Session, user_address: str) -> None:
     """Drop the ``created`` candidate rows of a user the connector deleted: new mail decides again."""
-    session.execute(
-        delete(CandidateRow).where(
-            CandidateRow.state == CandidateState.CREATED.value,
-            or_(CandidateRow.user_address == user_address, CandidateRow.address == user_address),
-        )
+    which = and_(
+        CandidateRow.state == CandidateState.CREATED.value,
+        or_(CandidateRow.user_address == user_address, CandidateRow.address == user_address),
     )
+    forgotten = list(session.scalars(select(CandidateRow.address).where(which)))
+    session.execute(delete(CandidateRow).where(which))
+    due_marks.unsettle(session, forgotten)

@@ -16,9 +16,9 @@ What the event log holds decides what is recognised (``state.event_log``):
   Decisions still do not change.
 
 The event log keeps twice the longest window plus ``retention.evidence_grace_days``
-(or ``safety.event_log_days``, jobs/housekeeping.py: ``event_log_cutoff``); older events
-are folded again like a backfill: their deliveries still count once, only the
-counters grow.
+(or ``safety.event_log_days``, jobs/housekeeping.py: ``event_log_cutoff``), and ingest
+does not log an older event (``store/safety.py: event_log_since``); older events are
+folded again like a backfill: their deliveries still count once, only the counters grow.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from connector.domain.decisions import CandidateState
+from connector.store import due_marks
 from connector.store.models import CandidateRow, RunRow
 
 
@@ -67,3 +68,4 @@ def decide_again(session: Session, addresses: Iterable[str], now: datetime) -> N
             .values(recheck_at=now)
             .execution_options(synchronize_session=False)
         )
+        due_marks.unsettle(session, wanted)  # due now: the next run must look at them

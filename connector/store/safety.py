@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Executable, delete, func, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from connector.config import Settings
 from connector.config.state import EventLogMode
 from connector.domain.decisions import CandidateState, Decision, Method, Outcome, Reason
 from connector.domain.events import DeliveryEvent
@@ -194,15 +195,42 @@ def log_events(session: Session, events: Iterable[tuple[str, DeliveryEvent]]) ->
     log_keyed_events(session, ((address, event, event.message_key) for address, event in events))
 
 
-def log_keyed_events(session: Session, events: Iterable[KeyedEvent]) -> int:
+EVENT_LOG_KEEP = "event_log_keep"  # the key of ``Session.info`` that holds ``event_log_keep`` (app.py sets it)
+
+
+def event_log_keep(settings: Settings) -> timedelta:
+    """How long the event log keeps an event: while ``explain`` can ask for it, or ``safety.event_log_days``
+    when that is longer (``jobs/housekeeping.py: event_log_cutoff`` prunes what is older).
+
+    Evidence is kept the longest window plus the grace after an address's last event, and ``explain``
+    lists its events back one window before that last event.
+    """
+    longest = max(d.window for d in settings.domains.values())
+    keep = 2 * longest + timedelta(days=settings.retention.evidence_grace_days)
+    if settings.safety.event_log_days is not None:
+        keep = max(keep, timedelta(days=settings.safety.event_log_days))
+    return keep
+
+
+def event_log_since(session: Session, now: datetime) -> datetime | None:
+    """The oldest event worth logging at ``now`` (None: any; a bare session knows no settings).
+
+    An older one would be pruned by the next housekeeping anyway: a backfill of months logs only
+    its last weeks, and the event log of a long log stays the size of its retention."""
+    keep = session.info.get(EVENT_LOG_KEEP)
+    return None if keep is None else now - keep
+
+
+def log_keyed_events(session: Session, events: Iterable[KeyedEvent], since: datetime | None = None) -> int:
     """``log_events`` of ``(address, event, message key)``, the key computed once by ingest; how many rows.
+    With ``since`` (``event_log_since``), older events are not logged.
 
     The driver's ``executemany`` (``COPY`` on PostgreSQL) of plain tuples: no ORM or Core work per row
     (``connector/store/event_rows.py``)."""
     mode = event_log_mode(session)
     if mode is EventLogMode.OFF:
         return 0
-    return write_event_log(session, event_log_rows(events, mode))
+    return write_event_log(session, event_log_rows(events, mode, since))
 
 
 def logged_events(session: Session, address: str, since: datetime) -> list[EventLogRow]:
