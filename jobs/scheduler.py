@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -114,6 +115,22 @@ def build_scheduler(
     return scheduler
 
 
+def _shut_down_when_set(scheduler: BlockingScheduler, stopping: threading.Event, done: threading.Event) -> None:
+    """Shut the scheduler down once ``stopping`` is set, from this thread.
+
+    Not in the signal handler: it runs in the main thread between two steps of whatever that was
+    doing, possibly inside the executor's ``submit``, which holds the lock ``shutdown`` takes (a
+    SIGTERM there hung the process). A signal just before ``start`` finds it not running yet: try
+    again until it runs or ``run_scheduler`` is done."""
+    stopping.wait()
+    while not done.is_set():
+        try:
+            scheduler.shutdown(wait=False)
+            return
+        except SchedulerNotRunningError:
+            done.wait(0.05)
+
+
 def run_scheduler(
     connector: Connector,
     clock: Callable[[], datetime],
@@ -129,19 +146,25 @@ def run_scheduler(
         status.job_started(session, connector.instance, STARTED_JOB, clock())
         session.commit()
 
+    stopping, done = threading.Event(), threading.Event()
+
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %s: finishing the current transaction, then exiting", signal.Signals(signum).name)
         connector.stop.set()
-        if scheduler.running:
-            scheduler.shutdown(wait=False)
+        stopping.set()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stopper = threading.Thread(target=_shut_down_when_set, args=(scheduler, stopping, done), name="scheduler-stop")
+    stopper.start()
     try:
         if not connector.stop.is_set():
-            scheduler.start()  # blocks until ``stop`` shuts it down
+            scheduler.start()  # blocks until the stopper shuts it down
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        done.set()
+        stopping.set()
+        stopper.join()
     grace = connector.settings.scheduler.shutdown_grace_seconds
     if active.wait_idle(grace):
         log.info("stopped")

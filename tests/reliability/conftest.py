@@ -23,9 +23,19 @@ def forker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Forker]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], str]:
-    """Makes a fresh, empty state database URL on the backend, each time it is called."""
+def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], str]]:
+    """Makes a fresh, empty state database URL on the backend, each time it is called (PostgreSQL
+    ones are dropped after the test)."""
     if request.param == "sqlite":
-        return lambda: f"sqlite:///{tmp_path / f'state-{next(_files)}' / 'state.sqlite'}"
+        yield lambda: f"sqlite:///{tmp_path / f'state-{next(_files)}' / 'state.sqlite'}"
+        return
     server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database
+    made: list[str] = []
+
+    def create() -> str:
+        made.append(server.create_database())
+        return made[-1]
+
+    yield create
+    for url in made:
+        server.drop_database(url)
