@@ -77,14 +77,19 @@ class EvidenceCache:
         return written
 
     def trim(self, session: Session) -> None:
-        """Past ``limit`` addresses: write the changed rows, then forget the least recently changed half."""
+        """Past ``limit`` addresses: forget the least recently changed half, writing those of them that
+        changed. The rows kept stay unwritten until the commit's ``flush``: a busy address is written once
+        per commit, not once per trim."""
         if len(self.entries) <= self.limit:
             return
-        self.flush(session)
-        keep = self.limit // 2
-        for address in list(self.entries)[: len(self.entries) - keep]:
-            del self.entries[address]
-            self.stored.pop(address, None)
+        entries, dirty, stored = self.entries, self.dirty, self.stored
+        evicted = list(entries)[: len(entries) - self.limit // 2]
+        changed = [(entries[address], dirty.pop(address)) for address in evicted if address in dirty]
+        if changed:
+            self.rows_written += save_evidence_many(session, changed, stored=stored)
+        for address in evicted:
+            del entries[address]
+            stored.pop(address, None)
 
     def forget(self) -> None:
         """The transaction was rolled back: what is held may be what was undone."""
