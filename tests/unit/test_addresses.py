@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from connector.domain.decisions import Method
-from connector.policy.addresses import AddressMap, DomainRule, InvalidAddress, normalise_address
+from connector.policy.addresses import WHITESPACE, AddressMap, DomainRule, InvalidAddress, normalise_address
 
 
 def make_map() -> AddressMap:
@@ -76,3 +76,36 @@ def test_the_nearest_managed_parent_decides() -> None:
     assert address_map.map("x@mail.legacy.acme.com").rule is None
     assert address_map.map("x@legacy.acme.com").rule is not None
     assert address_map.map("x@eu.acme.com").address == "x@acme.com"
+
+
+def test_the_whitespace_pattern_is_str_isspace_for_every_code_point() -> None:
+    """``normalise_address`` tests the local part with ``WHITESPACE`` instead of ``str.isspace`` per character."""
+    differ = [hex(n) for n in range(0x110000) if bool(WHITESPACE.search(chr(n))) != chr(n).isspace()]
+    assert differ == []
+    for raw in ("a\u00a0b@acme.com", "a\u2003b@acme.com", "a\u3000b@acme.com", "a\u1680b@acme.com"):
+        with pytest.raises(InvalidAddress, match="whitespace"):
+            normalise_address(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Erin@ACME.NET",
+        "frank@mail.eu.acme.com",
+        "frank@mail.acme.net",
+        "gina@mail.globex.com",
+        "x@Bücher.Example",
+        "<Ann@Acme.Com.>",
+        "someone@partner.test",
+        "Ünïcödé@acme.com",
+    ],
+)
+def test_canonical_is_the_mapped_address_without_the_steps(raw: str) -> None:
+    address_map = make_map()
+    assert address_map.canonical(raw) == address_map.map(raw).address
+
+
+@pytest.mark.parametrize("raw", ["", "nodomain", "a b@acme.com", "x@a..b", "a\x00b@acme.com"])
+def test_canonical_refuses_what_map_refuses(raw: str) -> None:
+    with pytest.raises(InvalidAddress):
+        make_map().canonical(raw)
