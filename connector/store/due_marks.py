@@ -144,18 +144,7 @@ def unsettle(session: Session, addresses: Iterable[str]) -> None:
         )
 
 
-_SETTLE_READ = (
-    EvidenceRow.address,
-    EvidenceRow.domain,
-    EvidenceRow.revision,
-    EvidenceRow.due_at,
-    CandidateRow.address,
-    CandidateRow.state,
-    CandidateRow.reason,
-    CandidateRow.evidence_revision,
-    CandidateRow.rule_fingerprint,
-    CandidateRow.recheck_at,
-)
+_SETTLE_READ = (EvidenceRow.address, EvidenceRow.domain, EvidenceRow.revision, EvidenceRow.due_at, *DECISION)
 
 
 def settle(session: Session, current: Mapping[str, Fingerprints], now: datetime) -> int:
