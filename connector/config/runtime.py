@@ -54,9 +54,11 @@ class SchedulerSettings(StrictModel):
 class RetentionSettings(StrictModel):
     """What housekeeping deletes."""
 
-    evidence_grace_days: float = Field(default=7, ge=0)
+    # Bounded: every run computes "now minus" these (the event log's cutoff at each ingest), and a date
+    # before year 1 would be an OverflowError, not a config message.
+    evidence_grace_days: float = Field(default=7, ge=0, le=3650)
     """Evidence is dropped when nothing was seen for the longest window of any domain plus this many days."""
-    runs_days: float = Field(default=90, gt=0)
+    runs_days: float = Field(default=90, gt=0, le=36500)
     """Run reports older than this are deleted."""
 
 

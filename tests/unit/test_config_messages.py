@@ -133,3 +133,11 @@ def test_misspelled_values_and_union_tags_get_did_you_mean() -> None:
 def test_did_you_mean_stays_quiet_when_nothing_is_close() -> None:
     assert did_you_mean("decdie", ["decide", "digest"]) == " (did you mean 'decide'?)"
     assert did_you_mean("zzz", ["decide", "digest"]) == ""
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("evidence_grace_days", 1e12), ("runs_days", 1e12), ("evidence_grace_days", "inf")]
+)
+def test_an_absurd_retention_is_a_named_config_error_not_an_overflow(key: str, value: object) -> None:
+    problems = problems_of({**BASE, "retention": {key: value}})
+    assert list(problems) == [f"retention.{key}"]
